@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine with Python 3.11:
+#   make demo   installs everything, then runs the main job on the built-in default
+#   make test   installs everything, then runs the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.umt-installed
+
+.PHONY: setup system-deps demo test lint bench clean
+
+setup: $(STAMP) system-deps
+
+# torch first, pinned, so nothing else can make pip resolve a newer (CUDA) build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[all,dev]'
+	touch $(STAMP)
+
+# Debian packages: FluidSynth synthesises audio from MIDI. Installed only when we are root.
+system-deps:
+	@if ! command -v fluidsynth >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth >/dev/null) \
+	      || echo "warning: could not install fluidsynth; audio synthesis tests will be skipped"; \
+	  else echo "note: fluidsynth not found (install the Debian package 'fluidsynth' as root)"; fi; \
+	fi
+
+demo: setup
+	$(VENV)/bin/umt demo
+
+test: setup
+	$(PY) -m pytest -q -n 2 --timeout 900
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) -m umt.bench all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

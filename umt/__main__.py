@@ -1,0 +1,5 @@
+import sys
+
+from umt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ``umt`` command line.
+
+Subcommands live in one module each under ``umt.cli``; :data:`COMMAND_MODULES` lists them in
+one place. Each module defines ``register(subparsers)`` and keeps its heavy imports inside the
+functions it runs, so ``umt --help`` stays fast.
+
+A :class:`~umt.errors.UserError` becomes one line on stderr (``umt: error: FILE: problem``) and
+exit status 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from umt.errors import UserError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    # one line per command module, in the order `umt --help` lists them
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from umt import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="umt", description="Unified Music Translation: score images, MusicXML (LMX), MIDI and audio."
+    )
+    parser.add_argument("--version", action="version", version=f"umt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except UserError as error:
+        print(f"umt: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("umt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `umt lmx linearize x.mxl | head`
+        return 0
+    return int(status or 0)
+
+
+def report_failures(failures: dict[str, str]) -> int:
+    """Print one line per failed input (``umt: error: FILE: problem``); 1 if any failed, else 0."""
+    for name, problem in failures.items():
+        print(f"umt: error: {name}: {problem}", file=sys.stderr)
+    return 1 if failures else 0
