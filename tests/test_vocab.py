@@ -75,7 +75,7 @@ def test_codes_round_trip_through_ids() -> None:
             token_range = vocab.codebook_range(modality, k)
             assert ((rows[..., k] >= token_range.start) & (rows[..., k] < token_range.stop)).all()
         np.testing.assert_array_equal(vocab.ids_to_codes(modality, rows), codes)
-    with pytest.raises(ValueError, match="0..1023"):
+    with pytest.raises(ValueError, match=r"0\.\.1023"):
         vocab.codes_to_ids("image", codes + 1024)
 
 

@@ -46,7 +46,9 @@ STEM_TOKENS: tuple[str, ...] = ("stem:up", "stem:down", "stem:none")
 STAFF_TOKENS: tuple[str, ...] = ("staff:1", "staff:2", "staff:3")
 BEAM_TOKENS: tuple[str, ...] = ("beam:begin", "beam:end", "beam:forward-hook", "beam:backward-hook")
 
-TREMOLO_TYPE_TOKENS: tuple[str, ...] = ("tremolo:single", "tremolo:start", "tremolo:stop", "tremolo:unmeasured")
+TREMOLO_TYPE_TOKENS: tuple[str, ...] = (
+    "tremolo:single", "tremolo:start", "tremolo:stop", "tremolo:unmeasured",
+)  # fmt: skip
 TREMOLO_MARKS_TOKENS: tuple[str, ...] = ("tremolo:1", "tremolo:2", "tremolo:3", "tremolo:4")
 
 EXTENDED_FLAVOR_TOKENS: tuple[str, ...] = (

@@ -1,0 +1,10 @@
+"""Speed benchmarks (``python -m umt.bench NAME``): each prints figures side by side with a peer.
+
+:data:`BENCHMARKS` maps a name to the modules it runs; each module has ``run(argv) -> None``.
+"""
+
+from __future__ import annotations
+
+BENCHMARKS: dict[str, tuple[str, ...]] = {
+    # name: modules run in order
+}
