@@ -1,0 +1,189 @@
+"""Structured (typed) Hydra configs: a typo'd key or a wrong type fails when the config is composed.
+
+The schema ``train_schema`` is registered in Hydra's ConfigStore by :func:`register_configs`;
+``conf/train.yaml`` lists it first in its defaults. The model and vocabulary nodes mirror the
+fields of :class:`umt.models.translator.TranslatorConfig` and :class:`umt.vocab.VocabConfig`, so
+they can never drift from the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from umt.vocab import VocabConfig
+
+
+def _mutable_node(cls: type, name: str) -> type:
+    """A plain (non-frozen) dataclass with ``cls``'s fields and defaults, ``X | None`` -> Optional."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        hint = hints[f.name]
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = Optional[args[0]]  # noqa: UP045 - OmegaConf wants typing.Optional
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        specs.append((f.name, hint, field(default=default)))
+    return dataclasses.make_dataclass(name, specs)
+
+
+def _model_node() -> type:
+    from umt.models.translator import TranslatorConfig
+
+    return _mutable_node(TranslatorConfig, "ModelNode")
+
+
+VocabNode = _mutable_node(VocabConfig, "VocabNode")
+
+
+@dataclass
+class MixtureEntryNode:
+    task: str = MISSING
+    weight: float = 1.0
+    start: int = 0
+    full_at: Optional[int] = None  # noqa: UP045
+    stop: Optional[int] = None  # noqa: UP045
+    datasets: Optional[list[str]] = None  # noqa: UP045
+
+
+@dataclass
+class MixtureNode:
+    name: str = MISSING
+    description: str = ""
+    temperature: float = 1.0
+    size_cap: Optional[int] = None  # noqa: UP045
+    entries: list[MixtureEntryNode] = field(default_factory=list)
+
+
+@dataclass
+class DataNode:
+    root: str = MISSING
+    """Shard root: a directory or an fsspec URL holding ``{dataset}/{modality}/*.safetensors``."""
+    cache_dir: Optional[str] = None  # noqa: UP045
+    batch_size: int = 12
+    num_workers: int = 4
+    bucket_pool: int = 8
+    pin_memory: bool = False
+    prefetch_factor: int = 2
+    max_len: dict[str, Optional[int]] = field(  # noqa: UP045
+        default_factory=lambda: {"image": None, "audio": 1723, "lmx": None, "midi": 1000}
+    )
+    """Content rows per modality (no SOS/EOS); longer sequences are cut to a random window."""
+    tokenizer_hashes: dict[str, str] = field(default_factory=dict)
+    """Expected tokenizer fingerprints by modality (shards with another one are refused)."""
+    tokenizers: dict[str, str] = field(default_factory=dict)
+    """Tokenizer folders by modality, copied into exported models."""
+
+
+@dataclass
+class OptimNode:
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 2000
+    decay_steps: Optional[int] = None  # noqa: UP045
+    """Steps of the cosine decay after warm-up (None: until trainer.max_steps)."""
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class TrainerNode:
+    max_steps: int = 600_000
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """Lightning strategy: "auto", "ddp", "fsdp", "deepspeed", ..."""
+    precision: str = "bf16-mixed"
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float = 1.0
+    log_every_n_steps: int = 50
+    checkpoint_every_n_steps: int = 5000
+    keep_checkpoints: int = 3
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+    task_metrics_every_n_steps: Optional[int] = None  # noqa: UP045
+    """Per-task loss/accuracy (an extra no-grad pass per task); None: every log_every_n_steps."""
+
+
+@dataclass
+class LoggerNode:
+    kind: str = "csv"
+    """"csv", "tensorboard" or "wandb"."""
+    project: str = "umt"
+    name: Optional[str] = None  # noqa: UP045
+    offline: bool = True
+    """wandb only: offline works without an account."""
+
+
+_SCHEMA: type | None = None
+
+
+def train_schema() -> type:
+    """The top-level schema (built once: it mirrors TranslatorConfig, which imports torch)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        ModelNode = _model_node()
+        _SCHEMA = dataclasses.make_dataclass(
+            "TrainConfig",
+            [
+                ("model", ModelNode, field(default_factory=ModelNode)),
+                ("vocab", VocabNode, field(default_factory=VocabNode)),
+                ("mixture", MixtureNode, field(default_factory=MixtureNode)),
+                ("data", DataNode, field(default_factory=DataNode)),
+                ("optim", OptimNode, field(default_factory=OptimNode)),
+                ("trainer", TrainerNode, field(default_factory=TrainerNode)),
+                ("logger", LoggerNode, field(default_factory=LoggerNode)),
+                ("seed", int, field(default=0)),
+                ("run_dir", str, field(default="runs/default")),
+                # "auto": continue from run_dir/checkpoints/last.ckpt if there; a path; or null.
+                ("resume", Optional[str], field(default="auto")),  # noqa: UP045
+                # Weights to start from (.ckpt or exported folder), e.g. for per-task fine-tuning.
+                ("init_from", Optional[str], field(default=None)),  # noqa: UP045
+                ("name", str, field(default="default")),
+            ],
+        )
+    return _SCHEMA
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=train_schema())
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Merge ``cfg`` onto the schema (fails on unknown keys / wrong types); returns the typed config."""
+    schema = OmegaConf.structured(train_schema())
+    merged = OmegaConf.merge(schema, cfg)
+    OmegaConf.set_struct(merged, True)
+    return merged
+
+
+def conf_dir() -> str:
+    """The repository's ``conf/`` directory."""
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+    """Compose ``conf/train.yaml`` with command-line style overrides (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base=None):
+        return hydra_compose(config_name=config_name, overrides=list(overrides or []))

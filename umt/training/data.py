@@ -1,0 +1,142 @@
+"""The Lightning data module: shard sets -> :class:`~umt.data.pipeline.MixtureStream`, with its
+data position saved in every checkpoint (see :mod:`umt.data.pipeline` for how that is exact)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from umt.data.pipeline import MixtureSampler, MixtureStream, PairedDataset, build_stream_specs
+from umt.data.shards import ShardSet
+from umt.data.storage import is_remote, local_shard_dir
+from umt.tasks import Mixture, get_task
+from umt.vocab import Vocabulary
+
+
+def open_stream_datasets(
+    mixture: Mixture,
+    root: str,
+    vocab: Vocabulary,
+    cache_dir: str | None = None,
+    tokenizer_hashes: Mapping[str, str] | None = None,
+) -> dict[str, PairedDataset]:
+    """One :class:`PairedDataset` per mixture stream from ``{root}/{dataset}/{modality}``.
+
+    Shards must carry ``vocab``'s layout hash (and the given tokenizer hashes, by modality).
+    """
+    shard_sets: dict[tuple[str, str], ShardSet] = {}
+
+    def shard_set(dataset: str, modality: str) -> ShardSet:
+        if (dataset, modality) not in shard_sets:
+            url = f"{root.rstrip('/')}/{dataset}/{modality}" if is_remote(root) else str(Path(root) / dataset / modality)
+            directory = local_shard_dir(url, cache_dir)
+            shard_sets[(dataset, modality)] = ShardSet(
+                directory,
+                modality=modality,
+                vocab_hash=vocab.layout_hash,
+                tokenizer_hash=(tokenizer_hashes or {}).get(modality),
+            )
+        return shard_sets[(dataset, modality)]
+
+    datasets = {}
+    for (task_name, dataset, _), name in zip(mixture.streams, mixture.stream_names):
+        task = get_task(task_name)
+        datasets[name] = PairedDataset(shard_set(dataset, task.source), shard_set(dataset, task.target), name)
+    return datasets
+
+
+class TranslationDataModule(pl.LightningDataModule):
+    """Training batches of a task mixture for this DDP rank; stateful for exact resume."""
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        mixture: Mixture,
+        vocab: Vocabulary,
+        seed: int = 0,
+        accumulate_grad_batches: int = 1,
+    ) -> None:
+        super().__init__()
+        self.data_config = dict(data)
+        self.mixture = mixture
+        self.vocab = vocab
+        self.seed = seed
+        self.accumulate_grad_batches = accumulate_grad_batches
+        self.stream: MixtureStream | None = None
+        self.shadow: MixtureSampler | None = None
+        self._pending_state: dict | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.stream is not None:
+            return
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        cfg = self.data_config
+        datasets = open_stream_datasets(
+            self.mixture, str(cfg["root"]), self.vocab, cfg.get("cache_dir"), cfg.get("tokenizer_hashes")
+        )
+        specs = build_stream_specs(self.mixture, datasets)
+        sampler = MixtureSampler(
+            self.mixture,
+            specs,
+            batch_size=int(cfg["batch_size"]),
+            max_len=dict(cfg.get("max_len") or {}),
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+            accumulate_grad_batches=self.accumulate_grad_batches,
+            bucket_pool=int(cfg.get("bucket_pool", 8)),
+        )
+        self.stream = MixtureStream(sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab)
+        self.shadow = sampler
+        self.tokenizer_hashes = {
+            modality: ss.info.tokenizer_hash
+            for d in datasets.values()
+            for ss in (d.source, d.target)
+            if ss.info is not None and ss.info.tokenizer_hash
+            for modality in [ss.info.modality]
+        }
+        if self._pending_state is not None:
+            self.load_state_dict(self._pending_state)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        assert self.stream is not None and self.shadow is not None
+        # Workers start from the consumed position (a fresh copy of the shadow's state).
+        self.stream.sampler = self.shadow
+        num_workers = int(self.data_config.get("num_workers", 0))
+        return torch.utils.data.DataLoader(
+            self.stream,
+            batch_size=None,
+            num_workers=num_workers,
+            # Its own generator: creating the iterator must not draw from the global torch RNG,
+            # or a resumed run's dropout would differ from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
+            persistent_workers=False,
+            pin_memory=bool(self.data_config.get("pin_memory", False)),
+            prefetch_factor=int(self.data_config.get("prefetch_factor", 2)) if num_workers > 0 else None,
+        )
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Advance the shadow sampler past the batch the trainer is about to consume."""
+        if self.shadow is not None and isinstance(batch, dict) and "batch_index" in batch:
+            expected = self.shadow.batch_index
+            index = int(batch["batch_index"])
+            if index != expected:
+                raise RuntimeError(f"data stream out of order: got batch {index}, expected {expected}")
+            self.shadow.next_batch()
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sampler": self.shadow.state_dict()} if self.shadow is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        if self.shadow is None:  # restored before setup: apply it there
+            self._pending_state = state_dict
+            return
+        self.shadow.load_state_dict(state_dict["sampler"])
+        self._pending_state = None

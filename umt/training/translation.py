@@ -1,0 +1,142 @@
+"""The Lightning module that trains a :class:`~umt.models.translator.Translator` on a task mixture.
+
+It builds the model from plain config dicts (saved with ``save_hyperparameters``), so loading a
+checkpoint rebuilds the same model without Hydra. Optimisation follows the paper: AdamW at 1e-4,
+2000 linear warm-up steps, cosine decay to 1e-5 (gradient clipping and accumulation are
+trainer settings). The curriculum step is the global step. Logged: loss and accuracy overall, per
+codebook and per task, and the learning rate.
+
+The global torch RNG state (dropout) is saved in the checkpoint and restored on resume, so a
+resumed CPU run continues bit for bit like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from umt.vocab import Vocabulary, vocabulary_from_dict
+
+
+def build_translator(model: Mapping[str, Any], vocab: Vocabulary):
+    """A Translator from a plain mapping of TranslatorConfig fields."""
+    from umt.models.translator import Translator, TranslatorConfig
+
+    return Translator(TranslatorConfig(**dict(model)), vocab)
+
+
+def warmup_cosine(step: int, warmup: int, decay: int, lr: float, min_lr: float) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_lr``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, decay))
+    floor = min_lr / lr
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TranslationModule(pl.LightningModule):
+    """Trains one Translator; ``model``, ``vocab``, ``optim`` and ``tasks`` are plain dicts/lists."""
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        vocab: Mapping[str, Any] | None = None,
+        optim: Mapping[str, Any] | None = None,
+        tasks: list[str] | None = None,
+        max_steps: int = 0,
+        task_metrics_every_n_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.vocab = vocabulary_from_dict(vocab)
+        self.translator = build_translator(model, self.vocab)
+        self.optim_config = {
+            "lr": 1e-4,
+            "min_lr": 1e-5,
+            "warmup_steps": 2000,
+            "decay_steps": None,
+            "weight_decay": 0.01,
+            "betas": [0.9, 0.999],
+            **dict(optim or {}),
+        }
+        self.tasks = list(tasks or [])
+        self.max_steps = max_steps
+        self.task_metrics_every_n_steps = task_metrics_every_n_steps
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, metrics = self.translator.loss(batch)
+        batch_size = int(batch["src"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        for name, value in metrics.items():
+            self.log(f"train/{name}", value, prog_bar=name == "acc", batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        every = self.task_metrics_every_n_steps or (self.trainer.log_every_n_steps if self._trainer else 0)
+        if every and "task" in batch and self.global_step % every == 0:
+            self._log_task_metrics(batch)
+        return loss
+
+    @torch.no_grad()
+    def _log_task_metrics(self, batch: dict[str, torch.Tensor]) -> None:
+        """Loss and accuracy per task (an extra eval-mode pass per task in the batch)."""
+        was_training = self.translator.training
+        self.translator.eval()
+        try:
+            for index in torch.unique(batch["task"]).tolist():
+                rows = batch["task"] == index
+                sub = {k: v[rows] for k, v in batch.items() if v.dim() > 0 and v.shape[0] == rows.shape[0]}
+                loss, metrics = self.translator.loss(sub)
+                name = self.tasks[index] if index < len(self.tasks) else str(index)
+                size = int(rows.sum())
+                self.log(f"task/{name}/loss", loss, batch_size=size)
+                for key in ("acc", *(k for k in metrics if k.startswith("acc/cb"))):
+                    if key in metrics:
+                        self.log(f"task/{name}/{key}", metrics[key], batch_size=size)
+        finally:
+            self.translator.train(was_training)
+
+    def configure_optimizers(self):
+        cfg = self.optim_config
+        decay_parameters = [p for n, p in self.translator.named_parameters() if p.dim() >= 2 and p.requires_grad]
+        other_parameters = [p for n, p in self.translator.named_parameters() if p.dim() < 2 and p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay_parameters, "weight_decay": float(cfg["weight_decay"])},
+                {"params": other_parameters, "weight_decay": 0.0},
+            ],
+            lr=float(cfg["lr"]),
+            betas=tuple(cfg["betas"]),
+        )
+        warmup = int(cfg["warmup_steps"])
+        decay = cfg["decay_steps"] or max(1, self.max_steps - warmup)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: warmup_cosine(step, warmup, int(decay), float(cfg["lr"]), float(cfg["min_lr"])),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["umt_rng"] = {"torch": torch.get_rng_state()}
+        checkpoint["umt_vocab_hash"] = self.vocab.layout_hash
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from umt.errors import CheckpointError
+
+        stored = checkpoint.get("umt_vocab_hash")
+        if stored is not None and stored != self.vocab.layout_hash:
+            raise CheckpointError(
+                f"checkpoint vocabulary hash {stored} does not match this config's {self.vocab.layout_hash}"
+            )
+        self._restored_rng = checkpoint.get("umt_rng")
+
+    def on_train_start(self) -> None:
+        # Restored here, after everything that runs between loading and the first step.
+        rng = getattr(self, "_restored_rng", None)
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            self._restored_rng = None
