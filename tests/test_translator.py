@@ -345,3 +345,27 @@ def test_init_codebook_embeddings_sets_rows_and_round_trips() -> None:
         model.init_codebook_embeddings("image", vectors[:2])
     with pytest.raises(ValueError, match="no codebooks"):
         model.init_codebook_embeddings("lmx", vectors)
+
+
+def test_loss_equals_cross_entropy_of_forward_logits() -> None:
+    """The loss's shortcut (counted logits only) gives what cross-entropy on forward() gives."""
+    model = make_model(seed=10, dtype=torch.float64).eval()
+    src, src_mask = audio_batch([4, 6, 3])
+    generator = torch.Generator().manual_seed(2)
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2, 3, 4]), audio_rows(2, generator), audio_rows(5, generator)])
+    tgt_modality = torch.tensor([LMX, AUDIO, AUDIO])
+    batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=tgt_modality)
+    loss, metrics = model.loss(batch)
+    logits = model(src, src_mask, tgt, tgt_mask, tgt_modality)
+    counted = tgt_mask[:, 1:, None] & model.counted_codebooks[tgt_modality][:, None]
+    labels = tgt[:, 1:]
+    reference = torch.nn.functional.cross_entropy(logits[counted], labels[counted])
+    torch.testing.assert_close(loss, reference)
+    for k in range(K):
+        in_k = counted[..., k]
+        ref_k = torch.nn.functional.cross_entropy(logits[..., k, :][in_k], labels[..., k][in_k])
+        torch.testing.assert_close(metrics[f"loss/cb{k}"], ref_k)
+        acc_k = (logits[..., k, :][in_k].argmax(-1) == labels[..., k][in_k]).double().mean()
+        torch.testing.assert_close(metrics[f"acc/cb{k}"].double(), acc_k)
+    # Only the LMX example's codebook 0 and the audio examples count: 5 + 3*4 + 6*4 targets.
+    assert int(counted.sum()) == 5 + 12 + 24

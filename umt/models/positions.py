@@ -65,16 +65,21 @@ class ModalityPositions(nn.Module):
         self.image_row = nn.Embedding(max_rows + 1, d_model)
         self.image_column = nn.Embedding(max_len, d_model)
 
-    def forward(self, first_ids: Tensor, modality: Tensor) -> Tensor:
-        """``first_ids [B, L]`` (codebook-0 ids), ``modality [B]`` -> embeddings ``[B, L, d]``."""
+    def forward(self, first_ids: Tensor, modality: Tensor, start: int = 0) -> Tensor:
+        """``first_ids [B, L]`` (codebook-0 ids), ``modality [B]`` -> embeddings ``[B, L - start, d]``.
+
+        Only positions ``start..L-1`` are embedded (cached decoding passes the whole prefix, whose
+        height tokens fix the image positions, but needs the last position only).
+        """
         length = first_ids.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence of {length} rows exceeds the model's maximum length {self.max_len}")
-        steps = torch.arange(length, device=first_ids.device)
+        steps = torch.arange(start, length, device=first_ids.device)
         out = self.sequence(modality[:, None] * self.max_len + steps[None, :])
         is_image = modality == self.image_index
         if bool(is_image.any()):
             rows, columns = image_positions(first_ids, self.height_start, self.height_stop, self.max_rows)
-            planar = self.image_row(rows) + self.image_column(columns.clamp(max=self.max_len - 1))
+            rows, columns = rows[:, start:], columns[:, start:].clamp(max=self.max_len - 1)
+            planar = self.image_row(rows) + self.image_column(columns)
             out = torch.where(is_image[:, None, None], planar, out)
         return out

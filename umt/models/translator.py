@@ -290,7 +290,7 @@ class Translator(nn.Module):
         ``first_ids [B, position + L]`` are the codebook-0 ids of the whole prefix (image positions
         depend on the height tokens before).
         """
-        x = self.embed_rows(rows) + self.target_positions(first_ids, tgt_modality)[:, position:]
+        x = self.embed_rows(rows) + self.target_positions(first_ids, tgt_modality, start=position)
         x = self.embedding_dropout(x)
         for index, layer in enumerate(self.decoder):
             cache = caches[index] if caches is not None else None
@@ -318,62 +318,76 @@ class Translator(nn.Module):
         for the loss.
         """
         del tgt_mask  # right padding: causal attention never lets a real row see a padded one
-        if src_modality is None:
-            src_modality = self.source_modality_of(src)
-        memory = self.encode(src, src_mask, src_modality, tgt_modality)
-        decoder_in, target = tgt[:, :-1], tgt[:, 1:]
-        hidden = self._decode(
-            decoder_in, decoder_in[..., 0], tgt_modality, self._memory_kv(memory), src_mask[:, None, None, :]
-        )
+        hidden = self._teacher_forced_states(src, src_mask, tgt, tgt_modality, src_modality)
         batch, steps, width = hidden.shape
+        target = tgt[:, 1:]
         previous = self.embed_ids(target[..., : self.num_codebooks - 1])  # teacher forcing
         slots = self.subdecoder(hidden.reshape(-1, width), previous.reshape(batch * steps, -1, width))
         logits = self.head(slots).view(batch, steps, self.num_codebooks, self.vocab_size)
         return self._mask_logits(logits, self.allowed[tgt_modality][:, None])
+
+    def _teacher_forced_states(
+        self, src: Tensor, src_mask: Tensor, tgt: Tensor, tgt_modality: Tensor, src_modality: Tensor | None
+    ) -> Tensor:
+        """Decoder states ``[B, T-1, d]`` for the inputs ``tgt[:, :-1]``."""
+        if src_modality is None:
+            src_modality = self.source_modality_of(src)
+        memory = self.encode(src, src_mask, src_modality, tgt_modality)
+        decoder_in = tgt[:, :-1]
+        return self._decode(
+            decoder_in, decoder_in[..., 0], tgt_modality, self._memory_kv(memory), src_mask[:, None, None, :]
+        )
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean cross-entropy over counted (row, codebook) targets and metrics.
 
         ``batch``: ``src``, ``src_mask``, ``tgt``, ``tgt_mask``, ``tgt_modality`` and optionally
         ``src_modality``. Metrics: ``loss/cb{k}``, ``acc/cb{k}`` (per codebook, over counted
-        targets), ``acc`` (all counted targets), ``acc/row`` (rows with every counted codebook right).
+        targets; 0 when the batch has none), ``acc`` (all counted targets), ``acc/row`` (real rows
+        with every counted codebook right).
+
+        Same values as cross-entropy on :meth:`forward`'s logits, but cheaper: the sub-decoder runs
+        only over real rows and up to the last codebook any target uses (it is causal over the
+        slots), and the output projection only where a target is counted.
         """
-        tgt_modality = batch["tgt_modality"]
-        logits = self(
-            batch["src"],
-            batch["src_mask"],
-            batch["tgt"],
-            batch["tgt_mask"],
-            tgt_modality,
-            batch.get("src_modality"),
+        tgt, tgt_mask, tgt_modality = batch["tgt"], batch["tgt_mask"], batch["tgt_modality"]
+        hidden = self._teacher_forced_states(
+            batch["src"], batch["src_mask"], tgt, tgt_modality, batch.get("src_modality")
         )
-        target = batch["tgt"][:, 1:]
-        counted = (
-            batch["tgt_mask"][:, 1:, None] & self.counted_codebooks[tgt_modality][:, None]
-        )  # [B, T-1, K]
-        labels = torch.where(counted, target, IGNORE_INDEX)
-        token_loss = F.cross_entropy(
-            logits.float().reshape(-1, self.vocab_size),
-            labels.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        ).view_as(labels)
-        counted_f = counted.float()
-        per_codebook_count = counted_f.sum((0, 1))
-        total = counted_f.sum().clamp_min(1.0)
+        target = tgt[:, 1:]
+        real_rows = tgt_mask[:, 1:]
+        counted = real_rows[..., None] & self.counted_codebooks[tgt_modality][:, None]  # [B, T-1, K]
+        used_slots = int(counted.any(dim=(0, 1)).nonzero().max().item()) + 1 if bool(counted.any()) else 1
+        row_modality = tgt_modality[:, None].expand_as(real_rows)[real_rows]  # [N]
+        states = hidden[real_rows]  # [N, d]
+        row_targets = target[real_rows]  # [N, K]
+        row_counted = counted[real_rows][:, :used_slots]  # [N, used]
+        previous = self.embed_ids(row_targets[:, : used_slots - 1])  # [N, used-1, d]
+        slots = self.subdecoder(states, previous)  # [N, used, d]
+        codebook = torch.arange(used_slots, device=tgt.device).expand_as(row_counted)[row_counted]  # [M]
+        element_modality = row_modality[:, None].expand_as(row_counted)[row_counted]
+        labels = row_targets[:, :used_slots][row_counted]
+        logits = self._mask_logits(
+            _at_least_float32(self.head(slots[row_counted])), self.allowed[element_modality, codebook]
+        )
+        token_loss = F.cross_entropy(logits, labels, reduction="none")  # [M]
+        total = max(labels.numel(), 1)
         loss = token_loss.sum() / total
         with torch.no_grad():
-            correct = (logits.argmax(-1) == target) & counted
+            correct = logits.argmax(-1) == labels
+            count = token_loss.new_zeros(self.num_codebooks).index_add_(
+                0, codebook, torch.ones_like(token_loss)
+            )
+            loss_sum = torch.zeros_like(count).index_add_(0, codebook, token_loss.detach())
+            right_sum = torch.zeros_like(count).index_add_(0, codebook, correct.to(count.dtype))
             metrics: dict[str, Tensor] = {}
-            per_codebook_loss = token_loss.sum((0, 1)) / per_codebook_count.clamp_min(1.0)
-            per_codebook_acc = correct.float().sum((0, 1)) / per_codebook_count.clamp_min(1.0)
             for k in range(self.num_codebooks):
-                metrics[f"loss/cb{k}"] = per_codebook_loss[k].detach()
-                metrics[f"acc/cb{k}"] = per_codebook_acc[k]
+                metrics[f"loss/cb{k}"] = loss_sum[k] / count[k].clamp_min(1.0)
+                metrics[f"acc/cb{k}"] = right_sum[k] / count[k].clamp_min(1.0)
             metrics["acc"] = correct.float().sum() / total
-            rows = batch["tgt_mask"][:, 1:]
-            row_right = (correct | ~counted).all(-1) & rows
-            metrics["acc/row"] = row_right.float().sum() / rows.float().sum().clamp_min(1.0)
+            wrong = torch.zeros_like(row_counted)
+            wrong[row_counted] = ~correct
+            metrics["acc/row"] = (~wrong.any(-1)).float().mean() if wrong.numel() else count.new_zeros(())
         return loss, metrics
 
     # ------------------------------------------------------------ generation
@@ -467,7 +481,9 @@ class Translator(nn.Module):
         row = torch.full((batch, self.num_codebooks), PAD_ID, dtype=torch.long, device=hidden.device)
         caches = self.subdecoder.new_caches(batch, hidden) if use_cache else None
         previous: list[Tensor] = []  # embeddings of the ids chosen so far in this step
-        for k in range(self.num_codebooks):
+        # Codebooks no target in the batch uses stay PAD (the sub-decoder is causal over slots).
+        used_slots = int(multi_stream.any(0).nonzero().max().item()) + 1 if bool(multi_stream.any()) else 1
+        for k in range(used_slots):
             if k > 0:
                 previous.append(self.embed_ids(row[:, k - 1]))
             if caches is not None:
@@ -486,9 +502,14 @@ class Translator(nn.Module):
                 pad_only[:, PAD_ID] = True
                 structural = torch.where(first_special[:, None], pad_only, mask & ~pad_only)
                 mask = torch.where(multi_stream[:, k, None], mask & structural, mask)
-            logits = self._mask_logits(self.head(state).float(), mask)
+            logits = self._mask_logits(_at_least_float32(self.head(state)), mask)
             row[:, k] = sample_logits(logits, temperature, top_k, top_p, generator)
         return row
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """Half-precision logits to float32 (softmax / cross-entropy accuracy); float64 stays."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def sample_logits(
