@@ -1,0 +1,371 @@
+"""Tests of the unified translator model (tiny sizes, tiny vocabulary)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from umt.models.positions import image_positions
+from umt.models.translator import Translator, TranslatorConfig, sample_logits
+from umt.vocab import MODALITIES, PAD_ID, VocabConfig, Vocabulary
+
+VOCAB = Vocabulary(
+    VocabConfig(image_codebook_size=16, audio_codebook_size=16, max_image_height=4, midi_max_shift=10)
+)
+K = VOCAB.num_codebooks
+IMAGE, AUDIO, LMX, MIDI = (MODALITIES.index(m) for m in MODALITIES)
+
+
+def make_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> Translator:
+    torch.manual_seed(seed)
+    overrides.setdefault("dropout", 0.0)
+    model = Translator(TranslatorConfig.tiny(**overrides), VOCAB).to(dtype)
+    return model
+
+
+def lmx_rows(values: list[int]) -> torch.Tensor:
+    """SOS, LMX tokens ``values`` (indices into the LMX range), EOS -> rows ``[T, K]``."""
+    ids = [VOCAB.sos("lmx"), *(VOCAB["lmx"].start + v for v in values), VOCAB.eos("lmx")]
+    return torch.from_numpy(VOCAB.single_stream_rows(ids))
+
+
+def audio_rows(frames: int, generator: torch.Generator) -> torch.Tensor:
+    codes = torch.randint(0, 16, (frames, VOCAB.modality_codebooks("audio")), generator=generator)
+    body = torch.from_numpy(VOCAB.codes_to_ids("audio", codes.numpy()))
+    sos = torch.from_numpy(VOCAB.special_row(VOCAB.sos("audio")))[None]
+    eos = torch.from_numpy(VOCAB.special_row(VOCAB.eos("audio")))[None]
+    return torch.cat([sos, body, eos])
+
+
+def pad_batch(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad rows ``[L_i, K]`` to ``[B, L, K]`` with PAD and a mask ``[B, L]``."""
+    length = max(len(s) for s in sequences)
+    rows = torch.full((len(sequences), length, K), PAD_ID, dtype=torch.long)
+    mask = torch.zeros(len(sequences), length, dtype=torch.bool)
+    for i, seq in enumerate(sequences):
+        rows[i, : len(seq)] = seq
+        mask[i, : len(seq)] = True
+    return rows, mask
+
+
+def audio_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return pad_batch([audio_rows(n, generator) for n in lengths])
+
+
+# ----------------------------------------------------------------- config
+
+
+def test_config_is_plain_dataclass_and_paper_size() -> None:
+    paper = TranslatorConfig.paper()
+    assert (paper.encoder_layers, paper.decoder_layers, paper.d_model, paper.n_heads, paper.ff_dim) == (
+        12,
+        12,
+        1024,
+        16,
+        4096,
+    )
+    assert TranslatorConfig(**asdict(paper)) == paper
+    with pytest.raises(ValueError, match="divisible"):
+        TranslatorConfig(d_model=30, n_heads=4)
+
+
+# ------------------------------------------------------------ shapes, masks
+
+
+def test_forward_shapes_and_logit_masks() -> None:
+    model = make_model()
+    src, src_mask = audio_batch([5, 3])
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2, 3]), lmx_rows([4])])
+    tgt_modality = torch.tensor([LMX, LMX])
+    logits = model(src, src_mask, tgt, tgt_mask, tgt_modality)
+    assert logits.shape == (2, tgt.shape[1] - 1, K, VOCAB.size)
+    allowed = torch.from_numpy(VOCAB.allowed_mask("lmx"))
+    assert torch.isneginf(logits[:, :, ~allowed]).all()
+    assert torch.isfinite(logits[:, :, allowed]).all()
+    # Codebooks 1.. of an LMX target only allow PAD.
+    assert (logits[:, :, 1:].argmax(-1) == PAD_ID).all()
+
+
+def test_source_modality_from_sos_matches_explicit() -> None:
+    model = make_model().eval()
+    src, src_mask = audio_batch([4, 6])
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2]), lmx_rows([3, 4])])
+    modality = torch.tensor([LMX, LMX])
+    inferred = model(src, src_mask, tgt, tgt_mask, modality)
+    explicit = model(src, src_mask, tgt, tgt_mask, modality, src_modality=torch.tensor([AUDIO, AUDIO]))
+    torch.testing.assert_close(inferred, explicit)
+    bad = src.clone()
+    bad[:, 0, 0] = VOCAB.sep
+    with pytest.raises(ValueError, match="SOS"):
+        model(bad, src_mask, tgt, tgt_mask, modality)
+
+
+def test_source_padding_does_not_change_outputs() -> None:
+    model = make_model(dtype=torch.float64).eval()
+    src, src_mask = audio_batch([3, 6])
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2]), lmx_rows([1, 2])])
+    modality = torch.tensor([LMX, LMX])
+    batched = model(src, src_mask, tgt, tgt_mask, modality)
+    alone = model(src[:1, :5], src_mask[:1, :5], tgt[:1], tgt_mask[:1], modality[:1])
+    torch.testing.assert_close(batched[:1], alone)
+
+
+def test_loss_metrics_and_counted_codebooks() -> None:
+    model = make_model()
+    src, src_mask = audio_batch([4, 5])
+    tgt_lmx, _ = pad_batch([lmx_rows([1, 2, 3])])
+    tgt_audio = audio_rows(3, torch.Generator().manual_seed(1))
+    tgt, tgt_mask = pad_batch([tgt_lmx[0], tgt_audio])
+    batch = dict(
+        src=src,
+        src_mask=src_mask,
+        tgt=tgt,
+        tgt_mask=tgt_mask,
+        src_modality=torch.tensor([AUDIO, AUDIO]),
+        tgt_modality=torch.tensor([LMX, AUDIO]),
+    )
+    loss, metrics = model.loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    expected = {f"loss/cb{k}" for k in range(K)} | {f"acc/cb{k}" for k in range(K)} | {"acc", "acc/row"}
+    assert set(metrics) == expected
+    # An untrained model is near uniform over the ~16-id audio codebooks, not over all ids.
+    assert 0.5 < metrics["loss/cb1"].item() < np.log(16) + 1.5
+    loss.backward()
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+def test_loss_decreases_on_toy_copy_task() -> None:
+    model = make_model(seed=1)
+    model.train()
+    generator = torch.Generator().manual_seed(0)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        seqs = [lmx_rows(torch.randint(0, 8, (5,), generator=generator).tolist()) for _ in range(8)]
+        rows, mask = pad_batch(seqs)
+        modality = torch.full((8,), LMX)
+        loss, _ = model.loss(
+            dict(
+                src=rows, src_mask=mask, tgt=rows, tgt_mask=mask, src_modality=modality, tgt_modality=modality
+            )
+        )
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+# --------------------------------------------------------------- positions
+
+
+def test_image_positions_follow_vertical_flattening() -> None:
+    v = VOCAB
+    code = v.codebook_range("image", 0).start
+    ids = [v.sos("image"), v.height(2), *[code] * 5, v.sep, v.height(3), *[code] * 4, v.eos("image"), PAD_ID]
+    rows, cols = image_positions(torch.tensor([ids]), v["height"].start, v["height"].stop, max_rows=4)
+    special = 4
+    # System 1 (H=2): 5 codes -> rows 0,1,0,1,0 in columns 0,0,1,1,2. System 2 (H=3): columns 3,3,3,4.
+    assert rows[0].tolist() == [
+        special,
+        special,
+        0,
+        1,
+        0,
+        1,
+        0,
+        special,
+        special,
+        0,
+        1,
+        2,
+        0,
+        special,
+        special,
+    ]
+    assert cols[0].tolist() == [0, 0, 0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 4, 5, 5]
+
+
+def test_image_source_uses_planar_positions() -> None:
+    model = make_model(dtype=torch.float64).eval()
+    v = VOCAB
+    code = v.codebook_range("image", 0).start
+    ids = torch.tensor([[v.sos("image"), v.height(2), code, code + 1, code + 2, v.eos("image")]])
+    positions = model.source_positions(ids, torch.tensor([IMAGE]))
+    table = model.source_positions
+    expected_code_2 = table.image_row.weight[0] + table.image_column.weight[1]  # i=2 -> row 0, column 1
+    torch.testing.assert_close(positions[0, 4], expected_code_2)
+    # The same ids read as an LMX-like 1-D sequence use the 1-D table instead.
+    one_d = model.source_positions(ids, torch.tensor([LMX]))
+    torch.testing.assert_close(one_d[0, 4], table.sequence.weight[LMX * table.max_len + 4])
+
+
+# -------------------------------------------------------------- generation
+
+
+def generation_inputs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    return audio_batch(lengths, seed=3)
+
+
+@pytest.mark.parametrize("target", ["lmx", "image", "audio", "midi"])
+def test_cached_and_uncached_generation_are_identical(target: str) -> None:
+    model = make_model(seed=2, dtype=torch.float64).eval()
+    src, src_mask = generation_inputs([5, 3, 4])
+    tgt_modality = torch.full((3,), MODALITIES.index(target))
+    for options in (
+        {"temperature": 0.0},
+        {"temperature": 1.0},
+        {"temperature": 0.8, "top_k": 5, "top_p": 0.9},
+    ):
+        outputs = []
+        for use_cache in (True, False):
+            generator = torch.Generator().manual_seed(7)
+            outputs.append(
+                model.generate(
+                    src, src_mask, None, tgt_modality, 12, generator=generator, use_cache=use_cache, **options
+                )
+            )
+        assert torch.equal(outputs[0], outputs[1]), options
+
+
+def test_batched_generation_matches_one_by_one() -> None:
+    model = make_model(seed=4, dtype=torch.float64).eval()
+    src, src_mask = generation_inputs([6, 2, 4])
+    tgt_modality = torch.tensor([LMX, IMAGE, AUDIO])
+    batched = model.generate(src, src_mask, None, tgt_modality, 10, temperature=0.0)
+    for i in range(3):
+        length = int(src_mask[i].sum())
+        alone = model.generate(
+            src[i : i + 1, :length],
+            src_mask[i : i + 1, :length],
+            None,
+            tgt_modality[i : i + 1],
+            10,
+            temperature=0.0,
+        )
+        got = batched[i, : alone.shape[1]]
+        assert torch.equal(got, alone[0])
+        assert (batched[i, alone.shape[1] :] == PAD_ID).all()
+
+
+@pytest.mark.parametrize("target", MODALITIES)
+def test_generated_ids_are_allowed_for_target(target: str) -> None:
+    model = make_model(seed=5).eval()
+    src, src_mask = generation_inputs([4, 4])
+    tgt_modality = torch.full((2,), MODALITIES.index(target))
+    out = model.generate(
+        src, src_mask, None, tgt_modality, 16, temperature=1.5, generator=torch.Generator().manual_seed(0)
+    )
+    assert (out[:, 0, 0] == VOCAB.sos(target)).all()
+    allowed = torch.from_numpy(VOCAB.allowed_mask(target))
+    eos = VOCAB.eos(target)
+    for example in out:
+        ended = False
+        for row in example[1:]:
+            if ended:
+                assert (row == PAD_ID).all()
+                continue
+            for k in range(K):
+                assert allowed[k, row[k]], (target, k, int(row[k]))
+            if target in ("image", "audio"):
+                # Codebooks 1.. are PAD exactly on special rows.
+                special = row[0] < VOCAB["height"].stop
+                assert bool((row[1:] == PAD_ID).all()) == bool(special)
+            ended = int(row[0]) == eos
+
+
+def test_generation_stops_at_eos() -> None:
+    model = make_model(seed=6).eval()
+    src, src_mask = generation_inputs([3, 5])
+    tgt_modality = torch.tensor([MIDI, MIDI])
+    with torch.no_grad():
+        model.head.bias[VOCAB.eos("midi")] = 100.0  # make EOS certain
+    out = model.generate(
+        src, src_mask, None, tgt_modality, 20, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.shape == (2, 2, K)
+    assert (out[:, 1, 0] == VOCAB.eos("midi")).all()
+
+
+def test_image_target_generation_with_heights() -> None:
+    """Push the model to emit a height token first; the following codes then get planar positions."""
+    model = make_model(seed=8, dtype=torch.float64).eval()
+    src, src_mask = generation_inputs([4])
+    with torch.no_grad():
+        model.head.bias[VOCAB.height(2)] = 50.0
+        model.head.bias[VOCAB.eos("image")] = -50.0
+    out = model.generate(src, src_mask, None, torch.tensor([IMAGE]), 8, temperature=0.0)
+    assert out[0, 1, 0] == VOCAB.height(2)
+    cached = model.generate(src, src_mask, None, torch.tensor([IMAGE]), 8, temperature=0.0, use_cache=False)
+    assert torch.equal(out, cached)
+
+
+def test_sample_logits_filters() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_logits(logits, 1.0, top_k=2, generator=generator) for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {0, 1}
+    draws = torch.stack([sample_logits(logits, 1.0, top_p=0.6, generator=generator) for _ in range(200)])
+    assert set(draws.flatten().tolist()) == {0, 1}
+    assert sample_logits(logits, 0.0).item() == 0
+    assert {sample_logits(logits, 1.0, top_p=0.0, generator=generator).item() for _ in range(20)} == {0}
+
+
+# ----------------------------------------------------- codebook embeddings
+
+
+def test_init_codebook_embeddings_sets_rows_and_round_trips() -> None:
+    model = make_model(seed=9)
+    generator = torch.Generator().manual_seed(0)
+    vectors = [torch.randn(16, 6, generator=generator) for _ in range(VOCAB.modality_codebooks("image"))]
+    model.init_codebook_embeddings("image", vectors)
+    assert model.config.image_code_dim == 6
+    table = model.codebook_vectors["image"]
+    stacked = torch.cat(vectors)
+    normalised = (stacked - stacked.mean(0)) / stacked.std()
+    first = VOCAB.codebook_range("image", 0).start
+    ids = torch.tensor([first, first + 17, first + 63])
+    expected = table.project(normalised[[0, 17, 63]])
+    torch.testing.assert_close(model.embed_ids(ids), expected)
+    # Other ids are untouched by the code table.
+    lmx_id = torch.tensor([VOCAB["lmx"].start])
+    torch.testing.assert_close(model.embed_ids(lmx_id), model.token_embedding(lmx_id))
+    # Gradients reach the code vectors and the projection.
+    model.embed_ids(ids).sum().backward()
+    assert table.vectors.grad is not None and table.vectors.grad.abs().sum() > 0
+    # A model built from the stored config loads the weights (the table exists from the config).
+    fresh = Translator(TranslatorConfig(**asdict(model.config)), VOCAB)
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh.embed_ids(ids), model.embed_ids(ids))
+    with pytest.raises(ValueError, match="codebooks"):
+        model.init_codebook_embeddings("image", vectors[:2])
+    with pytest.raises(ValueError, match="no codebooks"):
+        model.init_codebook_embeddings("lmx", vectors)
+
+
+def test_loss_equals_cross_entropy_of_forward_logits() -> None:
+    """The loss's shortcut (counted logits only) gives what cross-entropy on forward() gives."""
+    model = make_model(seed=10, dtype=torch.float64).eval()
+    src, src_mask = audio_batch([4, 6, 3])
+    generator = torch.Generator().manual_seed(2)
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2, 3, 4]), audio_rows(2, generator), audio_rows(5, generator)])
+    tgt_modality = torch.tensor([LMX, AUDIO, AUDIO])
+    batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=tgt_modality)
+    loss, metrics = model.loss(batch)
+    logits = model(src, src_mask, tgt, tgt_mask, tgt_modality)
+    counted = tgt_mask[:, 1:, None] & model.counted_codebooks[tgt_modality][:, None]
+    labels = tgt[:, 1:]
+    reference = torch.nn.functional.cross_entropy(logits[counted], labels[counted])
+    torch.testing.assert_close(loss, reference)
+    for k in range(K):
+        in_k = counted[..., k]
+        ref_k = torch.nn.functional.cross_entropy(logits[..., k, :][in_k], labels[..., k][in_k])
+        torch.testing.assert_close(metrics[f"loss/cb{k}"], ref_k)
+        acc_k = (logits[..., k, :][in_k].argmax(-1) == labels[..., k][in_k]).double().mean()
+        torch.testing.assert_close(metrics[f"acc/cb{k}"].double(), acc_k)
+    # Only the LMX example's codebook 0 and the audio examples count: 5 + 3*4 + 6*4 targets.
+    assert int(counted.sum()) == 5 + 12 + 24

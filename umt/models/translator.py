@@ -1,0 +1,540 @@
+"""The unified translator: one encoder-decoder Transformer over rows of ``K`` unified-vocabulary ids.
+
+Shapes: ``B`` batch, ``S`` source rows, ``T`` target rows, ``K`` codebooks, ``V`` vocabulary size,
+``d`` model width. A *row* is the ``K`` ids of one sequence position (see :mod:`umt.vocab`).
+
+* Input embedding of a row: the sum of its ``K`` id embeddings (one table over the whole
+  vocabulary, PAD = 0), plus a positional embedding specific to the sequence's modality
+  (:mod:`umt.models.positions`: 2-D for images, 1-D otherwise). Every encoder position also gets a
+  learned embedding of the *target* modality, which tells the encoder the task.
+* Source modality: taken from ``src_modality`` when given, otherwise from the SOS id in
+  ``src[:, 0, 0]`` (``vocab.sos(modality)``). Modality indices are ``MODALITIES.index(name)``.
+* Encoder and decoder: pre-LN blocks (:mod:`umt.models.transformer`).
+* Codebook sub-decoder (:mod:`umt.models.subdecoder`) turns each decoder state into ``K`` logits
+  rows; one output projection ``Linear(d, V)`` is shared by all slots. Logits are masked with
+  ``vocab.allowed_mask(target modality)`` (disallowed ids get ``-inf``).
+* Loss: cross-entropy per codebook. A (row, codebook) target counts when the row is real
+  (``tgt_mask``) and the target modality *uses* that codebook, i.e. more than one id is allowed
+  there. PAD targets in codebooks ``1..`` of image/audio special rows (EOS, SEP, height) are
+  counted: PAD is the answer the model must give. Codebooks a single-stream target does not use
+  (only PAD allowed, so the loss would be exactly 0) are left out, so per-codebook figures are
+  not diluted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from umt.models.positions import ModalityPositions
+from umt.models.subdecoder import CodebookSubDecoder
+from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
+from umt.vocab import MODALITIES, MULTI_STREAM_MODALITIES, PAD_ID, Vocabulary
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TranslatorConfig:
+    """Sizes of a :class:`Translator` (plain dataclass: ``asdict`` goes into ``config.json``)."""
+
+    d_model: int = 512
+    n_heads: int = 8
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    ff_dim: int = 2048
+    dropout: float = 0.1
+    max_source_len: int = 2048
+    max_target_len: int = 2048
+    max_image_rows: int | None = None
+    """Rows of the image row-position table; ``None`` = the vocabulary's ``max_image_height``."""
+    subdecoder_heads: int = 8
+    subdecoder_layers: int = 1
+    subdecoder_ff_dim: int | None = None
+    """``None`` = ``ff_dim``."""
+    image_code_dim: int = 0
+    """Width of the image codebook-vector table (0 = none); set by ``init_codebook_embeddings``."""
+    audio_code_dim: int = 0
+    """Width of the audio codebook-vector table (0 = none); set by ``init_codebook_embeddings``."""
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_heads", "ff_dim", "max_source_len", "max_target_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TranslatorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("encoder_layers", "decoder_layers", "subdecoder_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TranslatorConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for heads in (self.n_heads, self.subdecoder_heads):
+            if self.d_model % heads:
+                raise ValueError(f"TranslatorConfig: d_model={self.d_model} not divisible by {heads} heads")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TranslatorConfig.dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> TranslatorConfig:
+        """A few-thousand-parameter model for tests and smoke runs."""
+        values = dict(
+            d_model=64,
+            n_heads=4,
+            encoder_layers=2,
+            decoder_layers=2,
+            ff_dim=128,
+            max_source_len=512,
+            max_target_len=512,
+            subdecoder_heads=4,
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> TranslatorConfig:
+        """The paper's size: 12 + 12 layers, width 1024, 16 heads, feed-forward 4096."""
+        values = dict(d_model=1024, n_heads=16, encoder_layers=12, decoder_layers=12, ff_dim=4096)
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CodebookVectors(nn.Module):
+    """A modality's codebook vectors ``[codes, dim]`` (all codebooks stacked) and ``Linear(dim, d)``."""
+
+    def __init__(self, num_codes: int, dim: int, d_model: int) -> None:
+        super().__init__()
+        self.vectors = nn.Parameter(torch.zeros(num_codes, dim))
+        self.project = nn.Linear(dim, d_model)
+
+
+class Translator(nn.Module):
+    """Encoder-decoder over unified-vocabulary rows with a codebook sub-decoder."""
+
+    def __init__(self, config: TranslatorConfig, vocab: Vocabulary) -> None:
+        super().__init__()
+        max_rows = config.max_image_rows or vocab.config.max_image_height
+        if max_rows < vocab.config.max_image_height:
+            raise ValueError(
+                f"max_image_rows={max_rows} is below the vocabulary's max_image_height "
+                f"{vocab.config.max_image_height}"
+            )
+        self.config = config
+        self.vocab = vocab
+        self.num_codebooks = vocab.num_codebooks
+        self.vocab_size = vocab.size
+        d = config.d_model
+        self.token_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
+        self.codebook_vectors = nn.ModuleDict()
+        for modality in sorted(MULTI_STREAM_MODALITIES):
+            dim = getattr(config, f"{modality}_code_dim")
+            if dim:
+                self.codebook_vectors[modality] = CodebookVectors(self._code_count(modality), dim, d)
+        self.target_modality_embedding = nn.Embedding(len(MODALITIES), d)
+        self.source_positions = ModalityPositions(vocab, config.max_source_len, max_rows, d)
+        self.target_positions = ModalityPositions(vocab, config.max_target_len, max_rows, d)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.encoder = nn.ModuleList(
+            EncoderLayer(d, config.n_heads, config.ff_dim, config.dropout)
+            for _ in range(config.encoder_layers)
+        )
+        self.encoder_norm = nn.LayerNorm(d)
+        self.decoder = nn.ModuleList(
+            DecoderLayer(d, config.n_heads, config.ff_dim, config.dropout)
+            for _ in range(config.decoder_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(d)
+        self.subdecoder = CodebookSubDecoder(
+            vocab.num_codebooks,
+            d,
+            config.subdecoder_heads,
+            config.subdecoder_ff_dim or config.ff_dim,
+            config.subdecoder_layers,
+            config.dropout,
+        )
+        self.head = nn.Linear(d, vocab.size)
+
+        allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in MODALITIES])  # [M, K, V]
+        self.register_buffer("allowed", allowed, persistent=False)
+        self.register_buffer("counted_codebooks", allowed.sum(-1) > 1, persistent=False)  # [M, K]
+        self.special_stop = vocab["height"].stop  # ids below are PAD / SOS / EOS / SEP / height
+        self.sos_start = vocab["sos"].start
+        self.eos_start = vocab["eos"].start
+        self.reset_parameters()
+
+    # ---------------------------------------------------------------- set-up
+    def _code_count(self, modality: str) -> int:
+        return sum(
+            self.vocab.codebook_range(modality, k).size
+            for k in range(self.vocab.modality_codebooks(modality))
+        )
+
+    def reset_parameters(self) -> None:
+        """GPT-style init: N(0, 0.02) weights, zero biases, unit LayerNorms, PAD embedding 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        # Residual output projections scaled down with depth (GPT-2).
+        scale = 0.02 / math.sqrt(2 * max(1, self.config.encoder_layers + self.config.decoder_layers))
+        for name, parameter in self.named_parameters():
+            if name.endswith(("attn.out.weight", "ff.down.weight")):
+                nn.init.normal_(parameter, std=scale)
+        with torch.no_grad():
+            self.token_embedding.weight[PAD_ID].zero_()
+
+    @torch.no_grad()
+    def init_codebook_embeddings(self, modality: str, codebook_vectors: list[Tensor]) -> None:
+        """Initialise the ``modality`` code embeddings from the tokenizer's codebooks.
+
+        ``codebook_vectors``: one ``[codebook_size, dim]`` tensor per codebook the modality uses
+        (RQ-VAE code vectors for images; DAC out-projection times codebook for audio). The embedding
+        of code id ``i`` becomes ``Linear(dim, d)(vectors[i])`` (vectors and projection are learned
+        from there on); the shared table rows of those ids are zeroed and keep learning a residual.
+        Creates the table (and records ``<modality>_code_dim`` in :attr:`config`) if needed.
+        """
+        if modality not in MULTI_STREAM_MODALITIES:
+            raise ValueError(f"{modality} has no codebooks (only {sorted(MULTI_STREAM_MODALITIES)} do)")
+        num = self.vocab.modality_codebooks(modality)
+        if len(codebook_vectors) != num:
+            raise ValueError(f"{modality} uses {num} codebooks, got {len(codebook_vectors)} vector tables")
+        dims = {tuple(v.shape[1:]) for v in codebook_vectors}
+        if len(dims) != 1 or len(next(iter(dims))) != 1:
+            raise ValueError(
+                "codebook vectors must all be [codebook_size, dim], got "
+                f"{[tuple(v.shape) for v in codebook_vectors]}"
+            )
+        for k, vectors in enumerate(codebook_vectors):
+            size = self.vocab.codebook_range(modality, k).size
+            if vectors.shape[0] != size:
+                raise ValueError(f"{modality} codebook {k} has {size} codes, got {vectors.shape[0]} vectors")
+        stacked = torch.cat([v.detach().float() for v in codebook_vectors])
+        dim = stacked.shape[1]
+        current = getattr(self.config, f"{modality}_code_dim")
+        if modality not in self.codebook_vectors or current != dim:
+            reference = self.token_embedding.weight
+            table = CodebookVectors(stacked.shape[0], dim, self.config.d_model)
+            self.codebook_vectors[modality] = table.to(device=reference.device, dtype=reference.dtype)
+            self.config = replace(self.config, **{f"{modality}_code_dim": dim})
+        table = self.codebook_vectors[modality]
+        # Standardise the vectors so the projected embeddings start at the scale of the others.
+        normalised = (stacked - stacked.mean(0)) / stacked.std().clamp_min(1e-8)
+        table.vectors.copy_(normalised)
+        nn.init.normal_(table.project.weight, std=0.02 / math.sqrt(1.0))
+        nn.init.zeros_(table.project.bias)
+        start = self.vocab.codebook_range(modality, 0).start
+        self.token_embedding.weight[start : start + stacked.shape[0]].zero_()
+
+    # ------------------------------------------------------------- embedding
+    def embed_ids(self, ids: Tensor) -> Tensor:
+        """Ids ``[...]`` -> embeddings ``[..., d]`` (shared table plus projected code vectors)."""
+        out = self.token_embedding(ids)
+        for modality, table in self.codebook_vectors.items():
+            start = self.vocab.codebook_range(modality, 0).start
+            inside = (ids >= start) & (ids < start + table.vectors.shape[0])
+            if bool(inside.any()):
+                projected = table.project(table.vectors[ids[inside] - start])
+                out = out.index_put((inside,), projected, accumulate=True)
+        return out
+
+    def embed_rows(self, rows: Tensor) -> Tensor:
+        """Rows ``[B, L, K]`` -> the sum of their id embeddings ``[B, L, d]``."""
+        return self.embed_ids(rows).sum(dim=-2)
+
+    def source_modality_of(self, src: Tensor) -> Tensor:
+        """Modality indices ``[B]`` read from the SOS id in ``src[:, 0, 0]``."""
+        index = src[:, 0, 0] - self.sos_start
+        if bool(((index < 0) | (index >= len(MODALITIES))).any()):
+            raise ValueError(
+                "src[:, 0, 0] must be a SOS id (vocab.sos(modality)) to infer the source modality"
+            )
+        return index
+
+    # ------------------------------------------------------------ main parts
+    def encode(self, src: Tensor, src_mask: Tensor, src_modality: Tensor, tgt_modality: Tensor) -> Tensor:
+        """``src [B, S, K]``, ``src_mask [B, S]`` -> memory ``[B, S, d]``."""
+        x = (
+            self.embed_rows(src)
+            + self.source_positions(src[..., 0], src_modality)
+            + self.target_modality_embedding(tgt_modality)[:, None]
+        )
+        x = self.embedding_dropout(x)
+        attn_mask = src_mask[:, None, None, :]
+        for layer in self.encoder:
+            x = layer(x, attn_mask)
+        return self.encoder_norm(x)
+
+    def _memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
+        return [layer.cross_attn.project_memory(memory) for layer in self.decoder]
+
+    def _decode(
+        self,
+        rows: Tensor,
+        first_ids: Tensor,
+        tgt_modality: Tensor,
+        memory_kv: list[tuple[Tensor, Tensor]],
+        memory_mask: Tensor,
+        caches: list[KVCache] | None = None,
+        position: int = 0,
+    ) -> Tensor:
+        """Decoder states ``[B, L, d]`` for target ``rows [B, L, K]`` at positions ``position..``.
+
+        ``first_ids [B, position + L]`` are the codebook-0 ids of the whole prefix (image positions
+        depend on the height tokens before).
+        """
+        x = self.embed_rows(rows) + self.target_positions(first_ids, tgt_modality, start=position)
+        x = self.embedding_dropout(x)
+        for index, layer in enumerate(self.decoder):
+            cache = caches[index] if caches is not None else None
+            x = layer(x, memory_kv[index], memory_mask, cache, position)
+        return self.decoder_norm(x)
+
+    def _mask_logits(self, logits: Tensor, allowed: Tensor) -> Tensor:
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        tgt: Tensor,
+        tgt_mask: Tensor,
+        tgt_modality: Tensor,
+        src_modality: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher-forced logits ``[B, T-1, K, V]`` predicting ``tgt[:, 1:]``.
+
+        ``src [B, S, K]``, ``src_mask [B, S]`` (True = real row), ``tgt [B, T, K]`` (SOS row first,
+        then the rows and EOS, right-padded), ``tgt_mask [B, T]``, ``tgt_modality [B]``; the source
+        modality comes from ``src_modality [B]`` or, when ``None``, from the SOS id in ``src[:, 0, 0]``.
+        The decoder is causal; padding is assumed to be on the right, so ``tgt_mask`` matters only
+        for the loss.
+        """
+        del tgt_mask  # right padding: causal attention never lets a real row see a padded one
+        hidden = self._teacher_forced_states(src, src_mask, tgt, tgt_modality, src_modality)
+        batch, steps, width = hidden.shape
+        target = tgt[:, 1:]
+        previous = self.embed_ids(target[..., : self.num_codebooks - 1])  # teacher forcing
+        slots = self.subdecoder(hidden.reshape(-1, width), previous.reshape(batch * steps, -1, width))
+        logits = self.head(slots).view(batch, steps, self.num_codebooks, self.vocab_size)
+        return self._mask_logits(logits, self.allowed[tgt_modality][:, None])
+
+    def _teacher_forced_states(
+        self, src: Tensor, src_mask: Tensor, tgt: Tensor, tgt_modality: Tensor, src_modality: Tensor | None
+    ) -> Tensor:
+        """Decoder states ``[B, T-1, d]`` for the inputs ``tgt[:, :-1]``."""
+        if src_modality is None:
+            src_modality = self.source_modality_of(src)
+        memory = self.encode(src, src_mask, src_modality, tgt_modality)
+        decoder_in = tgt[:, :-1]
+        return self._decode(
+            decoder_in, decoder_in[..., 0], tgt_modality, self._memory_kv(memory), src_mask[:, None, None, :]
+        )
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Mean cross-entropy over counted (row, codebook) targets and metrics.
+
+        ``batch``: ``src``, ``src_mask``, ``tgt``, ``tgt_mask``, ``tgt_modality`` and optionally
+        ``src_modality``. Metrics: ``loss/cb{k}``, ``acc/cb{k}`` (per codebook, over counted
+        targets; 0 when the batch has none), ``acc`` (all counted targets), ``acc/row`` (real rows
+        with every counted codebook right).
+
+        Same values as cross-entropy on :meth:`forward`'s logits, but cheaper: the sub-decoder runs
+        only over real rows and up to the last codebook any target uses (it is causal over the
+        slots), and the output projection only where a target is counted.
+        """
+        tgt, tgt_mask, tgt_modality = batch["tgt"], batch["tgt_mask"], batch["tgt_modality"]
+        hidden = self._teacher_forced_states(
+            batch["src"], batch["src_mask"], tgt, tgt_modality, batch.get("src_modality")
+        )
+        target = tgt[:, 1:]
+        real_rows = tgt_mask[:, 1:]
+        counted = real_rows[..., None] & self.counted_codebooks[tgt_modality][:, None]  # [B, T-1, K]
+        used_slots = int(counted.any(dim=(0, 1)).nonzero().max().item()) + 1 if bool(counted.any()) else 1
+        row_modality = tgt_modality[:, None].expand_as(real_rows)[real_rows]  # [N]
+        states = hidden[real_rows]  # [N, d]
+        row_targets = target[real_rows]  # [N, K]
+        row_counted = counted[real_rows][:, :used_slots]  # [N, used]
+        previous = self.embed_ids(row_targets[:, : used_slots - 1])  # [N, used-1, d]
+        slots = self.subdecoder(states, previous)  # [N, used, d]
+        codebook = torch.arange(used_slots, device=tgt.device).expand_as(row_counted)[row_counted]  # [M]
+        element_modality = row_modality[:, None].expand_as(row_counted)[row_counted]
+        labels = row_targets[:, :used_slots][row_counted]
+        logits = self._mask_logits(
+            _at_least_float32(self.head(slots[row_counted])), self.allowed[element_modality, codebook]
+        )
+        token_loss = F.cross_entropy(logits, labels, reduction="none")  # [M]
+        total = max(labels.numel(), 1)
+        loss = token_loss.sum() / total
+        with torch.no_grad():
+            correct = logits.argmax(-1) == labels
+            count = token_loss.new_zeros(self.num_codebooks).index_add_(
+                0, codebook, torch.ones_like(token_loss)
+            )
+            loss_sum = torch.zeros_like(count).index_add_(0, codebook, token_loss.detach())
+            right_sum = torch.zeros_like(count).index_add_(0, codebook, correct.to(count.dtype))
+            metrics: dict[str, Tensor] = {}
+            for k in range(self.num_codebooks):
+                metrics[f"loss/cb{k}"] = loss_sum[k] / count[k].clamp_min(1.0)
+                metrics[f"acc/cb{k}"] = right_sum[k] / count[k].clamp_min(1.0)
+            metrics["acc"] = correct.float().sum() / total
+            wrong = torch.zeros_like(row_counted)
+            wrong[row_counted] = ~correct
+            metrics["acc/row"] = (~wrong.any(-1)).float().mean() if wrong.numel() else count.new_zeros(())
+        return loss, metrics
+
+    # ------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        src: Tensor,
+        src_mask: Tensor,
+        src_modality: Tensor | None,
+        tgt_modality: Tensor,
+        max_len: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Autoregressive translation -> rows ``[B, T, K]`` with ``T <= max_len``.
+
+        Row 0 is the target SOS; each example stops at the target modality's EOS (rows after it
+        are PAD); ``T`` is cut to the longest output. ``temperature == 0`` is greedy; otherwise
+        sampling with optional top-k / nucleus (top-p) filtering from ``generator``. Codebooks are
+        sampled one after another through the sub-decoder; ids are restricted to those allowed for
+        the target modality and codebook, and in image/audio targets codebooks ``1..`` are PAD
+        exactly when codebook 0 is a special id (EOS, SEP, height). Call in eval mode for
+        deterministic decoding (dropout is not switched off here). ``use_cache=False`` recomputes
+        the whole prefix each step (reference for tests).
+        """
+        if max_len < 2:
+            raise ValueError(f"max_len must be >= 2 (SOS and one more row), got {max_len}")
+        if max_len > self.config.max_target_len:
+            raise ValueError(f"max_len={max_len} exceeds max_target_len={self.config.max_target_len}")
+        if src_modality is None:
+            src_modality = self.source_modality_of(src)
+        batch = src.shape[0]
+        memory = self.encode(src, src_mask, src_modality, tgt_modality)
+        memory_kv = self._memory_kv(memory)
+        memory_mask = src_mask[:, None, None, :]
+        out = torch.full((batch, max_len, self.num_codebooks), PAD_ID, dtype=torch.long, device=src.device)
+        out[:, 0, 0] = self.sos_start + tgt_modality
+        eos = self.eos_start + tgt_modality
+        done = torch.zeros(batch, dtype=torch.bool, device=src.device)
+        caches = None
+        if use_cache:
+            head_dim = self.config.d_model // self.config.n_heads
+            caches = [
+                KVCache.empty(batch, self.config.n_heads, max_len, head_dim, memory) for _ in self.decoder
+            ]
+        allowed = self.allowed[tgt_modality]  # [B, K, V]
+        multi_stream = self.counted_codebooks[tgt_modality]  # [B, K]
+        last = 0
+        for step in range(max_len - 1):
+            if use_cache:
+                hidden = self._decode(
+                    out[:, step : step + 1],
+                    out[:, : step + 1, 0],
+                    tgt_modality,
+                    memory_kv,
+                    memory_mask,
+                    caches,
+                    step,
+                )
+            else:
+                hidden = self._decode(
+                    out[:, : step + 1], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask
+                )
+            row = self._sample_row(
+                hidden[:, -1], allowed, multi_stream, temperature, top_k, top_p, generator, use_cache
+            )
+            row = torch.where(done[:, None], PAD_ID, row)
+            out[:, step + 1] = row
+            last = step + 1
+            done = done | (row[:, 0] == eos)
+            if bool(done.all()):
+                break
+        return out[:, : last + 1]
+
+    def _sample_row(
+        self,
+        hidden: Tensor,
+        allowed: Tensor,
+        multi_stream: Tensor,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        generator: torch.Generator | None,
+        use_cache: bool,
+    ) -> Tensor:
+        """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook."""
+        batch = hidden.shape[0]
+        row = torch.full((batch, self.num_codebooks), PAD_ID, dtype=torch.long, device=hidden.device)
+        caches = self.subdecoder.new_caches(batch, hidden) if use_cache else None
+        previous: list[Tensor] = []  # embeddings of the ids chosen so far in this step
+        # Codebooks no target in the batch uses stay PAD (the sub-decoder is causal over slots).
+        used_slots = int(multi_stream.any(0).nonzero().max().item()) + 1 if bool(multi_stream.any()) else 1
+        for k in range(used_slots):
+            if k > 0:
+                previous.append(self.embed_ids(row[:, k - 1]))
+            if caches is not None:
+                state = self.subdecoder.step(hidden + previous[-1] if k > 0 else hidden, k, caches)
+            else:
+                stacked = (
+                    torch.stack(previous, dim=1) if previous else hidden.new_zeros(batch, 0, hidden.shape[-1])
+                )
+                state = self.subdecoder(hidden, stacked)[:, k]
+            mask = allowed[:, k]
+            if k > 0:
+                # Image/audio: special codebook-0 ids (EOS, SEP, height) take PAD in the other codebooks,
+                # codes take codes.
+                first_special = row[:, 0] < self.special_stop
+                pad_only = torch.zeros_like(mask)
+                pad_only[:, PAD_ID] = True
+                structural = torch.where(first_special[:, None], pad_only, mask & ~pad_only)
+                mask = torch.where(multi_stream[:, k, None], mask & structural, mask)
+            logits = self._mask_logits(_at_least_float32(self.head(state)), mask)
+            row[:, k] = sample_logits(logits, temperature, top_k, top_p, generator)
+        return row
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """Half-precision logits to float32 (softmax / cross-entropy accuracy); float64 stays."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def sample_logits(
+    logits: Tensor,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Ids ``[N]`` from logits ``[N, V]``: greedy when ``temperature == 0``, else filtered sampling."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # mass strictly above each candidate
+        drop = before >= top_p
+        drop[..., 0] = False  # always keep the most likely id
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
