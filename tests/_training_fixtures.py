@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from umt.data.shards import ShardInfo, ShardWriter
-from umt.vocab import Vocabulary, VocabConfig
+from umt.vocab import VocabConfig, Vocabulary
 
 TINY_VOCAB = dict(
     num_codebooks=2,
@@ -26,7 +26,9 @@ def tiny_vocab() -> Vocabulary:
 
 def random_rows(vocab: Vocabulary, modality: str, length: int, rng: np.random.Generator) -> np.ndarray:
     if modality in ("image", "audio"):
-        codes = rng.integers(0, vocab[f"{modality}/cb0"].size, size=(length, vocab.modality_codebooks(modality)))
+        codes = rng.integers(
+            0, vocab[f"{modality}/cb0"].size, size=(length, vocab.modality_codebooks(modality))
+        )
         return vocab.codes_to_ids(modality, codes)
     token_range = vocab["lmx"] if modality == "lmx" else vocab["midi/pitch"]
     return vocab.single_stream_rows(rng.integers(token_range.start, token_range.stop, size=length))
@@ -44,8 +46,9 @@ def make_shards(
     rng = np.random.default_rng(seed)
     for dataset, (source, target, items) in datasets.items():
         for modality in (source, target):
-            with ShardWriter(root / dataset / modality, ShardInfo(modality, vocab.layout_hash, ""),
-                             items_per_shard=4) as writer:
+            with ShardWriter(
+                root / dataset / modality, ShardInfo(modality, vocab.layout_hash, ""), items_per_shard=4
+            ) as writer:
                 for i in range(items):
                     for variant in range(variants if modality == source else 1):
                         length = int(rng.integers(3, 30))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -69,8 +68,12 @@ def test_sigkill_and_resume_matches_uninterrupted_run(shards, tmp_path, num_work
     from umt.training.config import compose
     from umt.training.train import train
 
-    common = ["trainer.max_steps=6", "trainer.checkpoint_every_n_steps=2", f"data.num_workers={num_workers}",
-              "trainer.accumulate_grad_batches=2"]
+    common = [
+        "trainer.max_steps=6",
+        "trainer.checkpoint_every_n_steps=2",
+        f"data.num_workers={num_workers}",
+        "trainer.accumulate_grad_batches=2",
+    ]
     straight = tmp_path / "straight"
     train(compose(_overrides(shards, straight, *common, "logger.kind=none")))
 
@@ -79,7 +82,9 @@ def test_sigkill_and_resume_matches_uninterrupted_run(shards, tmp_path, num_work
     script = tmp_path / "kill.py"
     script.write_text(_KILL_SCRIPT.format(repo=str(REPO), kill_at=4, overrides=overrides))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == -9, result.stderr[-2000:]
     interrupted = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert interrupted["global_step"] == 4

@@ -82,7 +82,9 @@ class MixtureEntry:
         if self.start < 0:
             raise ValueError(f"mixture entry {self.task}: start must be >= 0, got {self.start}")
         if self.stop is not None and self.stop <= self.start:
-            raise ValueError(f"mixture entry {self.task}: stop {self.stop} must come after start {self.start}")
+            raise ValueError(
+                f"mixture entry {self.task}: stop {self.stop} must come after start {self.start}"
+            )
         for dataset in self.datasets or ():
             if dataset not in task.datasets:
                 from umt.utils.registry import did_you_mean

@@ -126,7 +126,7 @@ def truncation_windows(
 def _window_at(length: int, limit: int | None, relative: float) -> tuple[int, int]:
     if limit is None or length <= limit:
         return 0, length
-    start = min(int(round(relative * length)), length - limit)
+    start = min(round(relative * length), length - limit)
     return start, start + limit
 
 
@@ -208,7 +208,8 @@ class MixtureSampler:
             "cursors": list(self.cursors),
             "rng": copy.deepcopy(self.rng.bit_generator.state),
             "pending": [
-                [[e.stream, e.item, *e.source_window, *e.target_window] for e in batch] for batch in self.pending
+                [[e.stream, e.item, *e.source_window, *e.target_window] for e in batch]
+                for batch in self.pending
             ],
             "streams": [s.name for s in self.streams],
             "rank": self.rank,
@@ -218,7 +219,8 @@ class MixtureSampler:
     def load_state_dict(self, state: Mapping) -> None:
         if list(state["streams"]) != [s.name for s in self.streams]:
             raise ValueError(
-                f"data state is for streams {list(state['streams'])}, this run has {[s.name for s in self.streams]}"
+                f"data state is for streams {list(state['streams'])}, "
+                f"this run has {[s.name for s in self.streams]}"
             )
         if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
             raise ValueError(
@@ -246,14 +248,18 @@ class MixtureSampler:
         probabilities = np.array([rates[s.name] for s in self.streams]) * self.available
         total = probabilities.sum()
         if total <= 0:
-            raise ValueError(f"no stream of mixture {self.mixture.name} has data on rank {self.rank} at step {step}")
+            raise ValueError(
+                f"no stream of mixture {self.mixture.name} has data on rank {self.rank} at step {step}"
+            )
         return probabilities / total
 
     def _share(self, stream: int) -> np.ndarray:
         epoch = self.epochs[stream]
         cached = self._shares.get(stream)
         if cached is None or cached[0] != epoch:
-            share = epoch_share(len(self.streams[stream].lengths), self.seed, stream, epoch, self.rank, self.world_size)
+            share = epoch_share(
+                len(self.streams[stream].lengths), self.seed, stream, epoch, self.rank, self.world_size
+            )
             self._shares[stream] = (epoch, share)
         return self._shares[stream][1]
 
@@ -273,7 +279,12 @@ class MixtureSampler:
         spec = self.streams[stream]
         fractions = (float(self.rng.random()), float(self.rng.random()))
         source_window, target_window = truncation_windows(
-            int(spec.lengths[item, 0]), int(spec.lengths[item, 1]), spec.source, spec.target, self.max_len, fractions
+            int(spec.lengths[item, 0]),
+            int(spec.lengths[item, 1]),
+            spec.source,
+            spec.target,
+            self.max_len,
+            fractions,
         )
         return ExampleSpec(stream, item, source_window, target_window)
 
@@ -281,7 +292,9 @@ class MixtureSampler:
         probabilities = self.rates(self.step)
         pool = [self._draw_example(probabilities) for _ in range(self.batch_size * self.bucket_pool)]
         # Bucketing: similar lengths share a batch, so padding stays small.
-        pool.sort(key=lambda e: (e.source_window[1] - e.source_window[0], e.target_window[1] - e.target_window[0]))
+        pool.sort(
+            key=lambda e: (e.source_window[1] - e.source_window[0], e.target_window[1] - e.target_window[0])
+        )
         batches = [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         order = self.rng.permutation(len(batches))
         self.pending = [batches[i] for i in order]
@@ -312,8 +325,11 @@ def collate(
 
     def framed(rows: np.ndarray, modality: str) -> np.ndarray:
         return np.concatenate(
-            [vocab.special_row(vocab.sos(modality))[None], np.asarray(rows, dtype=np.int64).reshape(-1, K),
-             vocab.special_row(vocab.eos(modality))[None]]
+            [
+                vocab.special_row(vocab.sos(modality))[None],
+                np.asarray(rows, dtype=np.int64).reshape(-1, K),
+                vocab.special_row(vocab.eos(modality))[None],
+            ]
         )
 
     sources = [framed(e[0], e[2]) for e in examples]
@@ -363,7 +379,9 @@ class MixtureStream(torch.utils.data.IterableDataset):
             spec = self.sampler.streams[example.stream]
             source, target = self.datasets[example.stream].get(example.item)
             (s0, s1), (t0, t1) = example.source_window, example.target_window
-            loaded.append((source[s0:s1], target[t0:t1], spec.source, spec.target, self.task_index[example.stream]))
+            loaded.append(
+                (source[s0:s1], target[t0:t1], spec.source, spec.target, self.task_index[example.stream])
+            )
         return collate(loaded, self.vocab, batch_index)
 
     def __iter__(self):

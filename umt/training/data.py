@@ -29,10 +29,15 @@ def open_stream_datasets(
     Shards must carry ``vocab``'s layout hash (and the given tokenizer hashes, by modality).
     """
     shard_sets: dict[tuple[str, str], ShardSet] = {}
+    root = root.removeprefix("file://")
 
     def shard_set(dataset: str, modality: str) -> ShardSet:
         if (dataset, modality) not in shard_sets:
-            url = f"{root.rstrip('/')}/{dataset}/{modality}" if is_remote(root) else str(Path(root) / dataset / modality)
+            url = (
+                f"{root.rstrip('/')}/{dataset}/{modality}"
+                if is_remote(root)
+                else str(Path(root) / dataset / modality)
+            )
             directory = local_shard_dir(url, cache_dir)
             shard_sets[(dataset, modality)] = ShardSet(
                 directory,
@@ -90,7 +95,9 @@ class TranslationDataModule(pl.LightningDataModule):
             accumulate_grad_batches=self.accumulate_grad_batches,
             bucket_pool=int(cfg.get("bucket_pool", 8)),
         )
-        self.stream = MixtureStream(sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab)
+        self.stream = MixtureStream(
+            sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab
+        )
         self.shadow = sampler
         self.tokenizer_hashes = {
             modality: ss.info.tokenizer_hash

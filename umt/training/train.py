@@ -55,7 +55,10 @@ def _logger(cfg: DictConfig, run_dir: Path):
         from lightning.pytorch.loggers import WandbLogger  # imports wandb only now
 
         return WandbLogger(
-            project=cfg.logger.project, name=cfg.logger.name or cfg.name, save_dir=str(run_dir), offline=cfg.logger.offline
+            project=cfg.logger.project,
+            name=cfg.logger.name or cfg.name,
+            save_dir=str(run_dir),
+            offline=cfg.logger.offline,
         )
     if kind in ("none", "null"):
         return False
@@ -158,7 +161,9 @@ def load_initial_weights(module, source: str) -> None:
         state = {k.removeprefix("translator."): v for k, v in checkpoint["state_dict"].items()}
     missing, unexpected = module.translator.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})", path)
+        raise CheckpointError(
+            f"weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})", path
+        )
 
 
 def train(cfg: DictConfig, callbacks: list | None = None):

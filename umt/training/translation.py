@@ -101,8 +101,12 @@ class TranslationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.optim_config
-        decay_parameters = [p for n, p in self.translator.named_parameters() if p.dim() >= 2 and p.requires_grad]
-        other_parameters = [p for n, p in self.translator.named_parameters() if p.dim() < 2 and p.requires_grad]
+        decay_parameters = [
+            p for n, p in self.translator.named_parameters() if p.dim() >= 2 and p.requires_grad
+        ]
+        other_parameters = [
+            p for n, p in self.translator.named_parameters() if p.dim() < 2 and p.requires_grad
+        ]
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay_parameters, "weight_decay": float(cfg["weight_decay"])},

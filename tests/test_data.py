@@ -1,0 +1,157 @@
+"""Pairing, truncation, rank/worker split, bucketing, collate, sampler state resume, URLs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests._training_fixtures import make_shards, tiny_vocab
+from umt.data.pipeline import (
+    MixtureSampler,
+    MixtureStream,
+    PairedDataset,
+    build_stream_specs,
+    collate,
+    epoch_share,
+    truncation_windows,
+)
+from umt.data.shards import ShardSet
+from umt.tasks import Mixture, MixtureEntry
+from umt.training.data import open_stream_datasets
+
+VOCAB = tiny_vocab()
+MIXTURE = Mixture(
+    "m", (MixtureEntry("omr", datasets=("grandstaff",)), MixtureEntry("amt", datasets=("maestro",)))
+)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return make_shards(tmp_path_factory.mktemp("shards"), VOCAB, variants=2)
+
+
+def _sampler(datasets, **kwargs):
+    defaults = dict(batch_size=3, max_len={"audio": 10, "midi": 8}, seed=1)
+    return MixtureSampler(MIXTURE, build_stream_specs(MIXTURE, datasets), **{**defaults, **kwargs})
+
+
+def test_pairing_joins_by_key_and_keeps_source_variants(shards):
+    dataset = PairedDataset(
+        ShardSet(shards / "grandstaff" / "image"), ShardSet(shards / "grandstaff" / "lmx")
+    )
+    assert len(dataset) == 20  # 10 keys x 2 source variants, target variant 0
+    src, tgt = dataset.get(1)
+    assert src.shape[1] == tgt.shape[1] == VOCAB.num_codebooks
+    assert dataset.lengths[1].tolist() == [len(src), len(tgt)]
+
+
+def test_truncation_random_slices_and_aligned_pairs():
+    max_len = {"audio": 10, "midi": 5, "image": None}
+    (s0, s1), (t0, t1) = truncation_windows(40, 20, "audio", "midi", max_len, (0.5, 0.9))
+    assert s1 - s0 == 10 and t1 - t0 == 5
+    assert abs(s0 / 40 - t0 / 20) < 0.1  # same relative position on both time-aligned sides
+    (s0, s1), (t0, t1) = truncation_windows(30, 40, "image", "audio", max_len, (0.2, 1.0))
+    assert (s0, s1) == (0, 30) and (t0, t1) == (30, 40)  # image untouched, audio's last window
+    assert truncation_windows(4, 3, "audio", "midi", max_len, (0.7, 0.7)) == ((0, 4), (0, 3))
+
+
+def test_epoch_split_over_ranks_covers_every_item_once():
+    for world in (1, 2, 3):
+        shares = [epoch_share(11, seed=5, stream=0, epoch=2, rank=r, world_size=world) for r in range(world)]
+        assert sorted(np.concatenate(shares).tolist()) == list(range(11))
+    assert not np.array_equal(epoch_share(11, 5, 0, 0, 0, 1), epoch_share(11, 5, 0, 1, 0, 1))
+
+
+def test_sampler_visits_each_item_once_per_epoch_across_ranks(shards):
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+    for stream, name in enumerate(MIXTURE.stream_names):
+        n, seen = len(datasets[name]), []
+        for rank in range(3):
+            sampler = _sampler(datasets, rank=rank, world_size=3)
+            share = len(epoch_share(n, 1, stream, 0, rank, 3))
+            seen += [sampler._next_item(stream) for _ in range(share)]
+            assert sampler.epochs[stream] == 0
+            sampler._next_item(stream)
+            assert sampler.epochs[stream] == 1  # the next item starts a new epoch
+        assert sorted(seen) == list(range(n))
+
+
+def test_bucketing_reduces_padding(shards):
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+
+    def padding(bucket_pool):
+        sampler = _sampler(datasets, bucket_pool=bucket_pool, max_len={})
+        waste = 0
+        for _ in range(40):
+            lengths = [e.source_window[1] - e.source_window[0] for e in sampler.next_batch()[1]]
+            waste += sum(max(lengths) - x for x in lengths)
+        return waste
+
+    assert padding(8) < padding(1)
+
+
+def test_collate_frames_with_sos_eos_and_pads():
+    rows = VOCAB.single_stream_rows([VOCAB.lmx_id(VOCAB.lmx_token(VOCAB["lmx"].start))] * 3)
+    audio = VOCAB.codes_to_ids("audio", np.zeros((2, 2), dtype=np.int64))
+    batch = collate([(audio, rows, "audio", "lmx", 0), (audio[:1], rows[:1], "audio", "lmx", 1)], VOCAB, 7)
+    assert batch["src"].shape == (2, 4, 2) and batch["tgt"].shape == (2, 5, 2)
+    assert batch["tgt"][0, 0, 0] == VOCAB.sos("lmx") and batch["tgt"][0, 4, 0] == VOCAB.eos("lmx")
+    assert batch["tgt"][1, 2, 0] == VOCAB.eos("lmx") and (batch["tgt"][1, 3:] == 0).all()
+    assert batch["tgt_mask"].tolist() == [[True] * 5, [True] * 3 + [False] * 2]
+    assert batch["src_modality"].tolist() == [1, 1] and batch["tgt_modality"].tolist() == [2, 2]
+    assert int(batch["batch_index"]) == 7 and batch["task"].tolist() == [0, 1]
+
+
+def test_sampler_state_resume_is_exact(shards):
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+    straight = _sampler(datasets)
+    batches = [straight.next_batch() for _ in range(30)]
+    first = _sampler(datasets)
+    for _ in range(11):
+        first.next_batch()
+    state = first.state_dict()
+    torch.save(state, "/dev/null")  # plain values only
+    resumed = _sampler(datasets)
+    resumed.load_state_dict(state)
+    assert [resumed.next_batch() for _ in range(19)] == batches[11:]
+    with pytest.raises(ValueError, match="rank"):
+        _sampler(datasets, rank=1, world_size=2).load_state_dict(state)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_workers_deliver_batches_in_sampler_order(shards, num_workers):
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+    stream = MixtureStream(_sampler(datasets), [datasets[n] for n in MIXTURE.stream_names], VOCAB)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=num_workers)
+    got = []
+    for batch in loader:
+        got.append(batch)
+        if len(got) == 6:
+            break
+    reference = _sampler(datasets)
+    assert [int(b["batch_index"]) for b in got] == list(range(6))
+    for batch in got:
+        _, examples = reference.next_batch()
+        expected = stream.load(examples, int(batch["batch_index"]))
+        assert all(torch.equal(batch[k], expected[k]) for k in expected)
+
+
+def test_shards_from_an_fsspec_url_are_cached_locally(shards, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    for path in shards.rglob("*.safetensors"):
+        memory.pipe(f"/umt-test/{path.relative_to(shards)}", path.read_bytes())
+    datasets = open_stream_datasets(MIXTURE, "memory://umt-test", VOCAB, cache_dir=str(tmp_path / "cache"))
+    local = open_stream_datasets(MIXTURE, f"file://{shards}", VOCAB)
+    for name in MIXTURE.stream_names:
+        assert np.array_equal(datasets[name].lengths, local[name].lengths)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == len(list(shards.rglob("*.safetensors")))
+
+
+def test_vocabulary_mismatch_is_refused(shards):
+    from umt.errors import InputError
+    from umt.vocab import default_vocabulary
+
+    with pytest.raises(InputError, match="vocab_hash"):
+        open_stream_datasets(MIXTURE, str(shards), default_vocabulary())
