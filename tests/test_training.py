@@ -118,3 +118,31 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_export_from_pretrained_and_mismatch_refusal(shards, tmp_path):
+    from umt.errors import CheckpointError
+    from umt.pretrained import export_checkpoint, from_pretrained
+    from umt.training.config import compose
+    from umt.training.train import train
+    from umt.vocab import default_vocabulary
+
+    run = tmp_path / "run"
+    train(compose(_overrides(shards, run, "trainer.max_steps=2", "logger.kind=none")))
+    tokenizer_dir = tmp_path / "audio_tok"
+    tokenizer_dir.mkdir()
+    (tokenizer_dir / "config.json").write_text("{}")
+    out = export_checkpoint(
+        run / "checkpoints" / "last.ckpt", tmp_path / "export", {"audio": "abc"}, {"audio": tokenizer_dir}
+    )
+    assert (out / "tokenizers" / "audio" / "config.json").exists()
+    model = from_pretrained(out, vocab=tiny_vocab(), tokenizer_fingerprints={"audio": "abc"})
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ckpt["state_dict"][f"translator.{key}"]), key
+    with pytest.raises(CheckpointError, match="vocabulary"):
+        from_pretrained(out, vocab=default_vocabulary())
+    with pytest.raises(CheckpointError, match="audio tokenizer abc"):
+        from_pretrained(out, tokenizer_fingerprints={"audio": "zzz"})
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        from_pretrained(tmp_path)

@@ -1,0 +1,124 @@
+"""Exported model folders: ``config.json`` + ``model.safetensors``, loadable without Hydra.
+
+``config.json`` holds the format tag, the Translator config, the vocabulary config and its layout
+hash, the task list and the tokenizer fingerprints by modality (the ``tokenizer_hash`` of the
+shards the model was trained on); tokenizer folders given at export are copied under
+``tokenizers/<modality>/``. :func:`from_pretrained` refuses a folder whose vocabulary or tokenizers
+do not match what the caller uses, with a :class:`~umt.errors.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from umt.errors import CheckpointError
+from umt.utils.io import atomic_path, atomic_write_text
+from umt.vocab import Vocabulary, vocabulary_from_dict
+
+EXPORT_FORMAT = "umt-translator/1"
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    tokenizer_hashes: Mapping[str, str] | None = None,
+    tokenizer_dirs: Mapping[str, str | Path] | None = None,
+) -> Path:
+    """A Lightning ``.ckpt`` of :class:`~umt.training.translation.TranslationModule` to a folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    try:
+        ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+        hparams = ckpt["hyper_parameters"]
+    except (OSError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"not a readable training checkpoint ({error})", checkpoint) from None
+    vocab = vocabulary_from_dict(hparams.get("vocab"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k.removeprefix("translator."): v.contiguous() for k, v in ckpt["state_dict"].items()}
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    tokenizers = {}
+    for modality, folder in (tokenizer_dirs or {}).items():
+        target = out / "tokenizers" / modality
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder, target)
+        tokenizers[modality] = {"path": f"tokenizers/{modality}"}
+    for modality, fingerprint in (tokenizer_hashes or {}).items():
+        tokenizers.setdefault(modality, {})["fingerprint"] = fingerprint
+    config = {
+        "format": EXPORT_FORMAT,
+        "model": dict(hparams["model"]),
+        "vocab": dict(hparams.get("vocab") or {}),
+        "vocab_hash": vocab.layout_hash,
+        "tasks": list(hparams.get("tasks") or []),
+        "tokenizers": tokenizers,
+        "global_step": int(ckpt.get("global_step", 0)),
+    }
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    return out
+
+
+def read_config(directory: str | Path) -> dict:
+    path = Path(directory) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError("no config.json (not an exported model folder)", directory) from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"corrupt config.json ({error})", path) from None
+    if config.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"unknown format {config.get('format')!r} (expected {EXPORT_FORMAT})", path)
+    vocab = vocabulary_from_dict(config["vocab"])
+    if vocab.layout_hash != config["vocab_hash"]:
+        raise CheckpointError(
+            f"vocabulary hash {config['vocab_hash']} does not match its own vocab config ({vocab.layout_hash})",
+            path,
+        )
+    return config
+
+
+def load_state_dict_checked(directory: str | Path, vocab: Vocabulary | None = None) -> dict:
+    """The weights of an exported folder, refusing it if its vocabulary differs from ``vocab``."""
+    from safetensors.torch import load_file
+
+    config = read_config(directory)
+    if vocab is not None and vocab.layout_hash != config["vocab_hash"]:
+        raise CheckpointError(
+            f"model vocabulary {config['vocab_hash']} does not match the one in use ({vocab.layout_hash})",
+            directory,
+        )
+    try:
+        return load_file(str(Path(directory) / "model.safetensors"))
+    except Exception as error:  # safetensors raises several types for a missing/corrupt file
+        raise CheckpointError(f"unreadable model.safetensors ({error})", directory) from None
+
+
+def from_pretrained(
+    directory: str | Path,
+    vocab: Vocabulary | None = None,
+    tokenizer_fingerprints: Mapping[str, str] | None = None,
+):
+    """The Translator of an exported folder (eval mode). Refuses a vocabulary or tokenizer mismatch."""
+    from umt.models.translator import Translator, TranslatorConfig
+
+    config = read_config(directory)
+    for modality, fingerprint in (tokenizer_fingerprints or {}).items():
+        stored = config["tokenizers"].get(modality, {}).get("fingerprint")
+        if stored is not None and stored != fingerprint:
+            raise CheckpointError(
+                f"model was trained with {modality} tokenizer {stored}, the one in use is {fingerprint}",
+                directory,
+            )
+    state = load_state_dict_checked(directory, vocab)
+    model = Translator(TranslatorConfig(**config["model"]), vocabulary_from_dict(config["vocab"]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})", directory
+        )
+    return model.eval()
