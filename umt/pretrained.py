@@ -76,7 +76,7 @@ def read_config(directory: str | Path) -> dict:
     vocab = vocabulary_from_dict(config["vocab"])
     if vocab.layout_hash != config["vocab_hash"]:
         raise CheckpointError(
-            f"vocabulary hash {config['vocab_hash']} does not match its own vocab config ({vocab.layout_hash})",
+            f"vocabulary hash {config['vocab_hash']} disagrees with its vocab config ({vocab.layout_hash})",
             path,
         )
     return config
