@@ -281,4 +281,18 @@ def to_musicxml(score: stream.Score) -> bytes:
     data = re.sub(rb"\s*<creator type=\"composer\">[^<]*</creator>", b"", data)
     data = re.sub(rb"\s*<credit\b.*?</credit>", b"", data, flags=re.S)
     data = re.sub(rb"\s*<encoding-date>[^<]*</encoding-date>", b"", data)  # reproducible bytes
-    return data
+    return _canonical_ids(data)
+
+
+def _canonical_ids(data: bytes) -> bytes:
+    """Replace music21's random part and instrument ids by P1, P2, ... and P1-I1, ... ."""
+    mapping: dict[bytes, bytes] = {}
+    for number, old in enumerate(dict.fromkeys(re.findall(rb'<score-part id="([^"]+)"', data)), 1):
+        mapping[old] = b"P%d" % number
+    instrument_ids = dict.fromkeys(re.findall(rb'<score-instrument id="([^"]+)"', data))
+    for number, old in enumerate(instrument_ids, 1):
+        mapping[old] = b"I%d" % number
+    if not mapping:
+        return data
+    pattern = re.compile(rb'"(' + b"|".join(re.escape(k) for k in mapping) + rb')"')
+    return pattern.sub(lambda match: b'"' + mapping[match.group(1)] + b'"', data)

@@ -49,18 +49,32 @@ def _verovio_svg(musicxml: bytes | str) -> str:
     return toolkit.renderToSVG(1)
 
 
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """Per row of a bool array [H, W], the length of the longest run of True."""
+    out = np.zeros(mask.shape[0], dtype=np.int64)
+    for row, values in enumerate(mask):
+        edges = np.diff(np.concatenate(([0], values.astype(np.int8), [0])))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        if starts.size:
+            out[row] = int((stops - starts).max())
+    return out
+
+
 def staff_line_rows(gray: np.ndarray) -> list[float]:
     """Centres (row coordinates) of horizontal staff lines in a grayscale image [H, W] (uint8).
 
-    A staff line is a run of rows in which at least half of the inked columns span is dark.
+    A staff-line row holds a horizontal run of not-quite-white pixels over at least half the ink
+    width (noteheads, beams and ledger lines are shorter). At 18 px staves a line is thinner than
+    a pixel and often spread over two rows, so adjacent line rows are merged into one line whose
+    centre is their darkness-weighted mean.
     """
-    dark = gray < _INK_LEVEL
-    columns = np.flatnonzero(dark.any(axis=0))
+    darkness = 1.0 - gray.astype(np.float64) / 255.0
+    columns = np.flatnonzero((gray < _INK_LEVEL).any(axis=0))
     if columns.size == 0:
         return []
-    width = columns[-1] - columns[0] + 1
-    row_fraction = dark[:, columns[0] : columns[-1] + 1].sum(axis=1) / width
-    is_line = row_fraction > 0.5
+    span = slice(columns[0], columns[-1] + 1)
+    is_line = _longest_runs(gray[:, span] < 240) >= 0.5 * (columns[-1] - columns[0] + 1)
+    weight = darkness[:, span].sum(axis=1)
     centres: list[float] = []
     row = 0
     while row < len(is_line):
@@ -68,8 +82,7 @@ def staff_line_rows(gray: np.ndarray) -> list[float]:
             start = row
             while row < len(is_line) and is_line[row]:
                 row += 1
-            weights = row_fraction[start:row]
-            centres.append(float(np.average(np.arange(start, row), weights=weights)))
+            centres.append(float(np.average(np.arange(start, row), weights=weight[start:row] + 1e-9)))
         row += 1
     return centres
 

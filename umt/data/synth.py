@@ -86,19 +86,35 @@ def part_program(part, default: int = 0) -> int:
 def score_notes(score: stream.Score) -> list[list[tuple[float, float, int]]]:
     """Per part, the sounding notes as (onset, duration, midi pitch) in quarter notes.
 
-    Ties are merged; grace notes and unpitched notes are dropped.
+    Ties are followed pitch by pitch (a chord may continue one pitch and attack another); grace
+    notes and zero-length notes are dropped. Sorted by (onset, pitch).
     """
     result = []
     for part in score.parts:
-        notes = []
-        for element in part.flatten().stripTies().notes:
+        finished: list[tuple[float, float, int]] = []
+        open_notes: dict[int, list[float]] = {}  # midi pitch -> [onset, end] of a tied note
+        for element in part.flatten().notes:
             if element.duration.isGrace or element.quarterLength <= 0:
                 continue
             onset = float(element.getOffsetInHierarchy(part))
-            pitches = getattr(element, "pitches", ())
-            for pitch in pitches:
-                notes.append((onset, float(element.quarterLength), int(pitch.midi)))
-        result.append(notes)
+            end = onset + float(element.quarterLength)
+            members = element.notes if element.isChord else [element]
+            for member in members:
+                pitch = int(member.pitch.midi)
+                tie = member.tie if member.tie is not None else element.tie
+                tie_type = tie.type if tie is not None else None
+                held = open_notes.get(pitch)
+                if held is not None and tie_type in ("stop", "continue") and abs(held[1] - onset) < 1e-6:
+                    held[1] = end
+                else:
+                    if held is not None:
+                        finished.append((held[0], held[1] - held[0], pitch))
+                    open_notes[pitch] = [onset, end]
+                if tie_type in (None, "stop"):
+                    held = open_notes.pop(pitch)
+                    finished.append((held[0], held[1] - held[0], pitch))
+        finished.extend((start, stop - start, pitch) for pitch, (start, stop) in open_notes.items())
+        result.append(sorted(finished, key=lambda note: (note[0], note[2])))
     return result
 
 
