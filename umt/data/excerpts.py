@@ -100,20 +100,14 @@ def assign_split(piece: str, seed: int) -> str:
     return SPLIT_FRACTIONS[-1][0]
 
 
-def _check_user_xml(path: Path) -> None:
-    """Reject hostile XML before music21 sees it: no DTD entities, no external resources."""
-    from lxml import etree
+def _read_user_musicxml(path: Path) -> bytes:
+    """The MusicXML document of a user file, read and checked by the safe XML reader (no DTD
+    entities, no external resources, zip limits for ``.mxl``) before music21 sees it."""
+    from umt.utils.safe_xml import parse_xml_bytes, read_xml_file_bytes
 
-    data = path.read_bytes()
-    if path.suffix.lower() == ".mxl":
-        return  # music21 reads the zip itself; its XML members are checked by music21's own parser
-    if re.search(rb"<!ENTITY", data[:65536]):
-        raise InputError("XML entity declarations are not allowed", path)
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-    try:
-        etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as error:
-        raise InputError(f"not well-formed XML ({error})", path) from None
+    data = read_xml_file_bytes(path)
+    parse_xml_bytes(data, path)  # raises InputError on hostile or malformed XML
+    return data
 
 
 def load_score(ref: PieceRef) -> stream.Score:
@@ -123,13 +117,16 @@ def load_score(ref: PieceRef) -> stream.Score:
     if ref.path is None:
         raise InputError("no file to parse", ref.piece)
     path = Path(ref.path)
-    if ref.source == "files":
-        if not path.is_file():
-            raise InputError("no such file", path)
-        if path.suffix.lower() in (".xml", ".musicxml"):
-            _check_user_xml(path)
     try:
-        score = converter.parse(str(path))
+        if ref.source == "files" and path.suffix.lower() in (".xml", ".musicxml", ".mxl"):
+            data = _read_user_musicxml(path)
+            score = converter.parseData(data.decode("utf-8", errors="replace"), format="musicxml")
+        else:
+            if not path.is_file():
+                raise InputError("no such file", path)
+            score = converter.parse(str(path))
+    except InputError:
+        raise
     except Exception as error:  # music21 raises many types for corrupt files
         raise InputError(f"cannot parse score ({type(error).__name__}: {error})", path) from None
     if isinstance(score, stream.Opus):
