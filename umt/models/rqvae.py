@@ -364,7 +364,7 @@ class RQBottleneck(nn.Module):
             self.codebooks = nn.ModuleList([make() for _ in range(config.num_codebooks)])
 
     def quantize(self, latents: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Latents ``[B, h, w, D]`` -> (cumulative quantizations, each ``[B, h, w, D]``; codes ``[B, h, w, K]``).
+        """Latents ``[B, h, w, D]`` -> (running sums of quantizations, codes ``[B, h, w, K]``).
 
         In training mode each codebook is EMA-updated on the residuals it quantized.
         """
@@ -385,7 +385,7 @@ class RQBottleneck(nn.Module):
         return cumulative, torch.stack(codes, dim=-1)
 
     def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latents ``[B, h, w, D]`` -> (straight-through quantized ``[B, h, w, D]``, commitment loss, codes)."""
+        """Latents ``[B, h, w, D]`` -> (straight-through quantized ``[B, h, w, D]``, commitment, codes)."""
         cumulative, codes = self.quantize(latents)
         commitment = torch.stack([(latents - q.detach()).pow(2.0).mean() for q in cumulative]).mean()
         quantized = latents + (cumulative[-1] - latents).detach()

@@ -385,7 +385,7 @@ class ImageTokenizer:
     # ---------------------------------------------------------------- codes
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``float [B, 1, H, W]`` in [-1, 1] (H, W multiples of 16) -> codes ``int64 [B, H/16, W/16, K]``."""
+        """Images ``float [B, 1, H, W]`` in [-1, 1] (H, W multiples of 16) -> codes ``[B, H/16, W/16, K]``."""
         if images.ndim != 4 or images.shape[1] != self.config.in_channels:
             raise ValueError(
                 f"images must be [B, {self.config.in_channels}, H, W], got {tuple(images.shape)}"
@@ -448,7 +448,8 @@ class ImageTokenizer:
         grid = self.codes_of(x)
         if grid.shape[0] > vocab.config.max_image_height:
             raise ValueError(
-                f"image is {grid.shape[0]} token rows high; the vocabulary allows {vocab.config.max_image_height}"
+                f"image is {grid.shape[0]} token rows high; the vocabulary allows "
+                f"{vocab.config.max_image_height}"
             )
         return flatten_systems([grid], vocab)
 
@@ -467,8 +468,8 @@ class ImageTokenizer:
         cfg = vocab.config
         if cfg.image_codebooks != self.config.num_codebooks or cfg.image_codebook_size != self.config.n_embed:
             raise ValueError(
-                f"vocabulary has {cfg.image_codebooks} x {cfg.image_codebook_size} image codes; the tokenizer "
-                f"makes {self.config.num_codebooks} x {self.config.n_embed}"
+                f"vocabulary has {cfg.image_codebooks} x {cfg.image_codebook_size} image codes; "
+                f"the tokenizer makes {self.config.num_codebooks} x {self.config.n_embed}"
             )
 
     # ------------------------------------------------------------- artifacts
