@@ -114,7 +114,11 @@ def measure_staff_height(gray: np.ndarray, min_line_fraction: float = 0.5) -> fl
     """
     if gray.ndim != 2 or gray.size == 0:
         return None
-    dark = gray < 128
+    # Dark = nearer the darkest ink than the paper (robust to grey, anti-aliased lines).
+    paper, ink = float(np.median(gray)), float(gray.min())
+    if paper - ink < 32:
+        return None
+    dark = gray < paper - 0.25 * (paper - ink)
     inked_columns = np.flatnonzero(dark.any(axis=0))
     if inked_columns.size == 0:
         return None
