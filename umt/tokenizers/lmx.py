@@ -761,8 +761,6 @@ _NOTE_SUFFIX_SLOT: dict[str, str] = {
     **dict.fromkeys(STAFF_TOKENS, "staff"),
     "tied:start": "tied_start",
     "tied:stop": "tied_stop",
-    "tuplet:start": "tuplet_start",
-    "tuplet:stop": "tuplet_stop",
     "fermata": "fermata",
     "arpeggiate": "arpeggiate",
     "staccato": "staccato",
@@ -773,7 +771,15 @@ _NOTE_SUFFIX_SLOT: dict[str, str] = {
     **dict.fromkeys(TREMOLO_TYPE_TOKENS, "tremolo_type"),
     **dict.fromkeys(TREMOLO_MARKS_TOKENS, "tremolo_marks"),
 }
-_NOTE_LIST_SLOTS = {"dot": "dots", **dict.fromkeys(BEAM_TOKENS, "beams"), "slur:start": "slurs", "slur:stop": "slurs"}
+# tuplet tokens may repeat (nested tuplets); they share the ordered list with the ties
+_NOTE_LIST_SLOTS = {
+    "dot": "dots",
+    **dict.fromkeys(BEAM_TOKENS, "beams"),
+    "slur:start": "slurs",
+    "slur:stop": "slurs",
+    "tuplet:start": "order",
+    "tuplet:stop": "order",
+}
 _PREFIX_SLOT: dict[str, str] = {
     "print-object:no": "print_object",
     "grace": "grace",
@@ -833,6 +839,8 @@ class _Delinearizer:
         self.max_staff = 0
         self.staff_suffix_on_clef = False
         self.previous_tie_starts: dict = {}
+        # the last <backup>/<forward> written and the shortest note type it was made of
+        self.last_run: tuple[Any, Fraction | None] = (None, None)
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -898,6 +906,7 @@ class _Delinearizer:
         attributes = None
         last_notelike = None  # previous <backup>/<forward>/<note> element, for merging and chords
         records: list[_NoteRecord] = []
+        reached = Fraction(0)  # the furthest onset reached in the measure
         for tree in self.build_trees(tokens):
             root = tree.root
             if root in _ATTRIBUTE_ROOTS:
@@ -909,6 +918,7 @@ class _Delinearizer:
             if kind is not None:
                 element, onset = self.backup_forward(tree, kind, measure, last_notelike, onset, state)
                 last_notelike = element
+                reached = max(reached, onset)
                 continue
             note, duration, record = self.note(tree, measure, last_notelike, state, onset, last_note_onset)
             if note is None:
@@ -922,6 +932,12 @@ class _Delinearizer:
                 last_note_onset = onset
                 onset += duration
             last_notelike = note
+            reached = max(reached, onset)
+        if reached == 0 and measure.find("note") is not None and self.measure_duration is None:
+            # only grace notes and no time signature: a zero-length measure that music21 cannot read
+            self.repair("measure with only grace notes given a forward of 4 quarters")
+            forward = self.sub(measure, "forward")
+            self.durations.append((self.sub(forward, "duration"), Fraction(4)))
         self.infer_alterations(records)
 
     # -- attributes -----------------------------------------------------------------------------
@@ -1021,13 +1037,24 @@ class _Delinearizer:
             new_onset = onset - duration
         else:
             new_onset = onset + duration
-        if last_notelike is not None and last_notelike.tag == kind:
+        piece = NOTE_TYPE_TO_QUARTERS[tree.root] if time_modification is None else None
+        last_element, last_piece = self.last_run
+        if (
+            last_notelike is not None
+            and last_notelike is last_element
+            and last_notelike.tag == kind
+            and piece is not None
+            and last_piece is not None
+            and piece < last_piece
+        ):
+            self.last_run = (last_notelike, piece)
             duration_element = last_notelike.find("duration")
             merged = next(q for e, q in self.durations if e is duration_element) + duration
             self.durations = [(e, merged if e is duration_element else q) for e, q in self.durations]
             return last_notelike, new_onset
         element = self.sub(measure, kind)
         self.durations.append((self.sub(element, "duration"), duration))
+        self.last_run = (element, piece)
         return element, new_onset
 
     # -- notes ----------------------------------------------------------------------------------
@@ -1051,8 +1078,8 @@ class _Delinearizer:
             else:
                 prefix[slot] = token
         suffix: dict[str, str] = {}
-        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": []}
         order: list[str] = []  # tie / tuplet tokens in their order
+        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": [], "order": order}
         for token in tree.suffixes:
             slot = _NOTE_SUFFIX_SLOT.get(token)
             if slot is None:
@@ -1065,7 +1092,7 @@ class _Delinearizer:
                 self.drop(token, f"second {slot} suffix of {root!r}")
             else:
                 suffix[slot] = token
-                if token.startswith(("tied:", "tuplet:")):
+                if token.startswith("tied:"):
                     order.append(token)
 
         is_measure_rest = root == "rest:measure"
@@ -1174,7 +1201,8 @@ class _Delinearizer:
         ends = sum(1 for t in tokens if t == "beam:end")
         delta = begins - ends
         if delta < -open_count:
-            self.repair("beam end without a beam to end")
+            # more ends than open beams (a beam begun in another measure or voice): not an error in
+            # real scores, so adjusted silently like the reference does
             open_count = -delta
         if delta >= 0:
             for number in range(1, open_count + 1):
@@ -1203,9 +1231,14 @@ class _Delinearizer:
         if not (order or slurs or articulations or has_ornaments or "fermata" in suffix or "arpeggiate" in suffix):
             return
         notations = self.sub(note, "notations")
+        repeated = {token for token in order if order.count(token) > 1}
+        counters: dict[str, int] = {}
         for token in order:
             kind, value = token.split(":")
-            self.sub(notations, kind, type=value)
+            element = self.sub(notations, kind, type=value)
+            if token in repeated:  # nested tuplets need distinct numbers
+                counters[token] = counters.get(token, 0) + 1
+                element.set("number", str(counters[token]))
         # slur numbers: stops close the most recent open slur, starts open a new one
         numbers: dict[int, str] = {}
         for index, token in enumerate(slurs):
