@@ -111,7 +111,10 @@ def run(argv: list[str]) -> None:
     tokens = ours_linearize()
     t_ours_lin = _best(ours_linearize, args.repeat)
     t_ours_full = _best(ours_full, args.repeat)
-    print(f"LMX linearization over {len(kept)} music21 corpus files ({tokens:,} tokens), tokens/s, best of {args.repeat}")
+    print(
+        f"LMX linearization over {len(kept)} music21 corpus files ({tokens:,} tokens), "
+        f"tokens/s, best of {args.repeat}"
+    )
     print(f"{'':<22} {'umt':>14} {'peer':>14}  {'ratio':>7}")
     if reference is not None:
         ref_tokens = sum(reference(root) for root in ref_trees)

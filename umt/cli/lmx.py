@@ -1,7 +1,7 @@
 """``umt lmx``: MusicXML <-> Linearized MusicXML (LMX).
 
-    umt lmx linearize FILE... [--part-index N | --all-parts] [--by-system]
-    umt lmx delinearize FILE.lmx -o OUT.musicxml
+umt lmx linearize FILE... [--part-index N | --all-parts] [--by-system]
+umt lmx delinearize FILE.lmx -o OUT.musicxml
 """
 
 from __future__ import annotations
@@ -23,12 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     linearize.add_argument("files", nargs="+", metavar="FILE")
     which = linearize.add_mutually_exclusive_group()
     which.add_argument(
-        "--part-index", type=int, default=None, help="0-based index among <part> elements (default: piano, else first)"
+        "--part-index",
+        type=int,
+        default=None,
+        help="0-based index among <part> elements (default: piano, else first)",
     )
     which.add_argument("--all-parts", action="store_true", help="print every part, one after the other")
     linearize.add_argument("--by-system", action="store_true", help="one line per system instead of per part")
     linearize.add_argument(
-        "--with-name", action="store_true", help="prefix each line with 'FILE<TAB>' (useful with several files)"
+        "--with-name",
+        action="store_true",
+        help="prefix each line with 'FILE<TAB>' (useful with several files)",
     )
     linearize.set_defaults(func=_linearize)
 
@@ -100,5 +105,8 @@ def _delinearize(args: argparse.Namespace) -> int:
     if args.verbose:
         for problem in result.problems:
             print(f"umt: {path}: {problem}", file=sys.stderr)
-    print(f"umt: {path}: wrote {args.output} ({result.dropped} tokens dropped, {result.repaired} repaired)", file=sys.stderr)
+    print(
+        f"umt: {path}: wrote {args.output} ({result.dropped} tokens dropped, {result.repaired} repaired)",
+        file=sys.stderr,
+    )
     return 0

@@ -29,6 +29,7 @@ Delinearizing (tokens -> MusicXML)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -192,10 +193,8 @@ class _Linearizer:
                         emit(beats_token)
                         emit(beat_type_token)
         if staves is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self.staves = int(_text(staves))
-            except ValueError:
-                pass
         if clefs:
             to_print: dict[int, str | None] = {}
             for clef in clefs:
@@ -375,10 +374,14 @@ class _Linearizer:
         if staff is not None:
             value = staff.text
             # the reference requires <staves> >= 2 for staff tokens; without it they are left out
-            if value in ("1", "2", "3") and self.staves is not None and self.staves >= 2:
-                if value != self.staff:
-                    emit("staff:" + value)
-                    self.staff = value
+            if (
+                value in ("1", "2", "3")
+                and self.staves is not None
+                and self.staves >= 2
+                and value != self.staff
+            ):
+                emit("staff:" + value)
+                self.staff = value
 
         if beams is not None:
             for beam in beams:
@@ -466,7 +469,9 @@ class _TrackedAttributes:
     def anything(self) -> bool:
         # the reference also counts a time signature as "tracked"; only matters for a header with
         # nothing to re-state, which then emits no tokens either way
-        return self.divisions is not None or self.key is not None or self.staves is not None or bool(self.clefs)
+        return (
+            self.divisions is not None or self.key is not None or self.staves is not None or bool(self.clefs)
+        )
 
     def update(self, divisions: Any, key: Any, staves: Any, clefs: Iterable) -> None:
         if divisions is not None:
@@ -483,14 +488,15 @@ class _TrackedAttributes:
                 for number in [n for n in self.clefs if n > count]:
                     del self.clefs[number]
         for clef in clefs:
-            try:
+            with contextlib.suppress(ValueError):
                 self.clefs[int(clef.get("number", "1"))] = clef
-            except ValueError:
-                pass
 
     def update_from(self, attributes: Any) -> None:
         self.update(
-            attributes.find("divisions"), attributes.find("key"), attributes.find("staves"), attributes.iter("clef")
+            attributes.find("divisions"),
+            attributes.find("key"),
+            attributes.find("staves"),
+            attributes.iter("clef"),
         )
 
 
@@ -620,7 +626,10 @@ def select_part(root: Any, part_index: int | None = None, name: str | Path = "<x
     part_list = root.find("part-list")
     if part_list is not None:
         for score_part in part_list.iter("score-part"):
-            names = [score_part.findtext("part-name"), score_part.findtext("score-instrument/instrument-name")]
+            names = [
+                score_part.findtext("part-name"),
+                score_part.findtext("score-instrument/instrument-name"),
+            ]
             if any(n is not None and n.strip().lower() in _PIANO_NAMES for n in names):
                 for part in parts:
                     if part.get("id") == score_part.get("id"):
@@ -914,7 +923,9 @@ class _Delinearizer:
                 last_notelike = None
                 continue
             attributes = None
-            kind = "backup" if "backup" in tree.prefixes else "forward" if "forward" in tree.prefixes else None
+            kind = (
+                "backup" if "backup" in tree.prefixes else "forward" if "forward" in tree.prefixes else None
+            )
             if kind is not None:
                 element, onset = self.backup_forward(tree, kind, measure, last_notelike, onset, state)
                 last_notelike = element
@@ -1228,7 +1239,9 @@ class _Delinearizer:
         has_ornaments = "tremolo_type" in suffix or "trill_mark" in suffix
         if "tremolo_marks" in suffix and "tremolo_type" not in suffix:
             self.drop(suffix.pop("tremolo_marks"), "tremolo marks without a tremolo type")
-        if not (order or slurs or articulations or has_ornaments or "fermata" in suffix or "arpeggiate" in suffix):
+        if not (
+            order or slurs or articulations or has_ornaments or "fermata" in suffix or "arpeggiate" in suffix
+        ):
             return
         notations = self.sub(note, "notations")
         repeated = {token for token in order if order.count(token) > 1}
@@ -1291,7 +1304,9 @@ class _Delinearizer:
             else:
                 alter = 0
             if record.tie_stop:
-                start = tie_starts.pop(record.visual, None) or self.previous_tie_starts.pop(record.visual, None)
+                start = tie_starts.pop(record.visual, None) or self.previous_tie_starts.pop(
+                    record.visual, None
+                )
                 if start is not None:  # a tied note keeps the alteration of its start
                     alter = start.alter
             record.alter = alter
@@ -1329,7 +1344,9 @@ class _Delinearizer:
         score_part = etree.SubElement(part_list, "score-part", id="P1")
         etree.SubElement(score_part, "part-name").text = "Piano"
         score.append(self.part)
-        return etree.tostring(score, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8")
+        return etree.tostring(score, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode(
+            "utf-8"
+        )
 
 
 def _duration(note_type: str, time_modification: str | None, dots: int) -> Fraction:
