@@ -66,7 +66,10 @@ def test_delinearize_bad_file_leaves_no_output(tmp_path: Path, capsys: pytest.Ca
 def test_subprocess_entry_point(tmp_path: Path) -> None:
     path = tmp_path / "s.musicxml"
     path.write_text(SCORE)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    import umt
+
+    # the child must import the same umt as this test (this checkout), not an installed one
+    env = {**os.environ, "PYTHONPATH": str(Path(umt.__file__).resolve().parents[1])}
     done = subprocess.run(
         [sys.executable, "-m", "umt", "lmx", "linearize", str(path), str(tmp_path / "missing.mxl")],
         capture_output=True,
