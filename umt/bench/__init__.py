@@ -8,4 +8,5 @@ from __future__ import annotations
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     # name: modules run in order
     "image-tokenizer": ("umt.bench.image_tokenizer",),
+    "tokenizers": ("umt.bench.lmx",),
 }

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in the order `umt --help` lists them
     "umt.cli.train",
     "umt.cli.corpus",
+    "umt.cli.lmx",
 )
 
 

@@ -29,6 +29,7 @@ Delinearizing (tokens -> MusicXML)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -192,10 +193,8 @@ class _Linearizer:
                         emit(beats_token)
                         emit(beat_type_token)
         if staves is not None:
-            try:
+            with contextlib.suppress(ValueError):
                 self.staves = int(_text(staves))
-            except ValueError:
-                pass
         if clefs:
             to_print: dict[int, str | None] = {}
             for clef in clefs:
@@ -375,10 +374,14 @@ class _Linearizer:
         if staff is not None:
             value = staff.text
             # the reference requires <staves> >= 2 for staff tokens; without it they are left out
-            if value in ("1", "2", "3") and self.staves is not None and self.staves >= 2:
-                if value != self.staff:
-                    emit("staff:" + value)
-                    self.staff = value
+            if (
+                value in ("1", "2", "3")
+                and self.staves is not None
+                and self.staves >= 2
+                and value != self.staff
+            ):
+                emit("staff:" + value)
+                self.staff = value
 
         if beams is not None:
             for beam in beams:
@@ -466,7 +469,9 @@ class _TrackedAttributes:
     def anything(self) -> bool:
         # the reference also counts a time signature as "tracked"; only matters for a header with
         # nothing to re-state, which then emits no tokens either way
-        return self.divisions is not None or self.key is not None or self.staves is not None or bool(self.clefs)
+        return (
+            self.divisions is not None or self.key is not None or self.staves is not None or bool(self.clefs)
+        )
 
     def update(self, divisions: Any, key: Any, staves: Any, clefs: Iterable) -> None:
         if divisions is not None:
@@ -483,14 +488,15 @@ class _TrackedAttributes:
                 for number in [n for n in self.clefs if n > count]:
                     del self.clefs[number]
         for clef in clefs:
-            try:
+            with contextlib.suppress(ValueError):
                 self.clefs[int(clef.get("number", "1"))] = clef
-            except ValueError:
-                pass
 
     def update_from(self, attributes: Any) -> None:
         self.update(
-            attributes.find("divisions"), attributes.find("key"), attributes.find("staves"), attributes.iter("clef")
+            attributes.find("divisions"),
+            attributes.find("key"),
+            attributes.find("staves"),
+            attributes.iter("clef"),
         )
 
 
@@ -620,7 +626,10 @@ def select_part(root: Any, part_index: int | None = None, name: str | Path = "<x
     part_list = root.find("part-list")
     if part_list is not None:
         for score_part in part_list.iter("score-part"):
-            names = [score_part.findtext("part-name"), score_part.findtext("score-instrument/instrument-name")]
+            names = [
+                score_part.findtext("part-name"),
+                score_part.findtext("score-instrument/instrument-name"),
+            ]
             if any(n is not None and n.strip().lower() in _PIANO_NAMES for n in names):
                 for part in parts:
                     if part.get("id") == score_part.get("id"):
@@ -761,8 +770,6 @@ _NOTE_SUFFIX_SLOT: dict[str, str] = {
     **dict.fromkeys(STAFF_TOKENS, "staff"),
     "tied:start": "tied_start",
     "tied:stop": "tied_stop",
-    "tuplet:start": "tuplet_start",
-    "tuplet:stop": "tuplet_stop",
     "fermata": "fermata",
     "arpeggiate": "arpeggiate",
     "staccato": "staccato",
@@ -773,7 +780,15 @@ _NOTE_SUFFIX_SLOT: dict[str, str] = {
     **dict.fromkeys(TREMOLO_TYPE_TOKENS, "tremolo_type"),
     **dict.fromkeys(TREMOLO_MARKS_TOKENS, "tremolo_marks"),
 }
-_NOTE_LIST_SLOTS = {"dot": "dots", **dict.fromkeys(BEAM_TOKENS, "beams"), "slur:start": "slurs", "slur:stop": "slurs"}
+# tuplet tokens may repeat (nested tuplets); they share the ordered list with the ties
+_NOTE_LIST_SLOTS = {
+    "dot": "dots",
+    **dict.fromkeys(BEAM_TOKENS, "beams"),
+    "slur:start": "slurs",
+    "slur:stop": "slurs",
+    "tuplet:start": "order",
+    "tuplet:stop": "order",
+}
 _PREFIX_SLOT: dict[str, str] = {
     "print-object:no": "print_object",
     "grace": "grace",
@@ -833,6 +848,8 @@ class _Delinearizer:
         self.max_staff = 0
         self.staff_suffix_on_clef = False
         self.previous_tie_starts: dict = {}
+        # the last <backup>/<forward> written and the shortest note type it was made of
+        self.last_run: tuple[Any, Fraction | None] = (None, None)
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -898,6 +915,7 @@ class _Delinearizer:
         attributes = None
         last_notelike = None  # previous <backup>/<forward>/<note> element, for merging and chords
         records: list[_NoteRecord] = []
+        reached = Fraction(0)  # the furthest onset reached in the measure
         for tree in self.build_trees(tokens):
             root = tree.root
             if root in _ATTRIBUTE_ROOTS:
@@ -905,10 +923,13 @@ class _Delinearizer:
                 last_notelike = None
                 continue
             attributes = None
-            kind = "backup" if "backup" in tree.prefixes else "forward" if "forward" in tree.prefixes else None
+            kind = (
+                "backup" if "backup" in tree.prefixes else "forward" if "forward" in tree.prefixes else None
+            )
             if kind is not None:
                 element, onset = self.backup_forward(tree, kind, measure, last_notelike, onset, state)
                 last_notelike = element
+                reached = max(reached, onset)
                 continue
             note, duration, record = self.note(tree, measure, last_notelike, state, onset, last_note_onset)
             if note is None:
@@ -922,6 +943,12 @@ class _Delinearizer:
                 last_note_onset = onset
                 onset += duration
             last_notelike = note
+            reached = max(reached, onset)
+        if reached == 0 and measure.find("note") is not None and self.measure_duration is None:
+            # only grace notes and no time signature: a zero-length measure that music21 cannot read
+            self.repair("measure with only grace notes given a forward of 4 quarters")
+            forward = self.sub(measure, "forward")
+            self.durations.append((self.sub(forward, "duration"), Fraction(4)))
         self.infer_alterations(records)
 
     # -- attributes -----------------------------------------------------------------------------
@@ -1021,13 +1048,24 @@ class _Delinearizer:
             new_onset = onset - duration
         else:
             new_onset = onset + duration
-        if last_notelike is not None and last_notelike.tag == kind:
+        piece = NOTE_TYPE_TO_QUARTERS[tree.root] if time_modification is None else None
+        last_element, last_piece = self.last_run
+        if (
+            last_notelike is not None
+            and last_notelike is last_element
+            and last_notelike.tag == kind
+            and piece is not None
+            and last_piece is not None
+            and piece < last_piece
+        ):
+            self.last_run = (last_notelike, piece)
             duration_element = last_notelike.find("duration")
             merged = next(q for e, q in self.durations if e is duration_element) + duration
             self.durations = [(e, merged if e is duration_element else q) for e, q in self.durations]
             return last_notelike, new_onset
         element = self.sub(measure, kind)
         self.durations.append((self.sub(element, "duration"), duration))
+        self.last_run = (element, piece)
         return element, new_onset
 
     # -- notes ----------------------------------------------------------------------------------
@@ -1051,8 +1089,8 @@ class _Delinearizer:
             else:
                 prefix[slot] = token
         suffix: dict[str, str] = {}
-        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": []}
         order: list[str] = []  # tie / tuplet tokens in their order
+        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": [], "order": order}
         for token in tree.suffixes:
             slot = _NOTE_SUFFIX_SLOT.get(token)
             if slot is None:
@@ -1065,7 +1103,7 @@ class _Delinearizer:
                 self.drop(token, f"second {slot} suffix of {root!r}")
             else:
                 suffix[slot] = token
-                if token.startswith(("tied:", "tuplet:")):
+                if token.startswith("tied:"):
                     order.append(token)
 
         is_measure_rest = root == "rest:measure"
@@ -1174,7 +1212,8 @@ class _Delinearizer:
         ends = sum(1 for t in tokens if t == "beam:end")
         delta = begins - ends
         if delta < -open_count:
-            self.repair("beam end without a beam to end")
+            # more ends than open beams (a beam begun in another measure or voice): not an error in
+            # real scores, so adjusted silently like the reference does
             open_count = -delta
         if delta >= 0:
             for number in range(1, open_count + 1):
@@ -1200,12 +1239,19 @@ class _Delinearizer:
         has_ornaments = "tremolo_type" in suffix or "trill_mark" in suffix
         if "tremolo_marks" in suffix and "tremolo_type" not in suffix:
             self.drop(suffix.pop("tremolo_marks"), "tremolo marks without a tremolo type")
-        if not (order or slurs or articulations or has_ornaments or "fermata" in suffix or "arpeggiate" in suffix):
+        if not (
+            order or slurs or articulations or has_ornaments or "fermata" in suffix or "arpeggiate" in suffix
+        ):
             return
         notations = self.sub(note, "notations")
+        repeated = {token for token in order if order.count(token) > 1}
+        counters: dict[str, int] = {}
         for token in order:
             kind, value = token.split(":")
-            self.sub(notations, kind, type=value)
+            element = self.sub(notations, kind, type=value)
+            if token in repeated:  # nested tuplets need distinct numbers
+                counters[token] = counters.get(token, 0) + 1
+                element.set("number", str(counters[token]))
         # slur numbers: stops close the most recent open slur, starts open a new one
         numbers: dict[int, str] = {}
         for index, token in enumerate(slurs):
@@ -1258,7 +1304,9 @@ class _Delinearizer:
             else:
                 alter = 0
             if record.tie_stop:
-                start = tie_starts.pop(record.visual, None) or self.previous_tie_starts.pop(record.visual, None)
+                start = tie_starts.pop(record.visual, None) or self.previous_tie_starts.pop(
+                    record.visual, None
+                )
                 if start is not None:  # a tied note keeps the alteration of its start
                     alter = start.alter
             record.alter = alter
@@ -1296,7 +1344,9 @@ class _Delinearizer:
         score_part = etree.SubElement(part_list, "score-part", id="P1")
         etree.SubElement(score_part, "part-name").text = "Piano"
         score.append(self.part)
-        return etree.tostring(score, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8")
+        return etree.tostring(score, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode(
+            "utf-8"
+        )
 
 
 def _duration(note_type: str, time_modification: str | None, dots: int) -> Fraction:

@@ -132,8 +132,12 @@ def read_mxl_bytes(data: bytes, path: str | Path = "<bytes>") -> bytes:
         target: zipfile.ZipInfo | None = None
         container = by_name.get("META-INF/container.xml")
         if container is not None:
-            container_root = parse_xml_bytes(_read_member(archive, container, path), f"{path}:{container.filename}")
-            rootfiles = [e for e in container_root.iter() if isinstance(e.tag, str) and _local(e.tag) == "rootfile"]
+            container_root = parse_xml_bytes(
+                _read_member(archive, container, path), f"{path}:{container.filename}"
+            )
+            rootfiles = [
+                e for e in container_root.iter() if isinstance(e.tag, str) and _local(e.tag) == "rootfile"
+            ]
             for rootfile in rootfiles:
                 media_type = rootfile.get("media-type")
                 if media_type is None or "musicxml" in media_type or media_type.endswith("xml"):
