@@ -77,14 +77,14 @@ def test_numpy_metadata_is_allowed_but_code_is_not(tmp_path, reference):
 
     saved["metadata"]["evil"] = Payload()
     torch.save(saved, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="evil.pth"):
+    with pytest.raises(CheckpointError, match=r"evil\.pth"):
         load_codec(tmp_path / "evil.pth")
 
 
 def test_bad_codec_files_raise_checkpoint_error(tmp_path):
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match="garbage.pth"):
+    with pytest.raises(CheckpointError, match=r"garbage\.pth"):
         load_codec(garbage)
     with pytest.raises(CheckpointError, match="no such codec file"):
         load_codec(tmp_path / "missing.pth")
@@ -99,7 +99,7 @@ def test_bad_codec_files_raise_checkpoint_error(tmp_path):
         load_codec(tmp_path / "mismatch.pth")
     pickled = tmp_path / "plain_pickle.pth"
     pickled.write_bytes(pickle.dumps({"state_dict": {}}))
-    with pytest.raises(CheckpointError, match="plain_pickle.pth"):
+    with pytest.raises(CheckpointError, match=r"plain_pickle\.pth"):
         load_codec(pickled)
 
 
@@ -178,7 +178,9 @@ def test_tiny_training_iterations_change_weights_and_export(tmp_path):
     generator_before = copy.deepcopy(module.generator.state_dict())
     critic_before = copy.deepcopy(module.discriminator.state_dict())
     t = torch.arange(2205) / 44100
-    data = [(0.5 * torch.sin(2 * torch.pi * f * t) + 0.05 * torch.randn(2205))[None] for f in (220, 330, 440, 550)]
+    data = [
+        (0.5 * torch.sin(2 * torch.pi * f * t) + 0.05 * torch.randn(2205))[None] for f in (220, 330, 440, 550)
+    ]
     loader = torch.utils.data.DataLoader(data, batch_size=2)
     trainer = lightning.Trainer(
         max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -58,7 +58,9 @@ class MPD(nn.Module):
         return feature_maps
 
 
-def stft(audio: torch.Tensor, window_length: int, hop_length: int, match_stride: bool = False) -> torch.Tensor:
+def stft(
+    audio: torch.Tensor, window_length: int, hop_length: int, match_stride: bool = False
+) -> torch.Tensor:
     """Complex STFT ``[B, 1, T] -> [B, 1, F, frames]`` with a periodic Hann window and reflect padding.
 
     ``match_stride`` pads so that there are exactly ``ceil(T / hop)`` frames (as audiotools does).
@@ -238,7 +240,8 @@ class MelSpectrogramLoss(nn.Module):
                 mels.append(torch.einsum("mf,bcft->bcmt", basis, magnitude))
             est, ref = mels
             loss = loss + self.log_weight * F.l1_loss(
-                est.clamp(self.clamp_eps).pow(self.pow).log10(), ref.clamp(self.clamp_eps).pow(self.pow).log10()
+                est.clamp(self.clamp_eps).pow(self.pow).log10(),
+                ref.clamp(self.clamp_eps).pow(self.pow).log10(),
             )
             if self.mag_weight:
                 loss = loss + self.mag_weight * F.l1_loss(est, ref)

@@ -39,16 +39,13 @@ def _safe_torch_load(path: Path) -> object:
     training metadata sometimes carries), never arbitrary classes."""
     allowed: list = []
     try:
-        import numpy.core.multiarray as multiarray  # noqa: PLC0415  (numpy < 2 spelling)
+        from numpy._core import multiarray  # numpy >= 2
     except ImportError:  # pragma: no cover
-        multiarray = None
-    try:
-        from numpy._core import multiarray as multiarray2  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        multiarray2 = None
-    for module in (multiarray, multiarray2):
-        if module is not None:
-            allowed += [module.scalar, module._reconstruct]
+        from numpy.core import multiarray
+    allowed += [multiarray.scalar, multiarray._reconstruct]
+    # Files pickled under numpy 1.x name the same functions by their old module path.
+    allowed += [(multiarray.scalar, "numpy.core.multiarray.scalar")]
+    allowed += [(multiarray._reconstruct, "numpy.core.multiarray._reconstruct")]
     allowed += [np.ndarray, np.dtype, *{type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "u2", "b1")}]
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -105,7 +102,7 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
 
     Raises :class:`InputError` naming the file when it is missing, unreadable, corrupt or empty.
     """
-    import soundfile  # noqa: PLC0415
+    import soundfile
 
     path = Path(path)
     if not path.is_file():
@@ -127,7 +124,7 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
 
 def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling (``scipy.signal.resample_poly``) of a 1-D signal."""
-    from scipy.signal import resample_poly  # noqa: PLC0415
+    from scipy.signal import resample_poly
 
     divisor = math.gcd(from_rate, to_rate)
     return resample_poly(signal, to_rate // divisor, from_rate // divisor).astype(np.float32)
@@ -265,7 +262,7 @@ class AudioTokenizer:
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` + ``fingerprint.txt`` (each atomically; the
         config, written last, records the weights file's SHA-256)."""
-        from safetensors.torch import save as save_tensors  # noqa: PLC0415
+        from safetensors.torch import save as save_tensors
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -284,7 +281,7 @@ class AudioTokenizer:
     def from_pretrained(cls, directory: str | Path) -> AudioTokenizer:
         """Restore a folder written by :meth:`save_pretrained`; :class:`CheckpointError` for a missing,
         corrupt or mismatched one."""
-        from safetensors.torch import load as load_tensors  # noqa: PLC0415
+        from safetensors.torch import load as load_tensors
 
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
@@ -320,4 +317,3 @@ class AudioTokenizer:
     def from_codec_file(cls, path: str | Path, **kwargs) -> AudioTokenizer:
         """Wrap a reference ``DAC.save`` ``.pth`` (see :func:`load_codec`)."""
         return cls(load_codec(path), **kwargs)
-

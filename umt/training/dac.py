@@ -42,7 +42,7 @@ def _plain(config: Mapping | None) -> dict:
     if config is None:
         return {}
     try:
-        from omegaconf import DictConfig, OmegaConf  # noqa: PLC0415
+        from omegaconf import DictConfig, OmegaConf
 
         if isinstance(config, DictConfig):
             return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
@@ -128,9 +128,11 @@ class DACTrainingModule(L.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logged.items()}, prog_bar=False, batch_size=audio.shape[0])
         return logged
 
-    def export_tokenizer(self, directory: str | Path, chunk_frames: int = 512, context_frames: int = 16) -> None:
+    def export_tokenizer(
+        self, directory: str | Path, chunk_frames: int = 512, context_frames: int = 16
+    ) -> None:
         """Write the generator as an :class:`AudioTokenizer` folder (``from_pretrained``-loadable)."""
-        from umt.tokenizers.audio import AudioTokenizer  # noqa: PLC0415
+        from umt.tokenizers.audio import AudioTokenizer
 
         generator = DAC(self.model_config)
         generator.load_state_dict(self.generator.state_dict())
@@ -156,7 +158,7 @@ class AudioExcerptDataset(Dataset):
         if not files:
             raise ValueError("no audio files to train on")
         self.files = [Path(f) for f in files]
-        self.samples = int(round(duration * sample_rate))
+        self.samples = round(duration * sample_rate)
         self.sample_rate, self.length, self.peak, self.seed = sample_rate, length, peak, seed
         self._cache: dict[int, torch.Tensor] = {}
 
@@ -164,7 +166,7 @@ class AudioExcerptDataset(Dataset):
         return self.length
 
     def _audio(self, index: int) -> torch.Tensor:
-        from umt.tokenizers.audio import load_audio  # noqa: PLC0415
+        from umt.tokenizers.audio import load_audio
 
         if index not in self._cache:
             self._cache[index] = load_audio(self.files[index], self.sample_rate)
