@@ -97,6 +97,11 @@ def test_bad_codec_files_raise_checkpoint_error(tmp_path):
     torch.save(saved, tmp_path / "mismatch.pth")
     with pytest.raises(CheckpointError, match="do not match"):
         load_codec(tmp_path / "mismatch.pth")
+    package = tmp_path / "package.pth"
+    with torch.package.PackageExporter(package) as exporter:
+        exporter.save_pickle("DAC", "DAC.metadata", {"kwargs": {}})
+    with pytest.raises(CheckpointError, match=r"torch\.package archive"):
+        load_codec(package)
     pickled = tmp_path / "plain_pickle.pth"
     pickled.write_bytes(pickle.dumps({"state_dict": {}}))
     with pytest.raises(CheckpointError, match=r"plain_pickle\.pth"):
@@ -200,3 +205,18 @@ def test_tiny_training_iterations_change_weights_and_export(tmp_path):
     expected = module.generator.eval().encode(audio)
     assert torch.equal(restored.encode(audio), expected)
     assert restored.codec.config == module.model_config
+
+
+def test_excerpt_dataset_reads_files_and_normalises(tmp_path):
+    import soundfile
+
+    from umt.training.dac import AudioExcerptDataset
+
+    t = np.arange(22050) / 22050
+    soundfile.write(tmp_path / "a.wav", (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 22050)
+    soundfile.write(tmp_path / "b.flac", (0.2 * np.sin(2 * np.pi * 500 * t[:3000])).astype(np.float32), 22050)
+    dataset = AudioExcerptDataset([tmp_path / "a.wav", tmp_path / "b.flac"], duration=0.1, length=6, seed=3)
+    items = [dataset[i] for i in range(len(dataset))]
+    assert all(item.shape == (1, 4410) for item in items)
+    assert all(abs(float(item.abs().max()) - 0.9) < 1e-5 for item in items)
+    assert torch.equal(dataset[2], items[2])  # deterministic per index

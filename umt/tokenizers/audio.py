@@ -60,6 +60,12 @@ def load_codec(path: str | Path) -> DAC:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such codec file", path)
+    if _is_torch_package(path):
+        raise CheckpointError(
+            "a torch.package archive (DAC.save with package=True) holds pickled code and is not loaded; "
+            "save the weights with DAC.save(path, package=False)",
+            path,
+        )
     try:
         saved = _safe_torch_load(path)
     except Exception as error:  # pickle / zip / weights-only refusals
@@ -77,6 +83,16 @@ def load_codec(path: str | Path) -> DAC:
     model = DAC(config)
     _load_state(model, normalise_state_dict_keys(saved["state_dict"]), path)
     return model.eval()
+
+
+def _is_torch_package(path: Path) -> bool:
+    """Whether ``path`` is a ``torch.package`` zip (it records its extern modules)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith(".data/extern_modules") for name in archive.namelist())
 
 
 def _load_state(model: DAC, state_dict: dict[str, torch.Tensor], path: Path) -> None:
@@ -230,7 +246,12 @@ class AudioTokenizer:
 
     def encode(self, audio: torch.Tensor, codebooks: int | None = None) -> torch.Tensor:
         """Audio ``[1, T]`` or ``[B, 1, T]`` to codes ``[B, K, ceil(T / hop)]`` (chunked)."""
-        batch = audio.reshape(1, 1, -1) if audio.dim() <= 2 else audio
+        if audio.dim() == 3:
+            batch = audio
+        elif audio.dim() == 2 and audio.shape[0] == 1:
+            batch = audio[None]
+        else:
+            raise ValueError(f"audio must be mono [1, T] or [B, 1, T], got {tuple(audio.shape)}")
         if batch.shape[-1] == 0:
             raise ValueError("cannot tokenize empty audio")
         return encode_chunked(self.codec, batch.float(), self.chunk_frames, self.context_frames, codebooks)
