@@ -9,4 +9,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     # name: modules run in order
     "image-tokenizer": ("umt.bench.image_tokenizer",),
     "tokenizers": ("umt.bench.lmx",),
+    "audio-tokenizer": ("umt.bench.audio_tokenizer",),
 }
