@@ -371,11 +371,15 @@ class TranslationPipeline:
     # ------------------------------------------------------------------ encoding
     def image_rows(self, gray: np.ndarray, name: str = "<image>") -> np.ndarray:
         """One system image ``uint8 [H, W]`` -> content rows ``[T, K]`` (height token first)."""
+        from umt.data.systems import staff_height as fallback_staff_height
         from umt.tokenizers.image import measure_staff_height, preprocess
 
         tokenizer = self._image()
         config = tokenizer.preprocess_config
-        staff_height = measure_staff_height(gray) if config.measure_staff_height else None
+        staff_height = None
+        if config.measure_staff_height:
+            # The tokenizer's own measure first (what baking used), else the line-centre distance.
+            staff_height = measure_staff_height(gray) or fallback_staff_height(gray)
         x = preprocess(gray, config, staff_height)
         try:
             rows = tokenizer.tokenize(x, self.vocab)

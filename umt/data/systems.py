@@ -42,6 +42,8 @@ class Staff:
     bottom: int
     left: int
     right: int
+    span: float = 0.0
+    """Distance between the centres of the top and bottom lines (the render module's staff height)."""
 
     @property
     def height(self) -> int:
@@ -117,11 +119,22 @@ def find_staves(gray: np.ndarray, min_line_fraction: float = 0.3) -> list[Staff]
             band = dark[top : bottom + 1]
             line_columns = np.flatnonzero(band.mean(axis=0) > 0.5)
             left, right = (int(line_columns[0]), int(line_columns[-1])) if line_columns.size else (0, 0)
-            staves.append(Staff(top, bottom, left, right))
+            staves.append(Staff(top, bottom, left, right, float(centres[-1] - centres[0])))
             index += 5
         else:
             index += 1
     return staves
+
+
+def staff_height(gray: np.ndarray) -> float | None:
+    """Median distance between the outer line centres of the staves in ``gray`` (None: no staff).
+
+    This is the staff height :mod:`umt.data.render` engraves training images at (18 px), so it is
+    the fallback when :func:`umt.tokenizers.image.measure_staff_height` finds no staff (its
+    threshold misses the thin, anti-aliased lines of small renders).
+    """
+    staves = find_staves(gray)
+    return float(np.median([s.span for s in staves])) if staves else None
 
 
 def _joined(dark: np.ndarray, upper: Staff, lower: Staff, min_cover: float = 0.9) -> bool:
