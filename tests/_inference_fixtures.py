@@ -3,8 +3,9 @@
 The model is a random-weight tiny Translator over a small vocabulary that fits tiny random image
 (RQ-VAE) and audio (DAC) tokenizers; it is saved as a Lightning-style ``.ckpt`` and exported with
 :func:`umt.pretrained.export_checkpoint`, so the tests load exactly what a trained model folder holds.
-The output head's bias favours image codes by +2 (logits of a random model are otherwise near
-uniform), so that sampled image outputs hold complete columns; everything else is random.
+Weight matrices are scaled up tenfold (see below) and the output head's bias favours image codes and a few LMX note tokens (pitches, note types,
+``measure``), so that sampled image outputs hold complete image columns and sampled LMX holds notes
+(what the decoders and the cascade need to have something to decode); everything else is random.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ TINY_VOCAB = dict(
     midi_max_shift=2000,  # 20 s MIDI segments
 )
 ALL_TASKS = ["omr", "amt", "i2a", "a2i", "m2a", "l2i"]
+IMAGE_CODE_BIAS = 4.0
+NOTE_TOKEN_BIAS = 3.0
+NOTE_TOKENS = ("measure", "C4", "E4", "G4", "quarter", "half")
 
 
 def tiny_vocab() -> Vocabulary:
@@ -80,9 +84,16 @@ def make_model_folder(
     torch.manual_seed(seed)
     model = Translator(config, vocab)
     with torch.no_grad():
+        # Init-scale weights (std 0.02) make a random model ignore its input; larger ones make its
+        # outputs depend on the source, so that order and batching mistakes would show.
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.mul_(10.0)
         for k in range(vocab.modality_codebooks("image")):
             codes = vocab.codebook_range("image", k)
-            model.head.bias[codes.start : codes.stop] += 2.0
+            model.head.bias[codes.start : codes.stop] += IMAGE_CODE_BIAS
+        for token in NOTE_TOKENS:
+            model.head.bias[vocab.lmx_id(token)] += NOTE_TOKEN_BIAS
     ckpt = {
         "hyper_parameters": {
             "model": config.to_dict(),

@@ -508,7 +508,14 @@ class TranslationPipeline:
         from umt.tokenizers.image import unflatten_with_repairs
 
         tokenizer = self._image()
-        grids, _repairs = unflatten_with_repairs(np.asarray(rows), self.vocab)
+        rows = np.asarray(rows)
+        if len(rows) and self.vocab.codebook_range("image", 0).contains(int(rows[0, 0])):
+            # Codes before any height token: the model's positions lay them out as one system of
+            # max_image_rows rows (umt.models.positions), so read them that way too.
+            max_rows = self.model.config.max_image_rows or self.vocab.config.max_image_height
+            height = min(int(max_rows), self.vocab.config.max_image_height)
+            rows = np.concatenate([self.vocab.special_row(self.vocab.height(height))[None], rows])
+        grids, _repairs = unflatten_with_repairs(rows, self.vocab)
         if not grids:
             raise InputError(f"the model generated no complete image column ({len(rows)} rows)", name)
         images = []
