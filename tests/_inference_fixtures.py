@@ -2,10 +2,11 @@
 
 The model is a random-weight tiny Translator over a small vocabulary that fits tiny random image
 (RQ-VAE) and audio (DAC) tokenizers; it is saved as a Lightning-style ``.ckpt`` and exported with
-:func:`umt.pretrained.export_checkpoint`, so the tests load exactly what a trained model folder holds.
-Weight matrices are scaled up tenfold (see below) and the output head's bias favours image codes and a few LMX note tokens (pitches, note types,
-``measure``), so that sampled image outputs hold complete image columns and sampled LMX holds notes
-(what the decoders and the cascade need to have something to decode); everything else is random.
+:func:`umt.pretrained.export_checkpoint`, so the tests load exactly what a trained model folder
+holds. Its weight matrices are scaled up tenfold (so that outputs depend on the source), and the
+output head's bias favours image codes and a few LMX note tokens (pitches, note types,
+``measure``), so that sampled image outputs hold complete image columns and sampled LMX holds
+notes (what the decoders and the cascade need to have something to decode).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ def make_model_folder(
         "image": ImageTokenizer.from_pretrained(tokenizer_dirs["image"]).fingerprint,
         "audio": AudioTokenizer.from_pretrained(tokenizer_dirs["audio"]).fingerprint,
     }
-    return export_checkpoint(ckpt_path, root / "model", tokenizer_hashes=hashes, tokenizer_dirs=tokenizer_dirs)
+    return export_checkpoint(
+        ckpt_path, root / "model", tokenizer_hashes=hashes, tokenizer_dirs=tokenizer_dirs
+    )
 
 
 # ------------------------------------------------------------------------------------- inputs
@@ -181,7 +184,6 @@ def save_png(array: np.ndarray, path: Path) -> Path:
 def save_pdf(png_path: Path, pdf_path: Path) -> Path:
     """A one-page PDF showing ``png_path`` at 2 px per point (PyMuPDF)."""
     import pymupdf
-
     from PIL import Image
 
     with Image.open(png_path) as image:

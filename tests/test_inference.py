@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import _inference_fixtures as fx
 import numpy as np
 import pytest
 import torch
 
-import _inference_fixtures as fx
 from umt.errors import CheckpointError, InputError
 from umt.inference import GenerationConfig, TranslationPipeline, split_measures, stack_images
 
@@ -83,7 +83,7 @@ def test_pdf_page_is_rasterised_and_split(systems, tmp_path):
     # 200 dpi at 2 px per point: staves 18 * 200 / 144 = 25 px high.
     assert staff_height(crops[1]) == pytest.approx(25, abs=1.5)
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 nonsense")
-    with pytest.raises(InputError, match="bad.pdf"):
+    with pytest.raises(InputError, match=r"bad\.pdf"):
         read_pdf_pages(tmp_path / "bad.pdf")
 
 

@@ -214,7 +214,9 @@ def musicxml_to_notes(musicxml: str, name: str = "<musicxml>") -> list[Note]:
     try:
         score = converter.parseData(musicxml, format="musicxml")
     except Exception as error:  # music21 raises many types for odd documents
-        raise InputError(f"music21 cannot read the MusicXML ({type(error).__name__}: {error})", name) from None
+        raise InputError(
+            f"music21 cannot read the MusicXML ({type(error).__name__}: {error})", name
+        ) from None
     if isinstance(score, stream.Opus):
         score = score.scores[0] if score.scores else None
     if not isinstance(score, stream.Score) or not score.parts:
@@ -331,9 +333,7 @@ class TranslationPipeline:
         if task not in REGISTERED:
             raise UserError(f"unknown task {task!r} (tasks: {', '.join(REGISTERED)})")
         if self.tasks and task not in self.tasks:
-            raise CheckpointError(
-                f"the model was trained for {', '.join(self.tasks)}, not {task}", self.name
-            )
+            raise CheckpointError(f"the model was trained for {', '.join(self.tasks)}, not {task}", self.name)
         spec = REGISTERED.get(task)
         for modality in (spec.source, spec.target):
             if modality == "image":
@@ -587,7 +587,9 @@ class TranslationPipeline:
 
         return [delinearize(tokens) for tokens in self.omr_tokens(images, generation)]
 
-    def transcribe(self, audios: Sequence[Any], generation: GenerationConfig | None = None) -> list[list[Note]]:
+    def transcribe(
+        self, audios: Sequence[Any], generation: GenerationConfig | None = None
+    ) -> list[list[Note]]:
         """Audio (paths or mono arrays at :attr:`sample_rate`) of any length -> notes (AMT)."""
         per_input = [self.audio_windows(self.load_audio(a, _name(a)), _name(a)) for a in audios]
         outputs = self.generate("amt", [w for windows in per_input for w in windows], generation)
@@ -619,7 +621,9 @@ class TranslationPipeline:
             images.append(stack_images([self.rows_to_image(o.rows) for o in chunk]))
         return images
 
-    def midi_to_audio(self, midis: Sequence[Any], generation: GenerationConfig | None = None) -> list[np.ndarray]:
+    def midi_to_audio(
+        self, midis: Sequence[Any], generation: GenerationConfig | None = None
+    ) -> list[np.ndarray]:
         """MIDI (paths, bytes, PrettyMIDI or note lists) -> generated audio, segments concatenated."""
         per_input = [self.midi_segments(self.load_notes(m, _name(m)), _name(m)) for m in midis]
         outputs = self.generate("m2a", [s for segments in per_input for s in segments], generation)
@@ -630,13 +634,17 @@ class TranslationPipeline:
             audios.append(self.join_segments_audio([self.rows_to_audio(o.rows) for o in chunk]))
         return audios
 
-    def lmx_to_image(self, scores: Sequence[Any], generation: GenerationConfig | None = None) -> list[np.ndarray]:
+    def lmx_to_image(
+        self, scores: Sequence[Any], generation: GenerationConfig | None = None
+    ) -> list[np.ndarray]:
         """MusicXML/LMX files, token lists or LMX text -> engraved score images (systems stacked)."""
         from umt.tokenizers.lmx import parse_lmx_text
 
         per_input = []
         for score in scores:
-            if isinstance(score, Path) or (isinstance(score, str) and Path(score).suffix and Path(score).exists()):
+            if isinstance(score, Path) or (
+                isinstance(score, str) and Path(score).suffix and Path(score).exists()
+            ):
                 systems = read_lmx_systems(score)
             elif isinstance(score, str):
                 systems = parse_lmx_text(score)
@@ -695,7 +703,10 @@ def stack_images(images: Sequence[np.ndarray], gap: int = SYSTEM_GAP_PX) -> np.n
 
 def check_image_tokenizer(tokenizer: ImageTokenizer, vocab: Vocabulary, name: str) -> None:
     cfg = vocab.config
-    if (cfg.image_codebooks, cfg.image_codebook_size) != (tokenizer.config.num_codebooks, tokenizer.config.n_embed):
+    if (cfg.image_codebooks, cfg.image_codebook_size) != (
+        tokenizer.config.num_codebooks,
+        tokenizer.config.n_embed,
+    ):
         raise CheckpointError(
             f"the image tokenizer makes {tokenizer.config.num_codebooks} x {tokenizer.config.n_embed} codes; "
             f"the model's vocabulary has {cfg.image_codebooks} x {cfg.image_codebook_size}",

@@ -47,8 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--m2a-checkpoint", metavar="DIR", help="cascade-i2a: model folder for the MIDI-to-audio step"
     )
-    parser.add_argument("--image-tokenizer", metavar="DIR", help="image tokenizer folder (default: the model's)")
-    parser.add_argument("--audio-tokenizer", metavar="DIR", help="audio tokenizer folder (default: the model's)")
+    parser.add_argument(
+        "--image-tokenizer", metavar="DIR", help="image tokenizer folder (default: the model's)"
+    )
+    parser.add_argument(
+        "--audio-tokenizer", metavar="DIR", help="audio tokenizer folder (default: the model's)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 

@@ -21,6 +21,7 @@ An image with at most one system (or no detectable staff at all) passes through 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +158,9 @@ def group_staves(gray: np.ndarray, staves: list[Staff]) -> list[list[Staff]]:
     if len(staves) <= 1:
         return [list(staves)]
     dark = _dark_mask(np.asarray(gray), LINE_LEVEL)
-    joined = [_joined(dark, a, b) for a, b in zip(staves, staves[1:])] if dark is not None else []
+    joined = [_joined(dark, a, b) for a, b in itertools.pairwise(staves)] if dark is not None else []
     if not any(joined):
-        gaps = np.array([b.top - a.bottom for a, b in zip(staves, staves[1:])], dtype=np.float64)
+        gaps = np.array([b.top - a.bottom for a, b in itertools.pairwise(staves)], dtype=np.float64)
         if len(gaps) >= 2 and gaps.max() > 1.6 * gaps.min():
             threshold = (gaps.min() + gaps.max()) / 2
             joined = [bool(gap < threshold) for gap in gaps]
@@ -184,13 +185,15 @@ def system_boxes(gray: np.ndarray, min_line_fraction: float = 0.3) -> list[Syste
     dark = _dark_mask(gray)
     assert dark is not None  # staves were found, so the page has ink
     staff_height = float(np.median([s.height for s in staves]))
-    reach = int(round(1.5 * staff_height))
-    margin = max(2, int(round(staff_height * 4 / 18)))
+    reach = round(1.5 * staff_height)
+    margin = max(2, round(staff_height * 4 / 18))
     boxes = []
     for index, system in enumerate(systems):
         top, bottom = system[0].top, system[-1].bottom
         limit_top = 0 if index == 0 else (systems[index - 1][-1].bottom + top) // 2 + 1
-        limit_bottom = gray.shape[0] if index == len(systems) - 1 else (bottom + systems[index + 1][0].top) // 2
+        limit_bottom = (
+            gray.shape[0] if index == len(systems) - 1 else (bottom + systems[index + 1][0].top) // 2
+        )
         band_top = max(limit_top, top - reach)
         band_bottom = min(limit_bottom, bottom + 1 + reach)
         band = dark[band_top:band_bottom]
