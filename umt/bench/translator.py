@@ -9,6 +9,8 @@ source rows (audio) and, in the "→midi" workload, writes single-stream target 
 "→audio" workload also runs our codebook sub-decoder over all ``K`` codebooks (the peer has no
 counterpart, so its figure is the same single-stream one).
 
+Timing on CPU is process CPU time (robust to other jobs on shared cores).
+
 * training: rows/s (source + target rows) of forward + backward + AdamW step.
 * decoding: cached greedy decoding steps/s (batch x steps / time), EOS disabled so both run the
   same number of steps; our model's step samples all codebooks the target uses.
@@ -48,14 +50,19 @@ def _sync(device) -> None:
 
 
 def _time(fn, steps: int, device) -> float:
-    """Seconds per call of ``fn`` after one warm-up call."""
+    """Seconds per call of ``fn`` after one warm-up call.
+
+    On CPU this is the process's CPU time (``time.process_time``), which other jobs on shared
+    cores do not inflate; on a GPU it is wall time after synchronising.
+    """
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     fn()
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     for _ in range(steps):
         fn()
     _sync(device)
-    return (time.perf_counter() - start) / steps
+    return (clock() - start) / steps
 
 
 def _ours(size: str, vocab, device):
