@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "image-tokenizer": ("umt.bench.image_tokenizer",),
     "tokenizers": ("umt.bench.lmx",),
     "audio-tokenizer": ("umt.bench.audio_tokenizer",),
+    "translator": ("umt.bench.translator",),
 }
