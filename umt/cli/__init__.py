@@ -19,6 +19,7 @@ from umt.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in the order `umt --help` lists them
+    "umt.cli.bake",
 )
 
 

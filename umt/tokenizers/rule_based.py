@@ -1,0 +1,60 @@
+"""File tokenizers for the rule-based modalities, shaped like the neural ones for baking.
+
+They offer the same ``modality`` / ``fingerprint`` / ``load`` / ``variants`` / ``tokenize`` surface
+as :class:`umt.tokenizers.base.NeuralTokenizer`, so :mod:`umt.data.bake` treats every modality
+alike. Their fingerprint is ``""`` (nothing trained) and they have one variant (no augmentation
+shifts). The converters themselves (:mod:`umt.tokenizers.lmx`, :mod:`umt.tokenizers.midi`) are
+imported when a file is first read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from umt.vocab import Vocabulary
+
+
+class LmxFileTokenizer:
+    """MusicXML (``.musicxml`` / ``.xml`` / ``.mxl``) -> LMX rows ``[T, K]`` (id in codebook 0)."""
+
+    modality = "lmx"
+    fingerprint = ""
+    num_variants = 1
+
+    def load(self, path: str | Path) -> list[str]:
+        """The LMX tokens of all parts of the score (raises InputError for unreadable input)."""
+        from umt.tokenizers.lmx import linearize
+
+        tokens = linearize(path)
+        return tokens.split() if isinstance(tokens, str) else list(tokens)
+
+    def variants(self, tokens: list[str]) -> list[list[str]]:
+        return [tokens]
+
+    def tokenize(self, tokens: list[str], vocab: Vocabulary) -> np.ndarray:
+        return vocab.single_stream_rows([vocab.lmx_id(token) for token in tokens])
+
+
+class MidiFileTokenizer:
+    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0)."""
+
+    modality = "midi"
+    fingerprint = ""
+    num_variants = 1
+
+    def load(self, path: str | Path) -> Any:
+        """The file's notes (raises InputError for unreadable input)."""
+        from umt.tokenizers.midi import notes_from_midi
+
+        return notes_from_midi(path)
+
+    def variants(self, notes: Any) -> list[Any]:
+        return [notes]
+
+    def tokenize(self, notes: Any, vocab: Vocabulary) -> np.ndarray:
+        from umt.tokenizers.midi import encode_notes
+
+        return vocab.single_stream_rows(encode_notes(notes, vocab))
