@@ -458,7 +458,7 @@ def test_cli_end_to_end(
     FakeImageTokenizer("a").save_pretrained(tmp_path / "tok")
     argv = ["bake", "image", "--tokenizer", str(tmp_path / "tok"), "--manifest", str(manifest),
             "--out", str(tmp_path / "out"), "--accelerator", "cpu", "--devices", "1", "--variants", "3",
-            "--batch-size", "2", "--no-progress"]  # fmt: skip
+            "--batch-size", "2", "--num-workers", "1", "--no-progress"]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert f"umt: error: {tmp_path / 'data' / 'broken.png'}: UnidentifiedImageError" in err
@@ -474,6 +474,54 @@ def test_cli_end_to_end(
     manifest.write_text('{"path": "data/img0.png"}\n{"path" "x"}\n')
     assert main(argv) == 2
     assert f"umt: error: {manifest}: line 2: not valid JSON" in capsys.readouterr().err
+
+
+class ModelAudioTokenizer(FakeAudioTokenizer):
+    """Keeps its model as an ``nn.Module`` attribute (as ``AudioTokenizer.codec`` does) and records
+    on which devices the input and the model were when tokenizing."""
+
+    fingerprint = "fake-model-audio-1"
+
+    def __init__(self) -> None:
+        self.codec = torch.nn.Linear(1, 1, bias=False)
+        self.devices: list[tuple[str, str]] = []
+
+    def tokenize(self, x: torch.Tensor, vocab) -> np.ndarray:
+        self.devices.append((x.device.type, self.codec.weight.device.type))
+        return super().tokenize(x.cpu(), vocab)
+
+    def to_cpu(self) -> ModelAudioTokenizer:
+        self.codec.cpu()
+        return self
+
+
+def bake_model_tokenizer_on(tmp_path: Path, accelerator: str, num_workers: int) -> set[tuple[str, str]]:
+    """Bake 3 clips; returns the (input, model) device pairs seen while baking."""
+    from umt.training.bake import TokenizerModule, bake_with_lightning
+
+    wavs = make_wavs(tmp_path / "data", 3)
+    manifest = write_manifest(tmp_path / "m.jsonl", wavs)
+    tokenizer = ModelAudioTokenizer()
+    assert list(TokenizerModule(tokenizer, VOCAB, VariantChoice()).tokenizer_modules) == ["codec"]
+    summary = bake_with_lightning(
+        manifest, tmp_path / "out", tokenizer, VOCAB, accelerator=accelerator, devices=1,
+        num_workers=num_workers, progress=False,
+    )  # fmt: skip
+    assert summary.failures == [] and summary.items_written == 9
+    devices = set(tokenizer.devices)
+    assert_shards_match(tmp_path / "out", tokenizer.to_cpu(), {p.stem: p for p in wavs}, [0, 1, 2])
+    return devices
+
+
+def test_tokenizer_models_are_moved_with_the_lightning_module(tmp_path: Path) -> None:
+    assert bake_model_tokenizer_on(tmp_path, "cpu", num_workers=0) == {("cpu", "cpu")}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_baking_on_a_gpu_puts_model_and_inputs_there(tmp_path: Path) -> None:
+    # num_workers=1: the DataLoader worker is forked after the model went to the GPU.
+    assert bake_model_tokenizer_on(tmp_path, "gpu", num_workers=1) == {("cuda", "cuda")}
 
 
 DDP_SCRIPT = """
@@ -588,5 +636,8 @@ def test_bake_midi_files(tmp_path: Path) -> None:
     )
     assert [f.key for f in summary.failures] == ["b.mid"]
     shards = ShardSet(tmp_path / "out", modality="midi", tokenizer_hash="")
-    expected = VOCAB.single_stream_rows(encode_notes(notes_from_midi(tmp_path / "a.mid"), VOCAB))
-    np.testing.assert_array_equal(shards.get("a.mid", 0), expected)
+    segments = encode_notes(notes_from_midi(tmp_path / "a.mid"), VOCAB)
+    expected = VOCAB.single_stream_rows([token for segment in segments for token in segment])
+    baked = shards.get("a.mid", 0)
+    np.testing.assert_array_equal(baked, expected)
+    assert baked[-1, 0] == VOCAB.eos("midi")  # segments keep their EOS: the reader splits on it

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
 from umt.errors import InputError, UserError
@@ -259,11 +260,12 @@ def plan(
 
 @dataclass
 class LoadedEntry:
-    """One input after loading: the variants still to tokenize, or why it failed."""
+    """One input after reading and decoding (e.g. an image ``[1, H, W]``), or why that failed."""
 
     entry: ManifestEntry
-    inputs: list[tuple[int, Any]] = field(default_factory=list)
-    """``(variant number, loaded input)`` pairs, e.g. image tensors ``[1, H, W]``."""
+    data: Any = None
+    done_variants: frozenset[int] = frozenset()
+    """Variants already in the output folder (not tokenized again)."""
     error: str | None = None
 
 
@@ -287,11 +289,9 @@ def _reason(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def load_entry(
-    entry: ManifestEntry, tokenizer: Any, choice: VariantChoice, done_variants: Iterable[int] = ()
-) -> LoadedEntry:
-    """Read one file and make the variants not yet in ``done_variants``. Never raises for bad
-    input: a missing, empty, unreadable or corrupt file comes back with ``error`` set."""
+def load_entry(entry: ManifestEntry, tokenizer: Any, done_variants: Iterable[int] = ()) -> LoadedEntry:
+    """Read and decode one file with ``tokenizer.load``. Never raises for bad input: a missing,
+    empty, unreadable or corrupt file comes back with ``error`` set."""
     path = entry.path
     try:
         if not path.exists():
@@ -300,27 +300,32 @@ def load_entry(
             raise InputError("is a directory, not a file", path)
         if path.stat().st_size == 0:
             raise InputError("empty file", path)
-        loaded = tokenizer.load(path)
-        all_variants = tokenizer.variants(loaded)
+        data = tokenizer.load(path)
     except Exception as error:  # any library's error for a bad file becomes a listed failure
         return LoadedEntry(entry, error=_reason(error, path))
-    skip = set(done_variants)
-    inputs = [(n, all_variants[n]) for n in choice.numbers(len(all_variants)) if n not in skip]
-    return LoadedEntry(entry, inputs=inputs)
+    return LoadedEntry(entry, data=data, done_variants=frozenset(done_variants))
 
 
 def tokenize_entry(
-    loaded: LoadedEntry, tokenizer: Any, vocab: Vocabulary, device: Any = None
+    loaded: LoadedEntry, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice, device: Any = None
 ) -> TokenizedEntry:
-    """Tokenize the variants of one loaded input (moving tensors to ``device`` first)."""
+    """Make the chosen variants of one loaded input that are not done yet and tokenize each.
+
+    The input moves to ``device`` first (variants are made there: no 32 copies cross processes).
+    Never raises for a per-file problem (``error`` is set instead).
+    """
     if loaded.error is not None:
         return TokenizedEntry(loaded.entry, error=loaded.error)
     items: list[tuple[int, np.ndarray]] = []
     try:
-        for variant, x in loaded.inputs:
-            if device is not None and hasattr(x, "to"):
-                x = x.to(device)
-            rows = np.asarray(tokenizer.tokenize(x, vocab))
+        data = loaded.data
+        if device is not None and isinstance(data, torch.Tensor):
+            data = data.to(device)
+        all_variants = tokenizer.variants(data)
+        for variant in choice.numbers(len(all_variants)):
+            if variant in loaded.done_variants:
+                continue
+            rows = np.asarray(tokenizer.tokenize(all_variants[variant], vocab))
             if rows.ndim != 2 or rows.shape[1] != vocab.num_codebooks:
                 raise ValueError(
                     f"tokenizer returned rows of shape {rows.shape}, expected [T, {vocab.num_codebooks}]"
@@ -336,20 +341,15 @@ def tokenize_entry(
 class BakeDataset:
     """A map-style dataset over manifest entries whose items are :class:`LoadedEntry` s.
 
-    Loading (file decoding, variants) happens here, i.e. in DataLoader workers; tokenizing
-    happens where the tokenizer's model lives. Batches are plain lists (:func:`collate_entries`).
+    Reading and decoding files happens here, i.e. in DataLoader workers; variants and tokenizing
+    happen where the tokenizer's model lives. Batches are plain lists (:func:`collate_entries`).
     """
 
     def __init__(
-        self,
-        entries: Sequence[ManifestEntry],
-        tokenizer: Any,
-        choice: VariantChoice,
-        done: dict[str, set[int]] | None = None,
+        self, entries: Sequence[ManifestEntry], tokenizer: Any, done: dict[str, set[int]] | None = None
     ) -> None:
         self.entries = list(entries)
         self.tokenizer = tokenizer
-        self.choice = choice
         self.done = done or {}
 
     def __len__(self) -> int:
@@ -357,7 +357,7 @@ class BakeDataset:
 
     def __getitem__(self, index: int) -> LoadedEntry:
         entry = self.entries[index]
-        return load_entry(entry, self.tokenizer, self.choice, self.done.get(entry.key, ()))
+        return load_entry(entry, self.tokenizer, self.done.get(entry.key, ()))
 
 
 def collate_entries(batch: list[LoadedEntry]) -> list[LoadedEntry]:
@@ -485,8 +485,8 @@ def bake_files(
 
     try:
         for entry in tqdm(job.todo, desc=f"baking {tokenizer.modality}", unit="file", disable=not progress):
-            loaded = load_entry(entry, tokenizer, choice, job.done.get(entry.key, ()))
-            tokenized = tokenize_entry(loaded, tokenizer, vocab)
+            loaded = load_entry(entry, tokenizer, job.done.get(entry.key, ()))
+            tokenized = tokenize_entry(loaded, tokenizer, vocab, choice)
             sink.add(tokenized)
             if on_entry_done is not None:
                 on_entry_done(tokenized)

@@ -39,7 +39,13 @@ class LmxFileTokenizer:
 
 
 class MidiFileTokenizer:
-    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0)."""
+    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0).
+
+    :func:`umt.tokenizers.midi.encode_notes` cuts a piece into 20 s segments, each closed by the
+    MIDI EOS id (its shift tokens count from the segment start). A file is baked as ONE item: its
+    segments concatenated in order, each still ending with its EOS row, so a reader recovers the
+    segments by splitting after every EOS row (segment ``i`` covers seconds ``[20 i, 20 (i + 1))``).
+    """
 
     modality = "midi"
     fingerprint = ""
@@ -57,4 +63,5 @@ class MidiFileTokenizer:
     def tokenize(self, notes: Any, vocab: Vocabulary) -> np.ndarray:
         from umt.tokenizers.midi import encode_notes
 
-        return vocab.single_stream_rows(encode_notes(notes, vocab))
+        segments = encode_notes(notes, vocab)
+        return vocab.single_stream_rows([token for segment in segments for token in segment])

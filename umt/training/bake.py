@@ -39,24 +39,35 @@ from umt.vocab import Vocabulary
 class TokenizerModule(L.LightningModule):
     """Wraps a tokenizer for ``Trainer.predict``: a batch of loaded entries -> tokenized entries.
 
-    A tokenizer that is an ``nn.Module`` becomes a submodule, so Lightning puts it on the device.
+    The tokenizer's models (itself if it is an ``nn.Module``, else its ``nn.Module`` attributes,
+    e.g. ``ImageTokenizer.model`` / ``AudioTokenizer.codec``) become submodules, so Lightning puts
+    them on this rank's device; the tokenizer object keeps using the same (moved) modules.
     """
 
-    def __init__(self, tokenizer: Any, vocab: Vocabulary) -> None:
+    def __init__(self, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice) -> None:
         super().__init__()
-        self.tokenizer = tokenizer
         self.vocab = vocab
-
-    def on_predict_start(self) -> None:
-        if not isinstance(self.tokenizer, torch.nn.Module) and callable(getattr(self.tokenizer, "to", None)):
-            self.tokenizer.to(self.device)
+        self.choice = choice
+        if isinstance(tokenizer, torch.nn.Module):
+            modules = {"tokenizer": tokenizer}
+        else:
+            modules = {
+                name: value
+                for name, value in getattr(tokenizer, "__dict__", {}).items()
+                if isinstance(value, torch.nn.Module)
+            }
+        self.tokenizer_modules = torch.nn.ModuleDict(modules)
+        object.__setattr__(self, "tokenizer", tokenizer)  # a plain reference (already registered above)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # Inputs of one batch differ in size; tokenize_entry moves each one when it is used.
         return batch
 
     def predict_step(self, batch: list[LoadedEntry], batch_idx: int) -> list[TokenizedEntry]:
-        return [tokenize_entry(loaded, self.tokenizer, self.vocab, device=self.device) for loaded in batch]
+        return [
+            tokenize_entry(loaded, self.tokenizer, self.vocab, self.choice, device=self.device)
+            for loaded in batch
+        ]
 
 
 class ShardPredictionWriter(BasePredictionWriter):
@@ -130,7 +141,7 @@ def bake_with_lightning(
     choice = variants if isinstance(variants, VariantChoice) else VariantChoice.parse(variants)
     job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split)
     loader = DataLoader(
-        BakeDataset(job.todo, tokenizer, choice, job.done),
+        BakeDataset(job.todo, tokenizer, job.done),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -149,7 +160,7 @@ def bake_with_lightning(
         enable_progress_bar=progress,
         default_root_dir=str(out_dir),
     )
-    module = TokenizerModule(tokenizer, vocab)
+    module = TokenizerModule(tokenizer, vocab, choice)
     if job.todo:
         trainer.predict(module, dataloaders=loader, return_predictions=False)
     if trainer.is_global_zero:
