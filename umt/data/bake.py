@@ -343,29 +343,35 @@ class BakeDataset:
 
     Reading and decoding files happens here, i.e. in DataLoader workers; variants and tokenizing
     happen where the tokenizer's model lives. Batches are plain lists (:func:`collate_entries`).
+    ``min_length`` pads the dataset with ``None`` items (skipped by the collate function): a
+    distributed prediction sampler needs at least one item per rank.
     """
 
     def __init__(
-        self, entries: Sequence[ManifestEntry], tokenizer: Any, done: dict[str, set[int]] | None = None
+        self,
+        entries: Sequence[ManifestEntry],
+        tokenizer: Any,
+        done: dict[str, set[int]] | None = None,
+        min_length: int = 0,
     ) -> None:
         self.entries = list(entries)
         self.tokenizer = tokenizer
         self.done = done or {}
+        self.min_length = min_length
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return max(len(self.entries), self.min_length)
 
-    def __getitem__(self, index: int) -> LoadedEntry:
+    def __getitem__(self, index: int) -> LoadedEntry | None:
+        if index >= len(self.entries):
+            return None
         entry = self.entries[index]
         return load_entry(entry, self.tokenizer, self.done.get(entry.key, ()))
 
 
-def collate_entries(batch: list[LoadedEntry]) -> list[LoadedEntry]:
-    """DataLoader ``collate_fn``: inputs differ in size, so a batch stays a list."""
-    return batch
-
-
-# ---------------------------------------------------------------------------------------- writing
+def collate_entries(batch: list[LoadedEntry | None]) -> list[LoadedEntry]:
+    """DataLoader ``collate_fn``: inputs differ in size, so a batch stays a list (padding dropped)."""
+    return [item for item in batch if item is not None]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from umt.data.bake import (
     write_failures_report,
 )
 from umt.data.shards import ShardInfo
+from umt.errors import UserError
 from umt.vocab import Vocabulary
 
 
@@ -105,7 +106,17 @@ class ShardPredictionWriter(BasePredictionWriter):
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert self.sink is not None
         self.sink.close()
-        local = (self.sink.failures, self.sink.items_written)
+
+    def finish(self, trainer: L.Trainer) -> None:
+        """Close this rank's writer and gather every rank's failures and counts.
+
+        Called after ``trainer.predict`` returns, on every rank: a rank that got no batch skips
+        the predict hooks, so a collective there would hang the others.
+        """
+        local = ([], 0)
+        if self.sink is not None:
+            self.sink.close()
+            local = (self.sink.failures, self.sink.items_written)
         gathered = [local]
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered = [None] * trainer.world_size
@@ -138,15 +149,10 @@ def bake_with_lightning(
 ) -> BakeSummary:
     """Bake a manifest on ``devices`` x ``num_nodes`` ranks. Every rank returns the same summary
     (``is_global_zero`` tells which one should print); rank 0 writes ``OUT/failures.json``."""
+    if "spawn" in str(strategy):
+        raise UserError(f"strategy {strategy!r} is not supported for baking: use 'ddp' (or 'auto')")
     choice = variants if isinstance(variants, VariantChoice) else VariantChoice.parse(variants)
     job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split)
-    loader = DataLoader(
-        BakeDataset(job.todo, tokenizer, job.done),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=collate_entries,
-    )
     writer = ShardPredictionWriter(out_dir, job.info, items_per_shard=items_per_shard)
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -160,9 +166,15 @@ def bake_with_lightning(
         enable_progress_bar=progress,
         default_root_dir=str(out_dir),
     )
+    # Lightning's prediction sampler wants >= 1 item per rank: pad short lists with no-op items.
+    dataset = BakeDataset(job.todo, tokenizer, job.done, min_length=trainer.world_size)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_entries
+    )
     module = TokenizerModule(tokenizer, vocab, choice)
-    if job.todo:
+    if job.todo:  # the same on every rank (planned before any rank writes)
         trainer.predict(module, dataloaders=loader, return_predictions=False)
+        writer.finish(trainer)
     if trainer.is_global_zero:
         write_failures_report(out_dir, manifest, writer.all_failures)
     return BakeSummary(
