@@ -25,7 +25,8 @@ class LmxFileTokenizer:
     num_variants = 1
 
     def load(self, path: str | Path) -> list[str]:
-        """The LMX tokens of all parts of the score (raises InputError for unreadable input)."""
+        """The LMX tokens of the score's default part (as :func:`umt.tokenizers.lmx.linearize` picks:
+        the piano, else the first); raises InputError for unreadable input."""
         from umt.tokenizers.lmx import linearize
 
         tokens = linearize(path)
