@@ -7,4 +7,5 @@ from __future__ import annotations
 
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     # name: modules run in order
+    "bake": ("umt.bench.bake",),
 }
