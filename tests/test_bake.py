@@ -414,6 +414,21 @@ def test_lightning_predict_path_matches_the_plain_one(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / FAILURES_FILE).read_text())["failed"] == 1
 
 
+def test_short_work_lists_are_padded_for_every_rank_and_spawn_is_refused(tmp_path: Path) -> None:
+    from umt.data.bake import BakeDataset, collate_entries
+    from umt.training.bake import bake_with_lightning
+
+    wavs = make_wavs(tmp_path / "data", 1)
+    entry = ManifestEntry("clip0", wavs[0])
+    dataset = BakeDataset([entry], FakeAudioTokenizer(), min_length=3)
+    assert len(dataset) == 3 and dataset[1] is None and dataset[2] is None
+    batch = collate_entries([dataset[0], dataset[1]])
+    assert [loaded.entry for loaded in batch] == [entry] and batch[0].error is None
+    manifest = write_manifest(tmp_path / "m.jsonl", wavs)
+    with pytest.raises(UserError, match="strategy 'ddp_spawn' is not supported for baking"):
+        bake_with_lightning(manifest, tmp_path / "out", FakeAudioTokenizer(), VOCAB, strategy="ddp_spawn")
+
+
 class ExplodingAudioTokenizer(FakeAudioTokenizer):
     """Fails hard (not a per-file problem) on the Nth tokenize call, like a job being killed."""
 
@@ -525,19 +540,23 @@ def test_baking_on_a_gpu_puts_model_and_inputs_there(tmp_path: Path) -> None:
 
 
 DDP_SCRIPT = """
+import json
+import os
 import sys
 sys.path.insert(0, {tests!r})
 from test_bake import FakeImageTokenizer
 from umt.training.bake import bake_with_lightning
 from umt.vocab import default_vocabulary
 
+results = []
 for manifest in {manifests!r}:
     summary = bake_with_lightning(
         manifest, {out!r}, FakeImageTokenizer(), default_vocabulary(), variants=2, accelerator="cpu",
         devices=2, strategy="ddp", batch_size=2, items_per_shard=3, progress=False,
     )
-    counts = (summary.skipped, summary.items_written, len(summary.failures))
-    print("RESULT", summary.is_global_zero, *counts, flush=True)
+    results.append([summary.is_global_zero, summary.skipped, summary.items_written, len(summary.failures)])
+with open(f"result-{{os.getpid()}}.json", "w") as handle:
+    json.dump(results, handle)
 """
 
 
@@ -560,11 +579,10 @@ def test_two_process_ddp_bakes_every_item_exactly_once(tmp_path: Path) -> None:
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT")]
+    results = sorted(json.loads(path.read_text()) for path in tmp_path.glob("result-*.json"))
     # Both ranks report the gathered totals: first 7 good files x 2 variants and one failure; then
-    # the 7 are skipped and the new one baked.
-    assert sorted(lines[:2]) == ["RESULT False 0 14 1", "RESULT True 0 14 1"], result.stdout
-    assert sorted(lines[2:]) == ["RESULT False 7 2 0", "RESULT True 7 2 0"], result.stdout
+    # the 7 are skipped and the new one baked. [is_global_zero, skipped, items_written, failures]
+    assert results == [[[False, 0, 14, 1], [False, 7, 2, 0]], [[True, 0, 14, 1], [True, 7, 2, 0]]]
     assert {p.name.split("-")[1] for p in (tmp_path / "out").glob("*.safetensors")} == {
         "rank0000",
         "rank0001",

@@ -183,15 +183,13 @@ def rank_prefix(rank: int) -> str:
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed writer can leave (hidden ``.shard-*`` / ``.failures*``).
+    """Delete the hidden temporary shard files (``.shard-*.safetensors``) a killed writer can leave;
+    a shard reader would otherwise take them for broken shards.
 
-    Safe only before any writer of this job starts (the drivers call it before launching ranks).
+    Shard files are written only between the collective start and end of a distributed
+    prediction, so removing them while planning (before it, on every rank) races with no writer.
     """
-    stale = [
-        path
-        for pattern in (f".{SHARD_PREFIX}-*.safetensors", f".{FAILURES_FILE}.*.tmp")
-        for path in out_dir.glob(pattern)
-    ]
+    stale = list(out_dir.glob(f".{SHARD_PREFIX}-*.safetensors"))
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -374,8 +372,13 @@ def collate_entries(batch: list[LoadedEntry | None]) -> list[LoadedEntry]:
     return [item for item in batch if item is not None]
 
 
+# ---------------------------------------------------------------------------------------- writing
+
+
 @dataclass(frozen=True)
 class Failure:
+    """A file that could not be baked, and why."""
+
     key: str
     path: str
     reason: str
@@ -390,7 +393,6 @@ class ShardSink:
         self.writer = ShardWriter(out_dir, info, prefix=rank_prefix(rank), items_per_shard=items_per_shard)
         self.failures: list[Failure] = []
         self.items_written = 0
-        self.files_done = 0
 
     def add(self, tokenized: TokenizedEntry) -> None:
         entry = tokenized.entry
@@ -400,7 +402,6 @@ class ShardSink:
         for variant, rows in tokenized.items:
             self.writer.add(entry.key, rows, variant=variant)
             self.items_written += 1
-        self.files_done += 1
 
     def close(self) -> None:
         """Write what is buffered (every buffered item is whole, so this is right after a crash too)."""
@@ -453,12 +454,9 @@ def prepare_job(
     tokenizer: Any,
     vocab: Vocabulary,
     choice: VariantChoice,
-    modality: str | None = None,
     split: str | None = None,
 ) -> BakeJob:
     """Read the manifest, check the output folder against this tokenizer and plan what is left."""
-    if modality is not None and tokenizer.modality != modality:
-        raise UserError(f"the tokenizer is for {tokenizer.modality!r}, not {modality!r}")
     entries = read_manifest(manifest, split=split)
     info = shard_info(tokenizer, vocab)
     done = completed_items(out_dir, info)

@@ -177,6 +177,8 @@ def bake_with_lightning(
         writer.finish(trainer)
     if trainer.is_global_zero:
         write_failures_report(out_dir, manifest, writer.all_failures)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        trainer.strategy.barrier("umt-bake-done")  # no rank moves on while rank 0 still writes
     return BakeSummary(
         entries=len(job.entries),
         skipped=len(job.entries) - len(job.todo),
