@@ -382,6 +382,9 @@ def test_registry_resolves_lazily_and_suggests_names(tmp_path: Path) -> None:
         tokenizer_registry.resolve_class("umt.vocab:Vocabulery")
     # The default table names every modality, imports nothing until asked.
     assert tokenizer_registry.TOKENIZERS.names() == ["image", "audio", "lmx", "midi"]
+    if not _has("umt.tokenizers.midi", "notes_from_midi", "encode_notes"):  # one clear line, up front
+        with pytest.raises(UserError, match=r"umt\.tokenizers\.midi is not available"):
+            tokenizer_registry.load_tokenizer("midi")
 
 
 # ------------------------------------------------------------------------------- lightning and CLI

@@ -14,7 +14,21 @@ from typing import Any
 
 import numpy as np
 
+from umt.errors import UserError
 from umt.vocab import Vocabulary
+
+
+def _require(module_name: str, *names: str) -> None:
+    """Fail at construction (one clear line), not once per file, when a converter is missing."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UserError(f"{module_name} is not available ({error})") from None
+    missing = [name for name in names if not hasattr(module, name)]
+    if missing:
+        raise UserError(f"{module_name} lacks {', '.join(missing)}")
 
 
 class LmxFileTokenizer:
@@ -23,6 +37,9 @@ class LmxFileTokenizer:
     modality = "lmx"
     fingerprint = ""
     num_variants = 1
+
+    def __init__(self) -> None:
+        _require("umt.tokenizers.lmx", "linearize")
 
     def load(self, path: str | Path) -> list[str]:
         """The LMX tokens of the score's default part (as :func:`umt.tokenizers.lmx.linearize` picks:
@@ -51,6 +68,9 @@ class MidiFileTokenizer:
     modality = "midi"
     fingerprint = ""
     num_variants = 1
+
+    def __init__(self) -> None:
+        _require("umt.tokenizers.midi", "notes_from_midi", "encode_notes")
 
     def load(self, path: str | Path) -> Any:
         """The file's notes (raises InputError for unreadable input)."""
