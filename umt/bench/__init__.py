@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "tokenizers": ("umt.bench.lmx", "umt.bench.midi"),
     "audio-tokenizer": ("umt.bench.audio_tokenizer",),
     "translator": ("umt.bench.translator",),
+    "bake": ("umt.bench.bake",),
 }

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.corpus",
     "umt.cli.lmx",
     "umt.cli.midi",
+    "umt.cli.bake",
 )
 
 
