@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.train",
     "umt.cli.corpus",
     "umt.cli.lmx",
+    "umt.cli.tokenizer",
+    "umt.cli.export",
 )
 
 
