@@ -92,11 +92,11 @@ def run_train(args: argparse.Namespace) -> int:
     if args.out is not None:
         overrides.append(f"output_dir={_quote(args.out)}")
     try:
-        cfg = compose_tokenizer_config(name, overrides)
-        is_image_config = "preprocess" in cfg
+        is_image_config = "preprocess" in compose_tokenizer_config(name, [])
         if is_image_config != (args.modality == "image"):
             kind = "an image" if is_image_config else "an audio"
             raise UserError(f"conf/tokenizer/{name}.yaml is {kind} tokenizer config, not {args.modality}")
+        cfg = compose_tokenizer_config(name, overrides)
         if args.print_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return 0
@@ -106,8 +106,9 @@ def run_train(args: argparse.Namespace) -> int:
     except (HydraException, OmegaConfBaseException) as error:
         raise UserError(f"bad tokenizer config: {str(error).splitlines()[0]}") from None
     if args.modality == "image":
-        from umt.training.rqvae import train_rqvae
+        from umt.training.rqvae import list_image_files, train_rqvae
 
+        list_image_files(cfg.data.images)  # a missing or empty data folder fails before training starts
         export_dir = train_rqvae(cfg)
     else:
         from umt.training.dac import train_dac
