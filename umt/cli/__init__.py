@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.train",
     "umt.cli.corpus",
     "umt.cli.lmx",
+    "umt.cli.midi",
     "umt.cli.tokenizer",
     "umt.cli.export",
 )
