@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.lmx",
     "umt.cli.midi",
     "umt.cli.bake",
+    "umt.cli.tokenizer",
+    "umt.cli.export",
 )
 
 
