@@ -648,6 +648,7 @@ def test_bake_lmx_from_musicxml(tmp_path: Path) -> None:
 )
 def test_bake_midi_files(tmp_path: Path) -> None:
     import pretty_midi
+
     from umt.tokenizers.midi import encode_notes, notes_from_midi
 
     midi = pretty_midi.PrettyMIDI()

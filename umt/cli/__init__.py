@@ -19,13 +19,13 @@ from umt.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in the order `umt --help` lists them
-    "umt.cli.train",
-    "umt.cli.corpus",
-    "umt.cli.lmx",
-    "umt.cli.midi",
-    "umt.cli.bake",
-    "umt.cli.tokenizer",
-    "umt.cli.export",
+    "umt.cli.lmx",  # MusicXML <-> LMX
+    "umt.cli.midi",  # MIDI <-> event tokens
+    "umt.cli.corpus",  # build the four-modality corpus from music21's scores
+    "umt.cli.tokenizer",  # train / import / inspect image and audio tokenizers
+    "umt.cli.bake",  # files -> token shards
+    "umt.cli.train",  # train the translator (Hydra config)
+    "umt.cli.export",  # Lightning checkpoint -> self-describing model folder
 )
 
 
