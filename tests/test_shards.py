@@ -69,3 +69,10 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(OSError):
         writer.flush()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_temporary_files_of_a_killed_writer_are_ignored(tmp_path: Path) -> None:
+    with ShardWriter(tmp_path, INFO) as writer:
+        writer.add("a", _rows(0, 3))
+    (tmp_path / ".shard-00001.x1y2.safetensors").write_bytes(b"half-written")
+    assert ShardSet(tmp_path).keys() == ["a"]

@@ -369,3 +369,13 @@ def test_loss_equals_cross_entropy_of_forward_logits() -> None:
         torch.testing.assert_close(metrics[f"acc/cb{k}"].double(), acc_k)
     # Only the LMX example's codebook 0 and the audio examples count: 5 + 3*4 + 6*4 targets.
     assert int(counted.sum()) == 5 + 12 + 24
+
+
+def test_loss_rejects_target_ids_not_allowed_for_the_modality() -> None:
+    model = make_model()
+    src, src_mask = audio_batch([4])
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2])])
+    tgt[0, 1, 0] = VOCAB.codebook_range("audio", 0).start  # an audio code inside an LMX target
+    batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=torch.tensor([LMX]))
+    with pytest.raises(ValueError, match="lmx target holds an id not allowed in codebook 0"):
+        model.loss(batch)

@@ -8,6 +8,8 @@ from __future__ import annotations
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     # name: modules run in order
     "image-tokenizer": ("umt.bench.image_tokenizer",),
-    "tokenizers": ("umt.bench.lmx",),
+    "tokenizers": ("umt.bench.lmx", "umt.bench.midi"),
     "audio-tokenizer": ("umt.bench.audio_tokenizer",),
+    "translator": ("umt.bench.translator",),
+    "bake": ("umt.bench.bake",),
 }

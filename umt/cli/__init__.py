@@ -19,10 +19,14 @@ from umt.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     # one line per command module, in the order `umt --help` lists them
-    "umt.cli.train",
-    "umt.cli.corpus",
-    "umt.cli.lmx",
-    "umt.cli.translate",
+    "umt.cli.lmx",  # MusicXML <-> LMX
+    "umt.cli.midi",  # MIDI <-> event tokens
+    "umt.cli.corpus",  # build the four-modality corpus from music21's scores
+    "umt.cli.tokenizer",  # train / import / inspect image and audio tokenizers
+    "umt.cli.bake",  # files -> token shards
+    "umt.cli.train",  # train the translator (Hydra config)
+    "umt.cli.export",  # Lightning checkpoint -> self-describing model folder
+    "umt.cli.translate",  # translate files with an exported model
 )
 
 

@@ -134,6 +134,8 @@ class ShardSet:
         self._cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
         self.info: ShardInfo | None = None
         for path in sorted(self.directory.glob("*.safetensors")):
+            if path.name.startswith("."):  # a writer's temporary file, left by a hard kill
+                continue
             info, keys, variants = _read_header(path)
             expected = {"modality": modality, "vocab_hash": vocab_hash, "tokenizer_hash": tokenizer_hash}
             for field_name, want in expected.items():

@@ -160,6 +160,15 @@ class Translator(nn.Module):
         allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in MODALITIES])  # [M, K, V]
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("counted_codebooks", allowed.sum(-1) > 1, persistent=False)  # [M, K]
+        # The output projection is evaluated only on the ids allowed for (modality, codebook):
+        # ~1k of the ~11k ids for a codebook, which makes the K-slot head cheap.
+        local_index = torch.full(allowed.shape, -1, dtype=torch.long)
+        for m in range(len(MODALITIES)):
+            for k in range(vocab.num_codebooks):
+                ids = allowed[m, k].nonzero()[:, 0]
+                self.register_buffer(f"allowed_ids_{m}_{k}", ids, persistent=False)
+                local_index[m, k, ids] = torch.arange(len(ids))
+        self.register_buffer("local_index", local_index, persistent=False)  # [M, K, V] -> position in ids
         self.special_stop = vocab["height"].stop  # ids below are PAD / SOS / EOS / SEP / height
         self.sos_start = vocab["sos"].start
         self.eos_start = vocab["eos"].start
@@ -297,6 +306,11 @@ class Translator(nn.Module):
             x = layer(x, memory_kv[index], memory_mask, cache, position)
         return self.decoder_norm(x)
 
+    def _restricted_head(self, states: Tensor, modality: int, codebook: int) -> Tensor:
+        """Logits ``[N, A]`` over the ``A`` ids allowed for (``modality``, ``codebook``), in id order."""
+        ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
+        return F.linear(states, self.head.weight[ids], self.head.bias[ids])
+
     def _mask_logits(self, logits: Tensor, allowed: Tensor) -> Tensor:
         return logits.masked_fill(~allowed, float("-inf"))
 
@@ -367,18 +381,38 @@ class Translator(nn.Module):
         codebook = torch.arange(used_slots, device=tgt.device).expand_as(row_counted)[row_counted]  # [M]
         element_modality = row_modality[:, None].expand_as(row_counted)[row_counted]
         labels = row_targets[:, :used_slots][row_counted]
-        logits = self._mask_logits(
-            _at_least_float32(self.head(slots[row_counted])), self.allowed[element_modality, codebook]
-        )
-        token_loss = F.cross_entropy(logits, labels, reduction="none")  # [M]
-        total = max(labels.numel(), 1)
-        loss = token_loss.sum() / total
-        with torch.no_grad():
-            correct = logits.argmax(-1) == labels
-            count = token_loss.new_zeros(self.num_codebooks).index_add_(
-                0, codebook, torch.ones_like(token_loss)
+        element_states = slots[row_counted]  # [M, d]
+        group = element_modality * self.num_codebooks + codebook
+        losses, corrects, order = [], [], []
+        for key in torch.unique(group).tolist():
+            modality, k = divmod(key, self.num_codebooks)
+            members = (group == key).nonzero()[:, 0]
+            local_labels = self.local_index[modality, k, labels[members]]
+            if bool((local_labels < 0).any()):
+                raise ValueError(
+                    f"a {MODALITIES[modality]} target holds an id not allowed in codebook {k} "
+                    f"(ids {sorted(set(labels[members][local_labels < 0].tolist()))[:5]})"
+                )
+            logits = _at_least_float32(self._restricted_head(element_states[members], modality, k))
+            losses.append(F.cross_entropy(logits, local_labels, reduction="none"))
+            corrects.append(logits.argmax(-1) == local_labels)
+            order.append(members)
+        if not losses:  # nothing to predict (targets of SOS only): a zero loss that still has a graph
+            losses, corrects, order = (
+                [slots.sum()[None] * 0],
+                [labels.new_zeros(0, dtype=torch.bool)],
+                [labels[:0]],
             )
-            loss_sum = torch.zeros_like(count).index_add_(0, codebook, token_loss.detach())
+        members = torch.cat(order)
+        token_loss = torch.cat(losses)[: members.numel()]  # [M], in the order of `members`
+        total = max(labels.numel(), 1)
+        loss = torch.cat(losses).sum() / total
+        with torch.no_grad():
+            correct = torch.zeros_like(labels, dtype=torch.bool).index_put_((members,), torch.cat(corrects))
+            count = token_loss.new_zeros(self.num_codebooks).index_add_(
+                0, codebook, torch.ones_like(codebook, dtype=token_loss.dtype)
+            )
+            loss_sum = torch.zeros_like(count).index_add_(0, codebook[members], token_loss.detach())
             right_sum = torch.zeros_like(count).index_add_(0, codebook, correct.to(count.dtype))
             metrics: dict[str, Tensor] = {}
             for k in range(self.num_codebooks):
@@ -438,6 +472,7 @@ class Translator(nn.Module):
             ]
         allowed = self.allowed[tgt_modality]  # [B, K, V]
         multi_stream = self.counted_codebooks[tgt_modality]  # [B, K]
+        groups = [(m, (tgt_modality == m).nonzero()[:, 0]) for m in torch.unique(tgt_modality).tolist()]
         last = 0
         for step in range(max_len - 1):
             if use_cache:
@@ -455,7 +490,7 @@ class Translator(nn.Module):
                     out[:, : step + 1], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask
                 )
             row = self._sample_row(
-                hidden[:, -1], allowed, multi_stream, temperature, top_k, top_p, generator, use_cache
+                hidden[:, -1], allowed, multi_stream, temperature, top_k, top_p, generator, use_cache, groups
             )
             row = torch.where(done[:, None], PAD_ID, row)
             out[:, step + 1] = row
@@ -475,9 +510,11 @@ class Translator(nn.Module):
         top_p: float,
         generator: torch.Generator | None,
         use_cache: bool,
+        modality_groups: list[tuple[int, Tensor]],
     ) -> Tensor:
         """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook."""
         batch = hidden.shape[0]
+        groups = modality_groups  # (modality, example indices) for the restricted output projection
         row = torch.full((batch, self.num_codebooks), PAD_ID, dtype=torch.long, device=hidden.device)
         caches = self.subdecoder.new_caches(batch, hidden) if use_cache else None
         previous: list[Tensor] = []  # embeddings of the ids chosen so far in this step
@@ -502,9 +539,25 @@ class Translator(nn.Module):
                 pad_only[:, PAD_ID] = True
                 structural = torch.where(first_special[:, None], pad_only, mask & ~pad_only)
                 mask = torch.where(multi_stream[:, k, None], mask & structural, mask)
-            logits = self._mask_logits(_at_least_float32(self.head(state)), mask)
+            logits = self._mask_logits(self._generation_logits(state, groups, k), mask)
             row[:, k] = sample_logits(logits, temperature, top_k, top_p, generator)
         return row
+
+    def _generation_logits(self, states: Tensor, groups: list[tuple[int, Tensor]], codebook: int) -> Tensor:
+        """Logits ``[B, V]`` for slot ``codebook``: computed on the allowed ids, ``-inf`` elsewhere."""
+        if len(groups) == 1:
+            modality, _ = groups[0]
+            ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
+            logits = states.new_full((states.shape[0], self.vocab_size), float("-inf"))
+            logits[:, ids] = self._restricted_head(states, modality, codebook)
+            return _at_least_float32(logits)
+        logits = states.new_full((states.shape[0], self.vocab_size), float("-inf"))
+        for modality, members in groups:
+            ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
+            logits[members[:, None], ids[None, :]] = self._restricted_head(
+                states[members], modality, codebook
+            )
+        return _at_least_float32(logits)
 
 
 def _at_least_float32(x: Tensor) -> Tensor:

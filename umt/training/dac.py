@@ -13,6 +13,7 @@ not reimplemented here). The model is built from the ``model`` section of the co
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -180,3 +181,139 @@ class AudioExcerptDataset(Dataset):
         offset = rng.randrange(audio.shape[-1] - self.samples + 1)
         excerpt = audio[:, offset : offset + self.samples]
         return excerpt * (self.peak / excerpt.abs().max().clamp_min(1e-5))
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+
+def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Audio files from a folder (recursive), a manifest (``.txt``, one path a line, relative to the
+    manifest's folder, ``#`` comments) or an explicit list. :class:`UserError` when there are none."""
+    from umt.errors import UserError
+
+    if isinstance(source, str | Path):
+        source = Path(source)
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        elif source.is_file():
+            try:
+                lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
+            except (OSError, UnicodeDecodeError) as error:
+                raise UserError(f"unreadable manifest ({error.__class__.__name__})", source) from None
+            files = [source.parent / line for line in lines if line and not line.startswith("#")]
+        else:
+            raise UserError("no such folder or manifest", source)
+    else:
+        files = [Path(p) for p in source]
+    if not files:
+        raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", str(source))
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"listed audio file does not exist ({len(missing)} missing)", missing[0])
+    return files
+
+
+def _log_version(logs: Path, ckpt_path: str | None) -> str:
+    """``""`` (``logs/metrics.csv``) for a fresh run; ``resume-N`` for the N-th resumed one, so a
+    resume does not overwrite the metrics logged before it."""
+    if ckpt_path is None:
+        return ""
+    n = 1
+    while (logs / f"resume-{n}").exists():
+        n += 1
+    return f"resume-{n}"
+
+
+def train_dac(cfg: Mapping) -> Path:
+    """Train a DAC as ``cfg`` (``conf/tokenizer/dac.yaml`` / ``dac_tiny.yaml``) says; export and
+    return ``<output_dir>/tokenizer``.
+
+    Besides the :class:`DACTrainingModule` sections, ``cfg`` holds ``data`` (``files``: folder /
+    manifest / list of audio files; ``duration``, ``batch_size``, ``excerpts_per_epoch``,
+    ``num_workers``), ``num_iters`` (generator updates), ``trainer`` (``accelerator``, ``devices``,
+    ``precision``, ``max_time``, ``log_every_n_steps``, ``checkpoint_every_n_steps``),
+    ``output_dir``, ``seed``, ``resume`` (``auto``: continue from ``<output_dir>/checkpoints/last.ckpt``
+    when it exists; a path; or null) and ``tokenizer`` (``chunk_frames``, ``context_frames``).
+    Checkpoints are written atomically, so a killed run rerun with the same command resumes.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from umt.errors import CheckpointError
+    from umt.training.train import _atomic_checkpoint_io
+
+    cfg = _plain(cfg)
+    seed = int(cfg.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
+    data = dict(cfg.get("data") or {})
+    module = DACTrainingModule(cfg)
+    files = list_audio_files(data.get("files") or "")
+    batch_size = int(data.get("batch_size", 72))
+    dataset = AudioExcerptDataset(
+        files,
+        duration=float(data.get("duration", 0.38)),
+        sample_rate=module.model_config.sample_rate,
+        length=int(data.get("excerpts_per_epoch") or 1000 * batch_size),
+        seed=seed,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,  # each index already draws a random file and offset
+        num_workers=int(data.get("num_workers", 0)),
+        drop_last=True,
+        persistent_workers=int(data.get("num_workers", 0)) > 0,
+    )
+    output_dir = Path(cfg.get("output_dir") or "outputs/dac")
+    checkpoint_dir = output_dir / "checkpoints"
+    t = dict(cfg.get("trainer") or {})
+    iterations = int(t.get("max_steps") or cfg.get("num_iters", 250_000))
+    checkpoint = ModelCheckpoint(
+        dirpath=str(checkpoint_dir),
+        filename="step-{step:08d}",
+        every_n_train_steps=int(t.get("checkpoint_every_n_steps", 5000)) * 2,
+        save_top_k=int(t.get("keep_checkpoints", 1)),
+        monitor="step",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    resume = cfg.get("resume", "auto")
+    ckpt_path = None
+    if resume == "auto":
+        last = checkpoint_dir / "last.ckpt"
+        ckpt_path = str(last) if last.is_file() else None
+    elif resume not in (None, "", "none"):
+        if not Path(resume).is_file():
+            raise CheckpointError("no such checkpoint to resume from", resume)
+        ckpt_path = str(resume)
+    trainer = L.Trainer(
+        # Manual optimisation with two optimizers: Lightning counts both steps in global_step.
+        max_steps=2 * iterations,
+        max_time=t.get("max_time"),
+        max_epochs=-1,
+        accelerator=t.get("accelerator", "auto"),
+        devices=t.get("devices", "auto"),
+        precision=t.get("precision", "32-true"),
+        log_every_n_steps=int(t.get("log_every_n_steps", 50)),
+        enable_progress_bar=bool(t.get("enable_progress_bar", True)),
+        enable_model_summary=bool(t.get("enable_model_summary", True)),
+        logger=CSVLogger(str(output_dir), name="logs", version=_log_version(output_dir / "logs", ckpt_path)),
+        callbacks=[checkpoint],
+        plugins=[_atomic_checkpoint_io()],
+        default_root_dir=str(output_dir),
+        num_sanity_val_steps=0,
+    )
+    with warnings.catch_warnings():
+        # Checkpoints after the optimizer steps are what a resume needs; Lightning warns regardless.
+        warnings.filterwarnings("ignore", message=".*manual optimization and every_n_train_steps.*")
+        trainer.fit(module, loader, ckpt_path=ckpt_path)
+    export_dir = output_dir / "tokenizer"
+    chunking = dict(cfg.get("tokenizer") or {})
+    module.export_tokenizer(
+        export_dir,
+        chunk_frames=int(chunking.get("chunk_frames", 512)),
+        context_frames=int(chunking.get("context_frames", 16)),
+    )
+    return export_dir

@@ -1,0 +1,93 @@
+"""Which tokenizer class serves which modality: one explicit table, imported lazily.
+
+:data:`TOKENIZERS` maps a modality to ``"module:Class"``. Nothing is imported until a tokenizer is
+asked for, so ``import umt`` stays light and a modality whose tokenizer is not installed (or not
+written yet) fails only when used, with a clear message.
+
+* Neural tokenizers (``image``, ``audio``) implement :class:`umt.tokenizers.base.NeuralTokenizer`
+  and are restored from a self-describing folder with ``Class.from_pretrained(directory)``.
+* Rule-based tokenizers (``lmx``, ``midi``) need no folder: ``Class()``; their ``fingerprint`` is
+  ``""``.
+
+Tests (or plug-ins) pass their own :class:`~umt.utils.registry.Registry` to :func:`load_tokenizer`
+instead of changing the default one; a registry value may be a ``"module:Class"`` string or the
+class itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from umt.errors import UserError
+from umt.utils.registry import Registry, did_you_mean
+
+NEURAL_MODALITIES: frozenset[str] = frozenset({"image", "audio"})
+"""Modalities whose tokenizer is a trained model restored from a folder."""
+
+
+def default_registry() -> Registry[Any]:
+    """The built-in modality -> ``"module:Class"`` table."""
+    registry: Registry[Any] = Registry("tokenizer modality")
+    registry.add("image", "umt.tokenizers.image:ImageTokenizer")
+    registry.add("audio", "umt.tokenizers.audio:AudioTokenizer")
+    registry.add("lmx", "umt.tokenizers.rule_based:LmxFileTokenizer")
+    registry.add("midi", "umt.tokenizers.rule_based:MidiFileTokenizer")
+    return registry
+
+
+TOKENIZERS: Registry[Any] = default_registry()
+
+
+def resolve_class(target: str | type) -> type:
+    """Import ``"module:Class"`` (or pass a class through)."""
+    if isinstance(target, type):
+        return target
+    module_name, _, class_name = target.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"tokenizer target {target!r} must look like 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise UserError(f"tokenizer {target} is not available ({error})") from None
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        names = [name for name in vars(module) if not name.startswith("_")]
+        raise UserError(
+            f"{module_name} has no class {class_name!r}{did_you_mean(class_name, names)}"
+        ) from None
+
+
+def tokenizer_class(modality: str, registry: Registry[Any] | None = None) -> type:
+    """The tokenizer class registered for ``modality`` (did-you-mean for unknown names)."""
+    registry = TOKENIZERS if registry is None else registry
+    if modality not in registry:
+        raise UserError(f"unknown modality {modality!r}{did_you_mean(modality, registry.names())}")
+    return resolve_class(registry.get(modality))
+
+
+def needs_directory(modality: str) -> bool:
+    """Whether the modality's tokenizer is restored from a folder (``--tokenizer DIR``)."""
+    return modality in NEURAL_MODALITIES
+
+
+def load_tokenizer(
+    modality: str, directory: str | Path | None = None, registry: Registry[Any] | None = None
+) -> Any:
+    """An instance of the modality's tokenizer: ``from_pretrained(directory)`` for neural ones,
+    ``Class()`` for rule-based ones (which take no folder)."""
+    cls = tokenizer_class(modality, registry)
+    if needs_directory(modality):
+        if directory is None:
+            raise UserError(
+                f"baking {modality} needs --tokenizer DIR (a trained {modality} tokenizer folder)"
+            )
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise UserError("no such tokenizer folder", directory)
+        return cls.from_pretrained(directory)
+    if directory is not None:
+        raise UserError(f"the {modality} tokenizer is rule-based: it takes no --tokenizer folder")
+    return cls()

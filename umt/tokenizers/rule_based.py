@@ -1,0 +1,88 @@
+"""File tokenizers for the rule-based modalities, shaped like the neural ones for baking.
+
+They offer the same ``modality`` / ``fingerprint`` / ``load`` / ``variants`` / ``tokenize`` surface
+as :class:`umt.tokenizers.base.NeuralTokenizer`, so :mod:`umt.data.bake` treats every modality
+alike. Their fingerprint is ``""`` (nothing trained) and they have one variant (no augmentation
+shifts). The converters themselves (:mod:`umt.tokenizers.lmx`, :mod:`umt.tokenizers.midi`) are
+imported when a file is first read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from umt.errors import UserError
+from umt.vocab import Vocabulary
+
+
+def _require(module_name: str, *names: str) -> None:
+    """Fail at construction (one clear line), not once per file, when a converter is missing."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UserError(f"{module_name} is not available ({error})") from None
+    missing = [name for name in names if not hasattr(module, name)]
+    if missing:
+        raise UserError(f"{module_name} lacks {', '.join(missing)}")
+
+
+class LmxFileTokenizer:
+    """MusicXML (``.musicxml`` / ``.xml`` / ``.mxl``) -> LMX rows ``[T, K]`` (id in codebook 0)."""
+
+    modality = "lmx"
+    fingerprint = ""
+    num_variants = 1
+
+    def __init__(self) -> None:
+        _require("umt.tokenizers.lmx", "linearize")
+
+    def load(self, path: str | Path) -> list[str]:
+        """The LMX tokens of the score's default part (as :func:`umt.tokenizers.lmx.linearize` picks:
+        the piano, else the first); raises InputError for unreadable input."""
+        from umt.tokenizers.lmx import linearize
+
+        tokens = linearize(path)
+        return tokens.split() if isinstance(tokens, str) else list(tokens)
+
+    def variants(self, tokens: list[str]) -> list[list[str]]:
+        return [tokens]
+
+    def tokenize(self, tokens: list[str], vocab: Vocabulary) -> np.ndarray:
+        return vocab.single_stream_rows([vocab.lmx_id(token) for token in tokens])
+
+
+class MidiFileTokenizer:
+    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0).
+
+    :func:`umt.tokenizers.midi.encode_notes` cuts a piece into 20 s segments, each closed by the
+    MIDI EOS id (its shift tokens count from the segment start). A file is baked as ONE item: its
+    segments concatenated in order, each still ending with its EOS row, so a reader recovers the
+    segments by splitting after every EOS row (segment ``i`` covers seconds ``[20 i, 20 (i + 1))``).
+    """
+
+    modality = "midi"
+    fingerprint = ""
+    num_variants = 1
+
+    def __init__(self) -> None:
+        _require("umt.tokenizers.midi", "notes_from_midi", "encode_notes")
+
+    def load(self, path: str | Path) -> Any:
+        """The file's notes (raises InputError for unreadable input)."""
+        from umt.tokenizers.midi import notes_from_midi
+
+        return notes_from_midi(path)
+
+    def variants(self, notes: Any) -> list[Any]:
+        return [notes]
+
+    def tokenize(self, notes: Any, vocab: Vocabulary) -> np.ndarray:
+        from umt.tokenizers.midi import encode_notes
+
+        segments = encode_notes(notes, vocab)
+        return vocab.single_stream_rows([token for segment in segments for token in segment])
