@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "audio-tokenizer": ("umt.bench.audio_tokenizer",),
     "translator": ("umt.bench.translator",),
     "bake": ("umt.bench.bake",),
+    "inference": ("umt.bench.inference",),
 }
