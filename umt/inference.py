@@ -702,36 +702,30 @@ def stack_images(images: Sequence[np.ndarray], gap: int = SYSTEM_GAP_PX) -> np.n
 
 
 def check_image_tokenizer(tokenizer: ImageTokenizer, vocab: Vocabulary, name: str) -> None:
-    cfg = vocab.config
-    if (cfg.image_codebooks, cfg.image_codebook_size) != (
-        tokenizer.config.num_codebooks,
-        tokenizer.config.n_embed,
-    ):
-        raise CheckpointError(
-            f"the image tokenizer makes {tokenizer.config.num_codebooks} x {tokenizer.config.n_embed} codes; "
-            f"the model's vocabulary has {cfg.image_codebooks} x {cfg.image_codebook_size}",
-            name,
-        )
+    """Refuse an image tokenizer whose codes do not fit the model's vocabulary."""
+    _check_fit(tokenizer, vocab, name)
 
 
 def check_audio_tokenizer(tokenizer: AudioTokenizer, vocab: Vocabulary, name: str) -> None:
-    cfg, codec = vocab.config, tokenizer.codec.config
-    if cfg.audio_codebooks > codec.n_codebooks or cfg.audio_codebook_size != codec.codebook_size:
-        raise CheckpointError(
-            f"the audio tokenizer makes {codec.n_codebooks} x {codec.codebook_size} codes; "
-            f"the model's vocabulary has {cfg.audio_codebooks} x {cfg.audio_codebook_size}",
-            name,
-        )
+    """Refuse an audio tokenizer whose codes do not fit the model's vocabulary."""
+    _check_fit(tokenizer, vocab, name)
+
+
+def _check_fit(tokenizer: Any, vocab: Vocabulary, name: str) -> None:
+    from umt.tokenizers.folders import fit_problem
+
+    problem = fit_problem(tokenizer, vocab)
+    if problem is not None:
+        raise CheckpointError(f"the {problem}", name)
 
 
 def _load_tokenizer(modality: str, directory: Path) -> Any:
-    if modality == "image":
-        from umt.tokenizers.image import ImageTokenizer
+    from umt.tokenizers.folders import load_tokenizer
 
-        return ImageTokenizer.from_pretrained(directory)
-    from umt.tokenizers.audio import AudioTokenizer
-
-    return AudioTokenizer.from_pretrained(directory)
+    tokenizer = load_tokenizer(directory)
+    if tokenizer.modality != modality:
+        raise CheckpointError(f"holds an {tokenizer.modality} tokenizer, not an {modality} one", directory)
+    return tokenizer
 
 
 def _name(item: Any) -> str:
@@ -885,7 +879,7 @@ def translate_files(
     for job in jobs:
         try:
             _encode_job(pipeline, task, job)
-        except (UserError, ValueError, OSError) as error:
+        except Exception as error:  # any reader's error for a bad file is that file's problem only
             fail(job, error)
             continue
         live.append(job)
