@@ -41,15 +41,13 @@ def folder_modality(directory: str | Path) -> str:
 
 def load_tokenizer(directory: str | Path) -> Any:
     """The :class:`~umt.tokenizers.image.ImageTokenizer` or :class:`~umt.tokenizers.audio.AudioTokenizer`
-    of a folder, verified (weights hash and fingerprint); :class:`CheckpointError` for a bad folder."""
-    modality = folder_modality(directory)
-    if modality == "image":
-        from umt.tokenizers.image import ImageTokenizer
+    of a folder, verified (weights hash and fingerprint); :class:`CheckpointError` for a bad folder.
 
-        return ImageTokenizer.from_pretrained(directory)
-    from umt.tokenizers.audio import AudioTokenizer
+    The class comes from the modality registry (:mod:`umt.tokenizers.registry`), as for baking.
+    """
+    from umt.tokenizers import registry
 
-    return AudioTokenizer.from_pretrained(directory)
+    return registry.load_tokenizer(folder_modality(directory), directory)
 
 
 def codebook_layout(tokenizer: Any) -> tuple[int, int]:
