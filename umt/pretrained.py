@@ -2,8 +2,9 @@
 
 ``config.json`` holds the format tag, the Translator config, the vocabulary config and its layout
 hash, the task list and the tokenizer fingerprints by modality (the ``tokenizer_hash`` of the
-shards the model was trained on); tokenizer folders given at export are copied under
-``tokenizers/<modality>/``. :func:`from_pretrained` refuses a folder whose vocabulary or tokenizers
+shards the model was trained on, which the training checkpoint records); tokenizer folders given at
+export are copied under ``tokenizers/<modality>/``, and one whose fingerprint differs from the one
+the model was trained with is refused. :func:`from_pretrained` refuses a folder whose vocabulary or tokenizers
 do not match what the caller uses, with a :class:`~umt.errors.CheckpointError`.
 """
 
@@ -27,7 +28,14 @@ def export_checkpoint(
     tokenizer_hashes: Mapping[str, str] | None = None,
     tokenizer_dirs: Mapping[str, str | Path] | None = None,
 ) -> Path:
-    """A Lightning ``.ckpt`` of :class:`~umt.training.translation.TranslationModule` to a folder."""
+    """A Lightning ``.ckpt`` of :class:`~umt.training.translation.TranslationModule` to a folder.
+
+    ``tokenizer_hashes``: fingerprints of the tokenizers to record, by modality (for a folder in
+    ``tokenizer_dirs`` without one, the folder's own fingerprint is read when the checkpoint
+    records one to compare with). A fingerprint that differs from the one the checkpoint was
+    trained with (``umt_tokenizer_hashes``) raises :class:`CheckpointError` before anything is
+    written; the trained fingerprints are recorded for every modality that has one.
+    """
     import torch
     from safetensors.torch import save_file
 
@@ -36,6 +44,21 @@ def export_checkpoint(
         hparams = ckpt["hyper_parameters"]
     except (OSError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"not a readable training checkpoint ({error})", checkpoint) from None
+    trained = dict(ckpt.get("umt_tokenizer_hashes") or {})
+    fingerprints = dict(tokenizer_hashes or {})
+    for modality, folder in (tokenizer_dirs or {}).items():
+        if modality not in fingerprints and modality in trained:
+            from umt.tokenizers.folders import load_tokenizer
+
+            fingerprints[modality] = load_tokenizer(folder).fingerprint
+    for modality, fingerprint in sorted(fingerprints.items()):
+        if trained.get(modality, fingerprint) != fingerprint:
+            raise CheckpointError(
+                f"the model was trained with {modality} tokenizer {trained[modality]}, "
+                f"not {fingerprint} (give the tokenizer its shards were baked with)",
+                checkpoint,
+            )
+    fingerprints = {**trained, **fingerprints}
     vocab = vocabulary_from_dict(hparams.get("vocab"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +71,7 @@ def export_checkpoint(
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(folder, target)
         tokenizers[modality] = {"path": f"tokenizers/{modality}"}
-    for modality, fingerprint in (tokenizer_hashes or {}).items():
+    for modality, fingerprint in fingerprints.items():
         tokenizers.setdefault(modality, {})["fingerprint"] = fingerprint
     config = {
         "format": EXPORT_FORMAT,

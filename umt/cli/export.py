@@ -2,8 +2,9 @@
 
 The folder (``config.json`` + ``model.safetensors``, see :mod:`umt.pretrained`) records the
 fingerprint of each ``--tokenizer`` folder and carries a copy of it under ``tokenizers/<modality>/``,
-so inference finds the right tokenizers. A tokenizer whose codes do not fit the model's vocabulary
-is refused before anything is written; the folder appears whole or not at all.
+so inference finds the right tokenizers. A tokenizer whose codes do not fit the model's vocabulary,
+or whose fingerprint is not that of the tokenizer the training shards were baked with (recorded in
+the checkpoint), is refused before anything is written; the folder appears whole or not at all.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ sampler does no I/O (lengths are precomputed), so running it in every worker cos
 position is the sampler's state (batch number, per-stream epoch and cursor, RNG state, pending
 bucketed batches). The main process keeps a *shadow* sampler that advances once per batch the
 trainer consumes (each batch carries its ``batch_index``); its state is what goes into a checkpoint
-(:class:`umt.training.data.TranslationDataModule` does this), not the state of workers that have
-prefetched ahead.
+(:class:`umt.training.data.TranslationDataModule` does this, one state per DDP rank, and each rank
+restores its own), not the state of workers that have prefetched ahead.
 
 **Truncation** (``max_len`` per modality, content rows without SOS/EOS): a sequence longer than its
 limit is cut to a random window. When source and target are time-aligned (audio <-> MIDI) both

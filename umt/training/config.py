@@ -80,7 +80,9 @@ class DataNode:
     tokenizer_hashes: dict[str, str] = field(default_factory=dict)
     """Expected tokenizer fingerprints by modality (shards with another one are refused)."""
     tokenizers: dict[str, str] = field(default_factory=dict)
-    """Tokenizer folders by modality, copied into exported models."""
+    """Tokenizer folders by modality (``image``, ``audio``): the shards must have been baked with
+    them (their fingerprints are expected like ``tokenizer_hashes``), and with
+    ``init_codebook_embeddings`` their codebooks initialise the model's token embeddings."""
 
 
 @dataclass
@@ -148,6 +150,8 @@ def train_schema() -> type:
                 ("resume", Optional[str], field(default="auto")),  # noqa: UP045
                 # Weights to start from (.ckpt or exported folder), e.g. for per-task fine-tuning.
                 ("init_from", Optional[str], field(default=None)),  # noqa: UP045
+                # Image/audio embeddings from the codebooks of data.tokenizers (when given).
+                ("init_codebook_embeddings", bool, field(default=True)),
                 ("name", str, field(default="default")),
             ],
         )

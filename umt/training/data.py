@@ -1,9 +1,15 @@
 """The Lightning data module: shard sets -> :class:`~umt.data.pipeline.MixtureStream`, with its
-data position saved in every checkpoint (see :mod:`umt.data.pipeline` for how that is exact)."""
+data position saved in every checkpoint (see :mod:`umt.data.pipeline` for how that is exact).
+
+Under DDP every rank has its own sampler (its share of every epoch); a checkpoint holds the states
+of all ranks (gathered when it is written), and each rank restores its own on resume. The
+tokenizer fingerprints the shards were baked with go into the checkpoint too, and a resume on
+shards of other tokenizers is refused.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +19,7 @@ import torch
 from umt.data.pipeline import MixtureSampler, MixtureStream, PairedDataset, build_stream_specs
 from umt.data.shards import ShardSet
 from umt.data.storage import is_remote, local_shard_dir
+from umt.errors import CheckpointError, UserError
 from umt.tasks import Mixture, get_task
 from umt.vocab import Vocabulary
 
@@ -74,6 +81,9 @@ class TranslationDataModule(pl.LightningDataModule):
         self.stream: MixtureStream | None = None
         self.shadow: MixtureSampler | None = None
         self._pending_state: dict | None = None
+        self.tokenizer_hashes: dict[str, str] = {}
+        """Fingerprints of the tokenizers the shards were baked with, by modality (set up in
+        :meth:`setup`; rule-based modalities have none)."""
 
     def setup(self, stage: str | None = None) -> None:
         if self.stream is not None:
@@ -99,13 +109,7 @@ class TranslationDataModule(pl.LightningDataModule):
             sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab
         )
         self.shadow = sampler
-        self.tokenizer_hashes = {
-            modality: ss.info.tokenizer_hash
-            for d in datasets.values()
-            for ss in (d.source, d.target)
-            if ss.info is not None and ss.info.tokenizer_hash
-            for modality in [ss.info.modality]
-        }
+        self.tokenizer_hashes = shard_tokenizer_hashes(datasets.values())
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
 
@@ -137,13 +141,49 @@ class TranslationDataModule(pl.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self.shadow.state_dict()} if self.shadow is not None else {}
+        """``{"samplers": [state of rank 0, rank 1, ...]}``: gathered from every rank (a collective)."""
+        from umt.training.distributed import gather_from_ranks
+
+        if self.shadow is None:
+            return {}
+        return {"samplers": gather_from_ranks(self.shadow.state_dict())}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore this rank's sampler from a :meth:`state_dict` of a run with as many ranks."""
         if not state_dict:
             return
         if self.shadow is None:  # restored before setup: apply it there
             self._pending_state = state_dict
             return
-        self.shadow.load_state_dict(state_dict["sampler"])
+        # Checkpoints written before every rank's state was kept hold one "sampler".
+        samplers = state_dict["samplers"] if "samplers" in state_dict else [state_dict["sampler"]]
+        if len(samplers) != self.shadow.world_size:
+            raise CheckpointError(
+                f"the checkpoint holds the data positions of {len(samplers)} DDP rank(s), this run has "
+                f"{self.shadow.world_size}: resume with the same number of processes"
+            )
+        self.shadow.load_state_dict(samplers[self.shadow.rank])
         self._pending_state = None
+
+
+def shard_tokenizer_hashes(datasets: Iterable[PairedDataset]) -> dict[str, str]:
+    """The tokenizer fingerprint of the shards of each modality (rule-based modalities have none).
+
+    Raises :class:`UserError` when shard sets of one modality were baked by different tokenizers.
+    """
+    hashes: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for dataset in datasets:
+        for shard_set in (dataset.source, dataset.target):
+            info = shard_set.info
+            if info is None or not info.tokenizer_hash:
+                continue
+            known = hashes.setdefault(info.modality, info.tokenizer_hash)
+            where.setdefault(info.modality, str(shard_set.directory))
+            if known != info.tokenizer_hash:
+                raise UserError(
+                    f"{info.modality} shards of two tokenizers: {known} in {where[info.modality]}, "
+                    f"{info.tokenizer_hash} here",
+                    shard_set.directory,
+                )
+    return hashes

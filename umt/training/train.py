@@ -3,18 +3,26 @@
 Checkpoints go to ``{run_dir}/checkpoints`` (every ``trainer.checkpoint_every_n_steps`` steps and
 ``last.ckpt``), written atomically by :class:`AtomicCheckpointIO`. With ``resume: auto`` a rerun
 of the same command continues from ``last.ckpt``: same weights, optimizer, scheduler, curriculum
-step and data position.
+step and data position; under DDP every rank's data position and RNG state are in the
+checkpoint. DDP strategies look for parameters a batch leaves unused (:func:`resolve_strategy`).
+
+``data.tokenizers`` (tokenizer folders by modality) sets the tokenizer fingerprints the shards must
+carry and, with ``init_codebook_embeddings``, initialises the image/audio token embeddings from
+their codebooks.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from umt.errors import CheckpointError, UserError
+
+if TYPE_CHECKING:
+    from umt.vocab import Vocabulary
 
 
 def _atomic_checkpoint_io():
@@ -76,6 +84,50 @@ def resolve_resume(cfg: DictConfig, checkpoint_dir: Path) -> str | None:
     return str(cfg.resume)
 
 
+_DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def resolve_strategy(strategy: str) -> str:
+    """``strategy`` with DDP's ``find_unused_parameters`` switched on for the plain DDP names.
+
+    A mixture batch need not hold every modality, so some parameters get no gradient in a step
+    (the image row/column position tables when no image is in the batch, a codebook-vector table
+    when no code of its modality is), and which ones changes from step to step with the curriculum.
+    DDP has to look for them each step; making them take part with a zero contribution instead
+    would put a distribution concern into the model's forward pass.
+    """
+    return f"{strategy}_find_unused_parameters_true" if strategy in _DDP_STRATEGIES else strategy
+
+
+def load_data_tokenizers(cfg: DictConfig, vocab: Vocabulary) -> dict[str, Any]:
+    """The tokenizers of ``data.tokenizers`` by modality, checked against the vocabulary."""
+    from umt.tokenizers.folders import fit_problem, load_tokenizer
+
+    tokenizers = {}
+    for modality, directory in (cfg.data.tokenizers or {}).items():
+        tokenizer = load_tokenizer(directory)
+        if tokenizer.modality != modality:
+            raise UserError(f"data.tokenizers.{modality} is an {tokenizer.modality} tokenizer", directory)
+        problem = fit_problem(tokenizer, vocab)
+        if problem is not None:
+            raise UserError(problem, directory)
+        tokenizers[modality] = tokenizer
+    return tokenizers
+
+
+def expected_tokenizer_hashes(cfg: DictConfig, tokenizers: dict[str, Any]) -> dict[str, str]:
+    """``data.tokenizer_hashes`` plus the fingerprints of ``data.tokenizers`` (they must agree)."""
+    hashes = dict(cfg.data.tokenizer_hashes or {})
+    for modality, tokenizer in tokenizers.items():
+        given = hashes.setdefault(modality, tokenizer.fingerprint)
+        if given != tokenizer.fingerprint:
+            raise UserError(
+                f"data.tokenizer_hashes.{modality} is {given}, data.tokenizers.{modality} has "
+                f"fingerprint {tokenizer.fingerprint}"
+            )
+    return hashes
+
+
 def build(cfg: DictConfig, callbacks: list | None = None):
     """``(trainer, module, datamodule, ckpt_path)`` for a validated config."""
     import lightning.pytorch as pl
@@ -83,7 +135,7 @@ def build(cfg: DictConfig, callbacks: list | None = None):
 
     from umt.tasks import mixture_from_dict
     from umt.training.data import TranslationDataModule
-    from umt.training.translation import TranslationModule
+    from umt.training.translation import TranslationModule, tokenizer_codebook_vectors
     from umt.vocab import vocabulary_from_dict
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -91,18 +143,33 @@ def build(cfg: DictConfig, callbacks: list | None = None):
     checkpoint_dir = run_dir / "checkpoints"
     mixture = mixture_from_dict(cfg.mixture.name, OmegaConf.to_container(cfg.mixture, resolve=True))
     vocab = vocabulary_from_dict(OmegaConf.to_container(cfg.vocab, resolve=True))
+    tokenizers = load_data_tokenizers(cfg, vocab)
+    model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    codebooks = {}
+    if cfg.init_codebook_embeddings:
+        codebooks = {m: tokenizer_codebook_vectors(t, vocab) for m, t in tokenizers.items()}
+        for modality, vectors in codebooks.items():
+            key, dim = f"{modality}_code_dim", int(vectors[0].shape[1])
+            if model_config[key] not in (0, dim):
+                raise UserError(
+                    f"model.{key} is {model_config[key]}, the {modality} tokenizer's codes have {dim} dims"
+                )
+            model_config[key] = dim
     module = TranslationModule(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+        model=model_config,
         vocab=OmegaConf.to_container(cfg.vocab, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
         tasks=mixture.tasks,
         max_steps=cfg.trainer.max_steps,
         task_metrics_every_n_steps=cfg.trainer.task_metrics_every_n_steps,
     )
+    module.init_codebook_embeddings(codebooks)
     if cfg.init_from:
         load_initial_weights(module, cfg.init_from)
+    data_config = OmegaConf.to_container(cfg.data, resolve=True)
+    data_config["tokenizer_hashes"] = expected_tokenizer_hashes(cfg, tokenizers)
     datamodule = TranslationDataModule(
-        OmegaConf.to_container(cfg.data, resolve=True),
+        data_config,
         mixture,
         vocab,
         seed=cfg.seed,
@@ -119,28 +186,41 @@ def build(cfg: DictConfig, callbacks: list | None = None):
         auto_insert_metric_name=False,
     )
     t = cfg.trainer
-    trainer = pl.Trainer(
-        max_steps=t.max_steps,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val,
-        log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic,
-        logger=_logger(cfg, run_dir),
-        callbacks=[checkpoint, *(callbacks or [])],
-        plugins=[_atomic_checkpoint_io()],
-        default_root_dir=str(run_dir),
-        # The stream splits data by rank itself; no sampler is to be injected.
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        max_epochs=-1,
-    )
+    logger = _logger(cfg, run_dir)
+
+    def make_trainer(strategy: str) -> pl.Trainer:
+        return pl.Trainer(
+            max_steps=t.max_steps,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=strategy,
+            precision=t.precision,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val,
+            log_every_n_steps=t.log_every_n_steps,
+            enable_progress_bar=t.enable_progress_bar,
+            deterministic=t.deterministic,
+            logger=logger,
+            callbacks=[checkpoint, *(callbacks or [])],
+            plugins=[_atomic_checkpoint_io()],
+            default_root_dir=str(run_dir),
+            # The stream splits data by rank itself; no sampler is to be injected.
+            use_distributed_sampler=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            max_epochs=-1,
+        )
+
+    trainer = make_trainer(resolve_strategy(t.strategy))
+    if t.strategy == "auto":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        if type(trainer.strategy) is DDPStrategy:  # "auto" chose DDP (several devices or nodes)
+            forked = (
+                trainer.strategy.launcher is not None and trainer.strategy.launcher.is_interactive_compatible
+            )
+            trainer = make_trainer(resolve_strategy("ddp_fork" if forked else "ddp"))
     return trainer, module, datamodule, resolve_resume(cfg, checkpoint_dir)
 
 

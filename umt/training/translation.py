@@ -6,14 +6,19 @@ checkpoint rebuilds the same model without Hydra. Optimisation follows the paper
 trainer settings). The curriculum step is the global step. Logged: loss and accuracy overall, per
 codebook and per task, and the learning rate.
 
-The global torch RNG state (dropout) is saved in the checkpoint and restored on resume, so a
-resumed CPU run continues bit for bit like an uninterrupted one.
+The global torch RNG state (dropout) of every rank is saved in the checkpoint and restored on
+resume, so a resumed CPU run continues bit for bit like an uninterrupted one. The checkpoint also
+records the vocabulary hash and the fingerprints of the tokenizers that baked the training shards
+(``umt_tokenizer_hashes``, by modality); ``umt export`` refuses other tokenizers.
+
+Image and audio token embeddings can start from the tokenizers' codebooks
+(:func:`tokenizer_codebook_vectors`, :meth:`TranslationModule.init_codebook_embeddings`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -36,6 +41,42 @@ def warmup_cosine(step: int, warmup: int, decay: int, lr: float, min_lr: float) 
     progress = min(1.0, (step - warmup) / max(1, decay))
     floor = min_lr / lr
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def tokenizer_codebook_vectors(tokenizer: Any, vocab: Vocabulary) -> list[torch.Tensor]:
+    """The code vectors of an image or audio tokenizer: one ``[codebook_size, dim]`` per codebook
+    the vocabulary uses for its modality (float32, CPU).
+
+    Image (RQ-VAE): the codebooks' vectors (``dim`` = the latent width). Audio (DAC): each code's
+    contribution to the latent, i.e. the codebook's out-projection of its code vector (``dim`` =
+    the codec's latent width); a codec with fewer codes than the vocabulary's codebook range gets
+    rows of the mean vector for the codes it never makes. Raises :class:`~umt.errors.UserError`
+    when the tokenizer does not fit ``vocab``.
+    """
+    from umt.errors import UserError
+    from umt.tokenizers.folders import fit_problem
+
+    problem = fit_problem(tokenizer, vocab)
+    if problem is not None:
+        raise UserError(problem)
+    modality = tokenizer.modality
+    count = vocab.modality_codebooks(modality)
+    if modality == "image":
+        codebooks = tokenizer.model.quantizer.codebooks
+        return [codebooks[k].codebook.detach().float().cpu().clone() for k in range(count)]
+    quantizers = tokenizer.codec.quantizer.quantizers
+    out = []
+    for k in range(count):
+        quantizer = quantizers[k]
+        codes = torch.arange(quantizer.codebook_size, device=quantizer.codebook.weight.device)
+        vectors = quantizer.out_proj(quantizer.decode_code(codes[None]))[0].t().float().cpu()  # [n, D]
+        room = vocab.codebook_range(modality, k).size
+        if vectors.shape[0] < room:
+            filler = vectors.mean(0, keepdim=True).expand(room - vectors.shape[0], -1)
+            vectors = torch.cat([vectors, filler])
+        out.append(vectors)
+    return out
 
 
 class TranslationModule(pl.LightningModule):
@@ -66,6 +107,23 @@ class TranslationModule(pl.LightningModule):
         self.tasks = list(tasks or [])
         self.max_steps = max_steps
         self.task_metrics_every_n_steps = task_metrics_every_n_steps
+
+    def init_codebook_embeddings(self, codebooks: Mapping[str, Sequence[torch.Tensor]]) -> None:
+        """Initialise the embeddings of each modality in ``codebooks`` from its code vectors.
+
+        ``codebooks``: modality -> one ``[codebook_size, dim]`` tensor per codebook (see
+        :func:`tokenizer_codebook_vectors`). The model config (``model`` hyper-parameter) must
+        already have ``<modality>_code_dim = dim``, so a checkpoint rebuilds the same model.
+        """
+        for modality in sorted(codebooks):
+            vectors = list(codebooks[modality])
+            key = f"{modality}_code_dim"
+            wanted = int(self.hparams["model"].get(key) or 0)
+            if vectors and wanted != vectors[0].shape[-1]:
+                raise ValueError(
+                    f"model {key} is {wanted}, the {modality} code vectors have {vectors[0].shape[-1]} dims"
+                )
+            self.translator.init_codebook_embeddings(modality, vectors)
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -124,9 +182,21 @@ class TranslationModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------- checkpoints
+    def _data_tokenizer_hashes(self) -> dict[str, str] | None:
+        """Fingerprints of the tokenizers that baked the training shards (from the data module)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        hashes = getattr(datamodule, "tokenizer_hashes", None)
+        return None if hashes is None else dict(hashes)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["umt_rng"] = {"torch": torch.get_rng_state()}
+        from umt.training.distributed import gather_from_ranks
+
+        # Every rank's RNG (dropout differs between ranks once their batch shapes have).
+        checkpoint["umt_rng"] = {"torch": gather_from_ranks(torch.get_rng_state())}
         checkpoint["umt_vocab_hash"] = self.vocab.layout_hash
+        hashes = self._data_tokenizer_hashes()
+        if hashes is not None:
+            checkpoint["umt_tokenizer_hashes"] = hashes
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from umt.errors import CheckpointError
@@ -136,11 +206,24 @@ class TranslationModule(pl.LightningModule):
             raise CheckpointError(
                 f"checkpoint vocabulary hash {stored} does not match this config's {self.vocab.layout_hash}"
             )
+        trained = checkpoint.get("umt_tokenizer_hashes")
+        current = self._data_tokenizer_hashes()
+        if trained is not None and current is not None:
+            for modality in sorted(set(trained) | set(current)):
+                if trained.get(modality) != current.get(modality):
+                    raise CheckpointError(
+                        f"checkpoint was trained on {modality} tokens of tokenizer "
+                        f"{trained.get(modality) or '(none)'}, these shards hold tokenizer "
+                        f"{current.get(modality) or '(none)'}"
+                    )
         self._restored_rng = checkpoint.get("umt_rng")
 
     def on_train_start(self) -> None:
         # Restored here, after everything that runs between loading and the first step.
         rng = getattr(self, "_restored_rng", None)
         if rng is not None:
-            torch.set_rng_state(rng["torch"])
+            states = rng["torch"]
+            if isinstance(states, torch.Tensor):  # written before every rank's state was kept
+                states = [states]
+            torch.set_rng_state(states[self.global_rank] if self.global_rank < len(states) else states[0])
             self._restored_rng = None
