@@ -53,6 +53,24 @@ def test_delinearize_reference_format_and_counts(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().out == "measure clef:G2 C4 whole measure rest whole\n"
 
 
+def test_by_system_lines_round_trip_through_delinearize(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = tmp_path / "s.musicxml"
+    path.write_text(SCORE)
+    assert main(["lmx", "linearize", str(path), "--by-system"]) == 0
+    systems = capsys.readouterr().out
+    assert systems.count("\n") == 2
+    lmx_file, out = tmp_path / "s.lmx", tmp_path / "back.musicxml"
+    lmx_file.write_text(systems)
+    assert main(["lmx", "delinearize", str(lmx_file), "-o", str(out)]) == 0
+    assert "(2 systems, 0 tokens dropped, 0 repaired)" in capsys.readouterr().err
+    assert main(["lmx", "linearize", str(out), "--by-system"]) == 0
+    assert capsys.readouterr().out == systems
+    assert main(["lmx", "linearize", str(out)]) == 0  # the re-stated clef is not kept in the part
+    assert capsys.readouterr().out == "measure clef:G2 C4 whole measure rest whole\n"
+
+
 def test_delinearize_bad_file_leaves_no_output(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "o.musicxml"
     assert main(["lmx", "delinearize", str(tmp_path / "none.lmx"), "-o", str(out)]) == 2

@@ -88,6 +88,22 @@ def test_encode_bad_midi_is_one_line(tmp_path, capsys, content, problem):
     assert captured.err.count("\n") == 1 and problem in captured.err and "Traceback" not in captured.err
 
 
+def test_encode_midi_without_notes_is_an_error(tmp_path, capsys):
+    import mido
+
+    path = tmp_path / "silent.mid"
+    midi = mido.MidiFile(type=1)
+    midi.tracks.append(
+        mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=400_000), mido.Message("program_change")])
+    )
+    midi.save(str(path))
+    assert notes_from_midi(path) == []  # a valid MIDI file, just no notes
+    assert main(["midi", "encode", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"umt: error: {path}: no notes: an empty MIDI file\n"
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [

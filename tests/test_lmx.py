@@ -19,6 +19,7 @@ from umt.tokenizers import lmx
 from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "lmx"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OLIMPIC_CASES = sorted((SHARED / "olimpic").rglob("*.xml")) if SHARED.is_dir() else []
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"shared conformance data not found at {SHARED}"
@@ -51,24 +52,68 @@ def test_olimpic_cases_are_present() -> None:
     assert len(OLIMPIC_CASES) >= 6
 
 
-@needs_shared
-def test_music21_corpus_matches_the_reference() -> None:
+@pytest.fixture(scope="module")
+def corpus_roots() -> dict[str, object]:
+    """The parsed music21 corpus files of the conformance rows, parsed once for the tests below."""
     from umt.utils.safe_xml import read_musicxml
 
-    rows = _reference_rows()
     corpus = _music21_corpus()
-    roots: dict[str, object] = {}
+    return {row["file"]: read_musicxml(corpus / row["file"]) for row in _reference_rows()}
+
+
+@needs_shared
+def test_music21_corpus_matches_the_reference(corpus_roots: dict[str, object]) -> None:
+    rows = _reference_rows()
     mismatches = []
     for row in rows:
-        if row["file"] not in roots:
-            roots[row["file"]] = read_musicxml(corpus / row["file"])
-        tokens = lmx.linearize_xml(roots[row["file"]], row["part_index"])
+        tokens = lmx.linearize_xml(corpus_roots[row["file"]], row["part_index"])
         if " ".join(tokens) != row["lmx"]:
             mismatches.append(f"{row['file']}#{row['part_index']}")
     matched = len(rows) - len(mismatches)
     print(f"\nLMX conformance on music21's corpus: {matched}/{len(rows)} parts identical")
     assert len(rows) == 597
     assert matched >= 0.99 * len(rows), mismatches[:10]
+    assert not mismatches, f"{len(mismatches)} parts differ, e.g. {mismatches[:5]}"
+
+
+@needs_shared
+def test_music21_corpus_by_system_matches_the_reference(corpus_roots: dict[str, object]) -> None:
+    """Split into systems, music21's corpus linearizes exactly as the reference does.
+
+    tests/fixtures/lmx_by_system.json holds, for each of the 597 parts of music21_reference.jsonl
+    (file relative to music21 10.5.1's corpus folder, 0-based part index), one digest per system of
+    the reference's by-system output: the first 16 hex digits of the sha256 of the system's tokens
+    joined by single spaces. It was made once by running the reference, ufal/olimpic-icdar24 at
+    commit ad74046f3729a4926a0b9a0d5696110f53d80b8e: each file parsed with ``xml.etree`` (the score
+    member of an .mxl), ``app.symbolic.split_part_to_systems.split_part_to_systems(part)`` with its
+    defaults, then ``app.linearization.Linearizer.Linearizer(fail_on_unknown_tokens=False)
+    .process_part(system.part)`` on every system of every page, in order (no system came out empty;
+    the same script checked that the reference's whole-part output equals the jsonl's on all 597).
+    The generating script is not part of the repository; nothing of the reference is committed.
+    """
+    import hashlib
+
+    import music21
+
+    fixture = json.loads((FIXTURES / "lmx_by_system.json").read_text(encoding="utf-8"))
+    if fixture["music21"] != music21.__version__:
+        pytest.skip(f"fixture made on music21 {fixture['music21']}'s corpus, not {music21.__version__}")
+    parts = fixture["parts"]
+    rows = _reference_rows()
+    assert [(p["file"], p["part_index"]) for p in parts] == [(r["file"], r["part_index"]) for r in rows]
+    mismatches = []
+    for expected in parts:
+        systems = lmx.linearize_xml(corpus_roots[expected["file"]], expected["part_index"], by_system=True)
+        digests = [hashlib.sha256(" ".join(s).encode()).hexdigest()[:16] for s in systems]
+        if digests != expected["systems"]:
+            mismatches.append(
+                f"{expected['file']}#{expected['part_index']} "
+                f"({len(digests)} systems, reference {len(expected['systems'])})"
+            )
+    matched = len(parts) - len(mismatches)
+    multi = sum(len(p["systems"]) > 1 for p in parts)
+    print(f"\nLMX by-system conformance on music21's corpus: {matched}/{len(parts)} parts identical")
+    assert multi >= 580  # the corpus exercises the splitting: most parts have several systems
     assert not mismatches, f"{len(mismatches)} parts differ, e.g. {mismatches[:5]}"
 
 
@@ -94,6 +139,48 @@ def test_round_trip_on_music21_corpus_reference_sequences() -> None:
         same += lmx.linearize_string(result.musicxml) == tokens and result.dropped == result.repaired == 0
     print(f"\nLMX -> MusicXML -> LMX identical on {same}/{len(rows)} music21 corpus parts")
     assert same >= 0.99 * len(rows)
+
+
+@needs_shared
+def test_by_system_round_trip_on_music21_corpus_keeps_the_systems(corpus_roots: dict[str, object]) -> None:
+    """linearize by system -> delinearize the systems -> linearize by system gives the same systems,
+    and the whole part linearizes as the original did (the re-stated clefs and keys are not kept)."""
+    rows = _reference_rows()
+    same_systems = same_whole = 0
+    for row in rows:
+        systems = lmx.linearize_xml(corpus_roots[row["file"]], row["part_index"], by_system=True)
+        result = lmx.delinearize(systems)
+        assert (result.dropped, result.repaired) == (0, 0), row["file"]
+        same_systems += lmx.linearize_string(result.musicxml, by_system=True) == systems
+        same_whole += " ".join(lmx.linearize_string(result.musicxml)) == row["lmx"]
+    print(f"\nby system -> MusicXML -> by system identical on {same_systems}/{len(rows)} parts")
+    assert same_systems == same_whole == len(rows) == 597
+
+
+def test_delinearized_systems_keep_their_breaks() -> None:
+    systems = [
+        ["measure", "key:fifths:-1", "time", "beats:2", "beat-type:4", "clef:F4", "rest", "half"],
+        ["measure", "key:fifths:-1", "clef:F4", "rest", "half", "measure", "rest", "half"],
+        ["measure", "key:fifths:2", "clef:F4", "rest", "half"],  # a key change at a system start
+        ["clef:G2", "rest", "half"],  # no leading 'measure': one is opened
+    ]
+    result = lmx.delinearize(systems)
+    assert (result.dropped, result.repaired) == (0, 1)
+    assert result.musicxml.count('<print new-system="yes"/>') == 3
+    assert lmx.linearize_string(result.musicxml, by_system=True) == [
+        *systems[:3],
+        ["measure", "key:fifths:2", "clef:G2", "rest", "half"],
+    ]
+    # the whole part holds only real changes: the key at system 3, the clef at system 4
+    whole = lmx.linearize_string(result.musicxml)
+    assert whole[8:] == [
+        *("measure", "rest", "half", "measure", "rest", "half"),
+        *("measure", "key:fifths:2", "rest", "half", "measure", "clef:G2", "rest", "half"),
+    ]
+    # one line per system in plain text, as `umt lmx linearize --by-system` prints
+    text = "\n".join(" ".join(system) for system in systems[:3]) + "\n"
+    assert lmx.delinearize(text).musicxml == lmx.delinearize(systems[:3]).musicxml
+    assert lmx.delinearize(systems[0]).musicxml.count("<print") == 0
 
 
 @needs_shared
@@ -265,6 +352,8 @@ def test_malformed_sequences_never_raise_and_music21_parses_the_output() -> None
         total_repaired += result.repaired
         music21.converter.parse(result.musicxml, format="musicxml")
         lmx.linearize_string(result.musicxml)  # and our own linearizer reads it back
+        cut = rng.randrange(len(bad) + 1)  # the same tokens as two systems
+        lmx.linearize_string(lmx.delinearize([bad[:cut], bad[cut:]]).musicxml, by_system=True)
     assert total_dropped > 0 and total_repaired > 0
 
 
@@ -329,24 +418,61 @@ def test_values_outside_the_vocabulary_are_left_out_not_raised() -> None:
     assert lmx.linearize_string(xml) == ["measure", "quarter"]
 
 
-def test_default_part_is_the_piano_and_part_index_selects(tmp_path: Path) -> None:
-    part_list = (
-        '<score-part id="P1"><part-name>Violin</part-name></score-part>'
-        '<score-part id="P2"><part-name>Piano</part-name></score-part>'
-    )
-    xml = (
-        f"<score-partwise><part-list>{part_list}</part-list>"
+def _two_parts(first: str, second: str) -> str:
+    """A violin-ish part P1 (a rest) and P2 (an E5), with the given <score-part> contents."""
+    return (
+        f'<score-partwise><part-list><score-part id="P1">{first}</score-part>'
+        f'<score-part id="P2">{second}</score-part></part-list>'
         '<part id="P1"><measure><note><rest/><duration>1</duration><type>quarter</type></note>'
         "</measure></part>"
         '<part id="P2"><measure><note><pitch><step>E</step><octave>5</octave></pitch><duration>1</duration>'
         "<type>half</type></note></measure></part></score-partwise>"
     )
+
+
+def _names(part_name: str | None, instrument_name: str | None = None) -> str:
+    xml = f"<part-name>{part_name}</part-name>" if part_name is not None else ""
+    if instrument_name is not None:
+        instrument = f"<instrument-name>{instrument_name}</instrument-name>"
+        xml += f'<score-instrument id="I">{instrument}</score-instrument>'
+    return xml
+
+
+def test_default_part_is_the_piano_and_part_index_selects(tmp_path: Path) -> None:
     path = tmp_path / "two.musicxml"
-    path.write_text(xml)
+    path.write_text(_two_parts(_names("Violin", "Violin"), _names("Piano", "Piano")))
     assert lmx.linearize(path) == ["measure", "E5", "half"]
     assert lmx.linearize(path, part_index=0) == ["measure", "rest", "quarter"]
     with pytest.raises(InputError, match=r"part index 5 out of range"):
         lmx.linearize(path, part_index=5)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "piano_is_taken"),
+    [
+        (_names("Violin", "Violin"), _names("Continuo", "Harpsichord"), True),
+        (_names("Violin", "Violin"), _names("Pianoforte", "SmartMusic SoftSynth"), True),
+        (_names("Violin", "Violin"), _names("Klavier", "Acoustic Grand Piano"), True),
+        # names the reference does not take for a piano: a part-name other than "Pianoforte",
+        # other spellings (it compares exactly)
+        (_names("Violin", "Violin"), _names("Piano", "SmartMusic SoftSynth"), False),
+        (_names("Violin", "Violin"), _names("Piano"), False),
+        (_names("Violin", "Violin"), _names("piano", "piano"), False),
+        (_names("Violin", "Violin"), _names("Pno", " Piano"), False),
+        # a score-part without instrument-name before the piano: the reference's lookup fails there
+        # (bach/bwv8.6.mxl: Soprano .. Bass, then a Harpsichord continuo) and it takes the first part
+        (_names("Soprano"), _names("Continuo", "Harpsichord"), False),
+        (_names(None, "Violin"), _names("Piano", "Piano"), False),
+        (_names(None, "Piano"), _names("Piano", "Piano"), False),  # P1 itself is the piano
+    ],
+)
+def test_default_part_follows_the_references_piano_lookup(
+    tmp_path: Path, first: str, second: str, piano_is_taken: bool
+) -> None:
+    path = tmp_path / "two.musicxml"
+    path.write_text(_two_parts(first, second))
+    expected = ["measure", "E5", "half"] if piano_is_taken else ["measure", "rest", "quarter"]
+    assert lmx.linearize(path) == expected
 
 
 def test_systems_restate_clef_and_key_but_not_time() -> None:
@@ -415,6 +541,9 @@ def test_parse_and_format_lmx_files() -> None:
     text = lmx.format_lmx(systems)
     assert text.startswith("version: 1.0\nflavor: core\n---\n")
     assert lmx.parse_lmx_text(text) == systems
-    assert lmx.parse_lmx_text("measure C4 quarter # comment\nD4 half") == [
-        ["measure", "C4", "quarter", "D4", "half"]
+    # plain text: a system per line
+    assert lmx.parse_lmx_text("measure C4 quarter # comment\n\n  measure D4 half\n") == [
+        ["measure", "C4", "quarter"],
+        ["measure", "D4", "half"],
     ]
+    assert lmx.parse_lmx_text("# nothing\n") == [[]]

@@ -40,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delinearize = commands.add_parser(
         "delinearize",
         help="write MusicXML for an LMX file",
-        description="Read whitespace-separated LMX tokens (or the reference .lmx format with a header, "
-        "'#' comments and '---' between systems) and write score-partwise MusicXML. Dropped and "
-        "repaired token counts are reported on stderr.",
+        description="Read LMX tokens, one system per line as `umt lmx linearize --by-system` prints "
+        "them (or the reference .lmx format: a header, '#' comments and '---' between systems), and "
+        "write score-partwise MusicXML with a system break before each system after the first. "
+        "Dropped and repaired token counts are reported on stderr.",
     )
     delinearize.add_argument("file", metavar="FILE.lmx")
     delinearize.add_argument("-o", "--output", required=True, metavar="OUT.musicxml")
@@ -81,7 +82,7 @@ def _delinearize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from umt.errors import InputError
-    from umt.tokenizers.lmx import delinearize
+    from umt.tokenizers.lmx import delinearize, parse_lmx_text
     from umt.utils.io import atomic_write_text
 
     path = Path(args.file)
@@ -97,7 +98,8 @@ def _delinearize(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read file: {error.strerror or error}", path) from None
     if not text.strip():
         raise InputError("empty file", path)
-    result = delinearize(text)
+    systems = parse_lmx_text(text)
+    result = delinearize(systems)
     try:
         atomic_write_text(args.output, result.musicxml)
     except OSError as error:
@@ -106,7 +108,8 @@ def _delinearize(args: argparse.Namespace) -> int:
         for problem in result.problems:
             print(f"umt: {path}: {problem}", file=sys.stderr)
     print(
-        f"umt: {path}: wrote {args.output} ({result.dropped} tokens dropped, {result.repaired} repaired)",
+        f"umt: {path}: wrote {args.output} ({len(systems)} system{'s' if len(systems) > 1 else ''}, "
+        f"{result.dropped} tokens dropped, {result.repaired} repaired)",
         file=sys.stderr,
     )
     return 0

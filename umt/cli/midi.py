@@ -48,6 +48,8 @@ def run_encode(args: argparse.Namespace) -> int:
     vocab = default_vocabulary()
     _check_segment_seconds(args.segment_seconds, vocab)
     notes = notes_from_midi(args.file)
+    if not notes:  # a valid file with nothing to encode: "tie eos" would hide the problem
+        raise InputError("no notes: an empty MIDI file", args.file)
     lines = [event_names(ids, vocab) for ids in encode_notes(notes, vocab, args.segment_seconds)]
     sys.stdout.write("".join(line + "\n" for line in lines))
     return 0

@@ -24,7 +24,8 @@ Delinearizing (tokens -> MusicXML)
     inferred from key signature, accidentals and ties, divisions from the least common multiple
     of the durations) and is the exact inverse of the linearizer on well-formed input: voice,
     staff and stem state are reset at each ``backup`` as the linearizer does, and tie / tuplet /
-    slur tokens keep their order.
+    slur tokens keep their order. Several systems become one part with system breaks
+    (``<print new-system="yes"/>``), so that splitting it again gives the same systems.
 """
 
 from __future__ import annotations
@@ -88,9 +89,11 @@ _BEAMS = {
 }
 # Largest to smallest, for splitting backup / forward durations into note types.
 _TYPES_LONGEST_FIRST = tuple(reversed(NOTE_TYPE_TOKENS))
-_PIANO_NAMES = frozenset(
-    {"piano", "grand piano", "acoustic grand piano", "harpsichord", "pianoforte", "piano (2)"}
+# The reference's piano lookup (app/symbolic/MxlFile.py, resolve_piano_part_id): exact names
+_PIANO_INSTRUMENT_NAMES = frozenset(
+    {"Piano", "Grand Piano", "Acoustic Grand Piano", "Harpsichord", "Pianoforte", "Piano (2)"}
 )
+_PIANO_PART_NAMES = frozenset({"Pianoforte"})
 
 
 def _text(element: Any) -> str:
@@ -613,8 +616,8 @@ def _parts(root: Any, name: str | Path) -> list:
 def select_part(root: Any, part_index: int | None = None, name: str | Path = "<xml>") -> Any:
     """The ``<part>`` element to linearize.
 
-    ``part_index`` counts the ``<part>`` elements from 0. Without it: the part whose part-name or
-    instrument-name is a piano (piano, pianoforte, grand piano, harpsichord, ...), else the first.
+    ``part_index`` counts the ``<part>`` elements from 0. Without it, the part the reference's
+    ``linearize`` command takes (see :func:`_piano_part_id`): the piano, else the first part.
     """
     parts = _parts(root, name)
     if not parts:
@@ -624,17 +627,32 @@ def select_part(root: Any, part_index: int | None = None, name: str | Path = "<x
             raise InputError(f"part index {part_index} out of range (the score has {len(parts)} parts)", name)
         return parts[part_index]
     part_list = root.find("part-list")
-    if part_list is not None:
-        for score_part in part_list.iter("score-part"):
-            names = [
-                score_part.findtext("part-name"),
-                score_part.findtext("score-instrument/instrument-name"),
-            ]
-            if any(n is not None and n.strip().lower() in _PIANO_NAMES for n in names):
-                for part in parts:
-                    if part.get("id") == score_part.get("id"):
-                        return part
-    return parts[0]
+    piano_id = _piano_part_id(part_list) if part_list is not None else None
+    pianos = [part for part in parts if piano_id is not None and part.get("id") == piano_id]
+    return pianos[0] if len(pianos) == 1 else parts[0]
+
+
+def _piano_part_id(part_list: Any) -> str | None:
+    """The piano's part id as the reference finds it, or None where its lookup finds none or fails.
+
+    In order of the ``<score-part>`` elements: the first whose (first) instrument-name is exactly
+    "Piano", "Grand Piano", "Acoustic Grand Piano", "Harpsichord", "Pianoforte" or "Piano (2)", or
+    whose part-name is exactly "Pianoforte". A score-part without instrument-name (or, when that is
+    no piano, without part-name) ends the search: the reference's lookup raises there, and its
+    ``linearize`` command then takes the first part.
+    """
+    for score_part in part_list.findall("score-part"):
+        instrument = score_part.find("score-instrument/instrument-name")
+        if instrument is None:
+            return None
+        if instrument.text in _PIANO_INSTRUMENT_NAMES:
+            return score_part.get("id")
+        part_name = score_part.find("part-name")
+        if part_name is None:
+            return None
+        if part_name.text in _PIANO_PART_NAMES:
+            return score_part.get("id")
+    return None
 
 
 def part_count(root: Any, name: str | Path = "<xml>") -> int:
@@ -688,20 +706,23 @@ _HEADER_LINE = re.compile(r"^[A-Za-z][\w-]*: ")
 
 
 def parse_lmx_text(text: str) -> list[list[str]]:
-    """Systems of an LMX text: plain whitespace-separated tokens (one system), or the reference's
-    ``.lmx`` format (``key: value`` header lines ended by ``---``, ``#`` comments, ``---`` between
-    systems). Empty systems are kept only if they are the sole system."""
+    """Systems of an LMX text: the reference's ``.lmx`` format (``key: value`` header lines ended
+    by ``---``, then tokens over any number of lines, ``---`` between systems), or plain
+    whitespace-separated tokens with one system per line (as ``umt lmx linearize --by-system``
+    prints them; a whole part on one line is one system). ``#`` starts a comment in both. Empty
+    systems are kept only if they are the sole system."""
     lines = [line.split("#", 1)[0] for line in text.splitlines()]
     first = next((line for line in lines if line.strip()), "")
+    systems: list[list[str]] = [[]]
     if _HEADER_LINE.match(first.strip()) and any(line.strip() == "---" for line in lines):
         start = next(i for i, line in enumerate(lines) if line.strip() == "---") + 1
-        lines = lines[start:]
-    systems: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip() == "---":
-            systems.append([])
-        else:
-            systems[-1].extend(line.split())
+        for line in lines[start:]:
+            if line.strip() == "---":
+                systems.append([])
+            else:
+                systems[-1].extend(line.split())
+    else:
+        systems += [line.split() for line in lines]
     non_empty = [system for system in systems if system]
     return non_empty or [[]]
 
@@ -869,23 +890,29 @@ class _Delinearizer:
 
     # -- driver ---------------------------------------------------------------------------------
 
-    def run(self, tokens: Sequence[str]) -> Delinearized:
+    def run(self, systems: Sequence[Sequence[str]]) -> Delinearized:
         measures: list[list[str]] = []
-        for token in tokens:
-            if token not in _TOKEN_SET:
-                self.drop(token, "not an LMX token")
-                continue
-            if token == "measure":
-                measures.append([])
-            else:
-                if not measures:
-                    self.repair("tokens before the first 'measure': a measure was opened for them")
+        system_starts: set[int] = set()  # index of the first measure of each system after the first
+        for system in systems:
+            first = len(measures)
+            for token in system:
+                if token not in _TOKEN_SET:
+                    self.drop(token, "not an LMX token")
+                    continue
+                if token == "measure":
                     measures.append([])
-                measures[-1].append(token)
-        for number, measure_tokens in enumerate(measures, start=1):
-            self.measure(measure_tokens, number)
+                else:
+                    if len(measures) == first:
+                        self.repair("tokens before the first 'measure': a measure was opened for them")
+                        measures.append([])
+                    measures[-1].append(token)
+            if 0 < first < len(measures):
+                system_starts.add(first)
+        for index, measure_tokens in enumerate(measures):
+            self.measure(measure_tokens, index + 1, new_system=index in system_starts)
         if len(self.part) == 0:
             self.etree.SubElement(self.part, "measure", number="1")
+        self.drop_restated_attributes(system_starts)
         self.finish()
         return Delinearized(self.serialize(), self.dropped, self.repaired, tuple(self.problems))
 
@@ -907,8 +934,10 @@ class _Delinearizer:
             self.drop(token, "prefix token with no note after it")
         return trees
 
-    def measure(self, tokens: list[str], number: int) -> None:
+    def measure(self, tokens: list[str], number: int, new_system: bool = False) -> None:
         measure = self.sub(self.part, "measure", number=str(number))
+        if new_system:
+            self.sub(measure, "print", **{"new-system": "yes"})
         state = {"stem": None, "staff": None, "voice": None, "beams": 0, "grace_beams": 0}
         onset = Fraction(0)
         last_note_onset: Fraction | None = None
@@ -1320,6 +1349,32 @@ class _Delinearizer:
 
     # -- finishing ------------------------------------------------------------------------------
 
+    def drop_restated_attributes(self, system_starts: set[int]) -> None:
+        """Leave out of each later system's first measure the key and clefs that only repeat the
+        ones in force: the linearizer re-states them at every system start anyway, so linearizing
+        by system gives the same tokens, and the whole part linearizes as if it had never been split."""
+        tostring = self.etree.tostring
+        key: bytes | None = None
+        clefs: dict[str, bytes] = {}
+        for index, measure in enumerate(self.part):
+            head = None
+            if index in system_starts and len(measure) > 1 and measure[1].tag == "attributes":
+                head = measure[1]  # measure[0] is the <print new-system="yes"/>
+                for element in list(head):
+                    serialized = tostring(element, with_tail=False)
+                    if (element.tag == "key" and serialized == key) or (
+                        element.tag == "clef" and serialized == clefs.get(element.get("number", "1"))
+                    ):
+                        head.remove(element)
+            for attributes in measure.iter("attributes"):
+                for element in attributes:
+                    if element.tag == "key":
+                        key = tostring(element, with_tail=False)
+                    elif element.tag == "clef":
+                        clefs[element.get("number", "1")] = tostring(element, with_tail=False)
+            if head is not None and len(head) == 0:
+                measure.remove(head)
+
     def finish(self) -> None:
         first_measure = self.part[0]
         head = first_measure[0] if len(first_measure) and first_measure[0].tag == "attributes" else None
@@ -1366,10 +1421,19 @@ def _sort_attributes(attributes: Any) -> None:
     attributes[:] = children
 
 
-def delinearize(tokens: Sequence[str] | str) -> Delinearized:
-    """MusicXML for an LMX token sequence (a list, or text in :func:`parse_lmx_text`'s formats;
-    several systems are joined into one part). Never raises on malformed input: see
+def delinearize(tokens: Sequence[str] | Sequence[Sequence[str]] | str) -> Delinearized:
+    """MusicXML for LMX tokens: one token list, a list of systems (token lists), or text in
+    :func:`parse_lmx_text`'s formats.
+
+    Several systems become one part with a ``<print new-system="yes"/>`` at the start of each
+    system after the first, so that :func:`linearize_systems` splits it where it was split; the
+    clefs and key a system start only re-states are left out (see
+    ``_Delinearizer.drop_restated_attributes``). Never raises on malformed input: see
     :class:`Delinearized` for the counts of dropped and repaired tokens."""
     if isinstance(tokens, str):
-        tokens = [token for system in parse_lmx_text(tokens) for token in system]
-    return _Delinearizer().run(tokens)
+        systems: Sequence[Sequence[str]] = parse_lmx_text(tokens)
+    elif tokens and not isinstance(tokens[0], str):
+        systems = tokens  # type: ignore[assignment]
+    else:
+        systems = [tokens]  # type: ignore[list-item]
+    return _Delinearizer().run(systems)
