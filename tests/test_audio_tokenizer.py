@@ -210,3 +210,24 @@ def test_from_pretrained_refuses_bad_folders(tmp_path, codec):
     (folder / "config.json").write_text(json.dumps({**config, "format": "something-else"}))
     with pytest.raises(CheckpointError, match="format"):
         AudioTokenizer.from_pretrained(folder)
+
+
+def test_save_pretrained_refuses_to_overwrite_a_folder_that_is_not_a_tokenizer(tmp_path, codec):
+    from umt.errors import UserError
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"busy: exists and is not a tokenizer folder; refusing"):
+        AudioTokenizer(codec).save_pretrained(busy)
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(UserError, match="refusing to overwrite"):
+        AudioTokenizer(codec).save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "a file"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    AudioTokenizer(codec, chunk_frames=12).save_pretrained(empty)  # an empty folder is fine
+    AudioTokenizer(codec, chunk_frames=7).save_pretrained(empty)  # so is a tokenizer folder
+    assert AudioTokenizer.from_pretrained(empty).chunk_frames == 7

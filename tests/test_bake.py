@@ -172,15 +172,17 @@ def raw_items(out_dir: Path) -> list[tuple[str, int]]:
     return items
 
 
-def expected_rows(tokenizer, path: Path, variant: int) -> np.ndarray:
-    return tokenizer.tokenize(tokenizer.variants(tokenizer.load(path))[variant], VOCAB)
+def expected_rows(tokenizer, path: Path, variant: int, vocab=VOCAB) -> np.ndarray:
+    return tokenizer.tokenize(tokenizer.variants(tokenizer.load(path))[variant], vocab)
 
 
-def assert_shards_match(out_dir: Path, tokenizer, files: dict[str, Path], variants: list[int]) -> None:
+def assert_shards_match(
+    out_dir: Path, tokenizer, files: dict[str, Path], variants: list[int], vocab=VOCAB
+) -> None:
     shards = ShardSet(
         out_dir,
         modality=tokenizer.modality,
-        vocab_hash=VOCAB.layout_hash,
+        vocab_hash=vocab.layout_hash,
         tokenizer_hash=tokenizer.fingerprint,
     )
     items = raw_items(out_dir)
@@ -188,7 +190,9 @@ def assert_shards_match(out_dir: Path, tokenizer, files: dict[str, Path], varian
     assert set(items) == {(key, v) for key in files for v in variants}
     for key, path in files.items():
         for variant in variants:
-            np.testing.assert_array_equal(shards.get(key, variant), expected_rows(tokenizer, path, variant))
+            np.testing.assert_array_equal(
+                shards.get(key, variant), expected_rows(tokenizer, path, variant, vocab)
+            )
 
 
 # ---------------------------------------------------------------------------------------- manifest
@@ -357,6 +361,49 @@ def test_an_out_folder_baked_with_another_tokenizer_is_refused(tmp_path: Path) -
     with pytest.raises(UserError, match=r"modality 'image' \(this run: 'audio'\)"):
         bake_files(manifest, tmp_path / "out", FakeAudioTokenizer(), VOCAB, progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+
+
+def test_real_tiny_tokenizers_bake_what_they_tokenize_and_skip_on_rerun(tmp_path: Path) -> None:
+    """The tiny random RQ-VAE and DAC folders of the inference tests, opened as ``umt bake`` opens
+    a ``--tokenizer`` folder, bake every shift variant of real files: rows as tokenizing directly."""
+    import _inference_fixtures as fx
+    from PIL import Image
+
+    from umt.tokenizers.folders import load_tokenizer
+
+    vocab = fx.tiny_vocab()
+    folders = fx.make_tokenizer_dirs(tmp_path / "tokenizers")
+    images = []
+    for index, width in enumerate((70, 100)):  # staff-like systems: lines and a few note heads
+        pixels = np.full((44, width), 250, np.uint8)
+        for line in range(5):
+            pixels[12 + 5 * line, 2:-2] = 20
+        for x in np.random.default_rng(index).integers(4, width - 8, size=4):
+            pixels[14:18, x : x + 5] = 10
+        images.append(tmp_path / "data" / f"system{index}.png")
+        images[-1].parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(images[-1])
+    clips = [fx.save_wav(tmp_path / "data" / f"clip{i}.wav", 0.02 + 0.015 * i, seed=i) for i in range(2)]
+
+    # 4 of the 32 image shifts (each a whole RQ-VAE pass, ~50 ms here) and all 9 audio shifts.
+    for modality, files, variant_count in (("image", images, 4), ("audio", clips, 9)):
+        tokenizer = load_tokenizer(folders[modality])
+        assert type(tokenizer).__name__ == f"{modality.title()}Tokenizer"
+        manifest = write_manifest(tmp_path / f"{modality}.jsonl", files)
+        out = tmp_path / "out" / modality
+        summary = bake_files(manifest, out, tokenizer, vocab, variants=variant_count, progress=False)
+        assert (summary.entries, summary.failures) == (len(files), [])
+        assert summary.items_written == len(files) * variant_count
+        assert_shards_match(out, tokenizer, {p.stem: p for p in files}, list(range(variant_count)), vocab)
+        fingerprint = json.loads((folders[modality] / "config.json").read_text())["fingerprint"]
+        assert tokenizer.fingerprint == fingerprint
+        shards = sorted(out.glob("*.safetensors"))
+        assert shards and all(_read_header(shard)[0].tokenizer_hash == fingerprint for shard in shards)
+        written = {shard.name: shard.read_bytes() for shard in shards}
+
+        rerun = bake_files(manifest, out, tokenizer, vocab, variants=variant_count, progress=False)
+        assert (rerun.skipped, rerun.items_written, rerun.failures) == (len(files), 0, [])
+        assert {shard.name: shard.read_bytes() for shard in out.glob("*.safetensors")} == written
 
 
 # --------------------------------------------------------------------------------------- registry

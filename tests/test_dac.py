@@ -16,6 +16,7 @@ and ``decode(quantizer.from_codes(codes))``. The generating script is not part o
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from pathlib import Path
 
@@ -171,13 +172,65 @@ def test_mel_loss_and_discriminator_shapes():
     assert maps[1][-1].shape[2] == 2048 // 32  # match_stride: one frame per hop
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf" / "tokenizer"
+
+
+def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
+def test_paper_critics_have_the_reference_widths_and_small_configs_narrow_ones():
+    from omegaconf import OmegaConf
+
+    from umt.models.dac_discriminators import MPD, MPD_CHANNELS, MRD, MRD_CHANNELS
+
+    paper = OmegaConf.to_container(OmegaConf.load(CONF / "dac.yaml").discriminator)
+    assert (paper["mpd_channels"], paper["mrd_channels"]) == (list(MPD_CHANNELS), MRD_CHANNELS)
+    assert (paper["periods"], paper["fft_sizes"]) == ([2, 3, 5, 7, 11], [2048, 1024, 512])
+    # The reference's layer shapes (one critic of each kind; the others differ only in period / window).
+    period, spectral = _shapes(MPD(2)), _shapes(MRD(2048))
+    assert [shape for name, shape in period.items() if name.endswith("weight_v")] == [
+        (32, 1, 5, 1), (128, 32, 5, 1), (512, 128, 5, 1), (1024, 512, 5, 1), (1024, 1024, 5, 1),
+        (1, 1024, 3, 1),
+    ]  # fmt: skip
+    assert spectral["band_convs.0.0.0.weight_v"] == (32, 2, 3, 9)
+    assert spectral["band_convs.4.4.0.weight_v"] == (32, 32, 3, 3)
+    assert spectral["conv_post.weight_v"] == (1, 32, 3, 3)
+    count = [sum(math.prod(shape) for shape in shapes.values()) for shapes in (period, spectral)]
+    assert 5 * count[0] + 3 * count[1] == 42_519_760  # the reference Discriminator's parameter count
+    # The tiny and demo configs must not spend their time on critics far bigger than the generator.
+    for name in ("dac_tiny", "dac_demo"):
+        cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
+        critic = Discriminator(**cfg["discriminator"])
+        generator = DAC(DACConfig.from_kwargs(cfg["model"]))
+        sizes = [sum(p.numel() for p in m.parameters()) for m in (critic, generator)]
+        assert sizes[0] <= sizes[1], (name, sizes)
+    with pytest.raises(ValueError, match="mpd_channels needs 5 positive widths"):
+        Discriminator(periods=(2,), fft_sizes=(), mpd_channels=(8, 8))
+    with pytest.raises(ValueError, match="mrd_channels"):
+        Discriminator(periods=(), fft_sizes=(128,), mrd_channels=0)
+
+
+def test_narrow_critics_give_the_same_feature_map_layout():
+    torch.manual_seed(0)
+    audio = torch.randn(2, 1, 2048) * 0.3
+    wide = Discriminator(periods=(3,), fft_sizes=(128,))(audio)
+    critic = Discriminator(periods=(3,), fft_sizes=(128,), mpd_channels=(2, 4, 4, 8, 8), mrd_channels=3)
+    narrow = critic(audio)
+    assert [len(maps) for maps in narrow] == [len(maps) for maps in wide]
+    for wide_maps, narrow_maps in zip(wide, narrow):
+        assert narrow_maps[-1].shape == wide_maps[-1].shape  # logits
+        assert [m.shape[2:] for m in narrow_maps] == [m.shape[2:] for m in wide_maps]
+    assert narrow[0][0].shape[1] == 2 and narrow[1][0].shape[1] == 3
+
+
 def test_tiny_training_iterations_change_weights_and_export(tmp_path):
     lightning = pytest.importorskip("lightning")
     from omegaconf import OmegaConf
 
     from umt.training.dac import DACTrainingModule
 
-    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "tokenizer" / "dac_tiny.yaml")
+    config = OmegaConf.load(CONF / "dac_tiny.yaml")
     torch.manual_seed(0)
     module = DACTrainingModule(config)
     generator_before = copy.deepcopy(module.generator.state_dict())
@@ -220,3 +273,58 @@ def test_excerpt_dataset_reads_files_and_normalises(tmp_path):
     assert all(item.shape == (1, 4410) for item in items)
     assert all(abs(float(item.abs().max()) - 0.9) < 1e-5 for item in items)
     assert torch.equal(dataset[2], items[2])  # deterministic per index
+
+
+def test_inference_snake_is_bitwise_the_autograd_formula_and_leaves_its_input():
+    from umt.models.dac import Snake1d, snake, snake_inference
+
+    torch.manual_seed(0)
+    layer = Snake1d(6)
+    with torch.no_grad():
+        layer.alpha.uniform_(0.05, 3.0)
+    x = torch.randn(3, 6, 500) * 4
+    before = x.clone()
+    with torch.no_grad():
+        fast = layer(x)
+    assert torch.equal(fast, snake(x, layer.alpha.detach()))
+    assert torch.equal(snake_inference(x, layer.alpha.detach()), fast)
+    assert torch.equal(x, before)  # the input is not overwritten
+    with torch.inference_mode():
+        assert torch.equal(layer(x), fast)
+    slow = layer(x)  # grad mode: the autograd path, same values
+    assert slow.requires_grad and torch.equal(slow.detach(), fast)
+    slow.sum().backward()
+    assert layer.alpha.grad is not None and layer.alpha.grad.abs().sum() > 0
+
+
+def test_excerpt_dataset_keeps_a_bounded_cache_of_decoded_files(tmp_path, monkeypatch):
+    import soundfile
+
+    import umt.tokenizers.audio as audio_module
+    from umt.training.dac import AudioExcerptDataset
+
+    t = np.arange(4410) / 44100
+    files = []
+    for index in range(4):
+        files.append(tmp_path / f"tone{index}.wav")
+        soundfile.write(
+            files[-1], (0.3 * np.sin(2 * np.pi * (200 + 100 * index) * t)).astype(np.float32), 44100
+        )
+    loads = []
+    load_audio = audio_module.load_audio
+    monkeypatch.setattr(audio_module, "load_audio", lambda *a: loads.append(a[0]) or load_audio(*a))
+    bounded = AudioExcerptDataset(files, duration=0.01, length=40, seed=1, cache_files=2)
+    uncached = AudioExcerptDataset(files, duration=0.01, length=40, seed=1, cache_files=0)
+    excerpts = []
+    for item in range(len(bounded)):
+        excerpts.append(bounded[item])
+        assert len(bounded._cache) <= 2
+    assert len(files) <= len(loads) < len(bounded)  # cache misses only
+    loads.clear()
+    for item in range(len(uncached)):
+        assert torch.equal(uncached[item], excerpts[item])  # the cache never changes what is drawn
+    assert not uncached._cache and len(loads) == len(uncached)
+    loads.clear()
+    for item in (0, 0, 0):
+        bounded[item]
+    assert len(loads) <= 1  # a recently used file is not decoded again

@@ -214,3 +214,98 @@ def test_training_names_a_bad_image(tmp_path):
     cfg = tiny_training_config(tmp_path, tmp_path / "images")
     with pytest.raises(InputError, match=r"broken\.png"):
         train_rqvae(cfg)
+
+
+def test_a_bad_header_fails_before_training_in_one_line(tmp_path, monkeypatch):
+    import umt.training.rqvae as training
+
+    _write_score_images(tmp_path / "images", count=2)
+    (tmp_path / "images" / "zz_text.png").write_text("not an image")
+    decoded = []
+    monkeypatch.setattr(training, "read_image", lambda path: decoded.append(path))
+    with pytest.raises(InputError) as caught:
+        training.fit_rqvae(tiny_training_config(tmp_path, tmp_path / "images"))
+    assert str(caught.value).startswith(str(tmp_path / "images" / "zz_text.png") + ": not a readable image")
+    assert len(str(caught.value).splitlines()) == 1
+    assert decoded == [] and not (tmp_path / "run").exists()  # headers only, nothing trained
+
+
+def test_images_are_read_lazily_into_a_bounded_cache(tmp_path, monkeypatch):
+    import umt.training.rqvae as training
+
+    _write_score_images(tmp_path / "images", count=6)
+    files = training.list_image_files(tmp_path / "images")
+    bounded = training.ImageCropDataset(files, 32, 64, samples_per_epoch=18, cache_images=2)
+    uncached = training.ImageCropDataset(files, 32, 64, samples_per_epoch=18, cache_images=0)
+    for item in range(len(bounded)):
+        assert torch.equal(bounded[item], uncached[item])
+        assert len(bounded._cache) <= 2
+    assert not uncached._cache
+
+    # Training decodes only what its batches use (2 steps of 1 image, plus Lightning's prefetch).
+    decoded = []
+    read_image = training.read_image
+    monkeypatch.setattr(training, "read_image", lambda path: decoded.append(path) or read_image(path))
+    cfg = tiny_training_config(tmp_path, tmp_path / "images")
+    cfg.trainer.max_steps, cfg.data.batch_size, cfg.data.samples_per_epoch = 2, 1, 6
+    cfg.trainer.enable_checkpointing = False
+    trained, _ = training.fit_rqvae(cfg)
+    assert trained.trainer.global_step == 2
+    assert 2 <= len(decoded) <= 3 < len(files)
+
+
+def test_undecodable_pixels_stop_training_with_one_line_naming_the_file(tmp_path):
+    from umt.training.rqvae import check_image_header, fit_rqvae
+
+    _write_score_images(tmp_path / "images", count=1)
+    good = (tmp_path / "images" / "system0.png").read_bytes()
+    truncated = tmp_path / "images" / "truncated.png"
+    truncated.write_bytes(good[: len(good) // 2])  # the header reads, the pixels do not
+    assert check_image_header(truncated) == (140, 60)
+    cfg = tiny_training_config(tmp_path, tmp_path / "images")
+    cfg.data.num_workers = 1  # the error is raised in a loader worker and comes back wrapped
+    cfg.data.samples_per_epoch = 4
+    with pytest.raises(InputError) as caught:
+        fit_rqvae(cfg)
+    message = str(caught.value)
+    assert message.startswith(f"{truncated}: not a readable image") and len(message.splitlines()) == 1
+
+
+def test_training_resumes_from_the_last_checkpoint_when_rerun(tmp_path, monkeypatch):
+    from umt.training.rqvae import RQVAELightning, fit_rqvae
+
+    _write_score_images(tmp_path / "images")
+    steps = []
+    training_step = RQVAELightning.training_step
+
+    def counted(self, batch, batch_index):
+        steps.append(self.global_step)
+        return training_step(self, batch, batch_index)
+
+    monkeypatch.setattr(RQVAELightning, "training_step", counted)
+    cfg = tiny_training_config(tmp_path, tmp_path / "images")
+    assert cfg.resume == "auto" and cfg.trainer.checkpoint_every_n_steps == 3
+    cfg.trainer.max_steps = 4
+    first, _ = fit_rqvae(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert steps == [0, 1, 2, 3] and saved["global_step"] == 4  # the final step, not the step-3 save
+    weights = {k.removeprefix("model."): v for k, v in saved["state_dict"].items()}
+    assert all(torch.equal(v, first.model.state_dict()[k]) for k, v in weights.items())
+
+    steps.clear()
+    cfg.trainer.max_steps = 6
+    second, export = fit_rqvae(cfg)
+    assert steps == [4, 5] and second.trainer.global_step == 6  # continued, not restarted
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 6
+    assert ImageTokenizer.from_pretrained(export).fingerprint == ImageTokenizer(second.model).fingerprint
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt", "step-00000006.ckpt"]
+
+    steps.clear()
+    cfg.model.n_embed = 16
+    with pytest.raises(CheckpointError, match="another model config"):
+        fit_rqvae(cfg)
+    assert steps == []
+    cfg.resume = str(tmp_path / "nowhere.ckpt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        fit_rqvae(cfg)

@@ -1,10 +1,11 @@
-"""Image-tokenizer encode throughput (images/s) on CPU, side by side with a peer.
+"""Image-tokenizer encode throughput (images/s) on CPU or a CUDA GPU, side by side with a peer.
 
 Peer: the reference implementation (kakaobrain/rq-vae-transformer) when ``--reference-dir`` points
 at a local checkout (its ``rqvae/models/rqvae`` modules are imported from there, same weights);
 otherwise a naive loop that encodes one image at a time, against our batched path.
 
     python -m umt.bench image-tokenizer [--height 128] [--width 1024] [--batch 8] [--tiny]
+                                        [--device auto|cpu|cuda]
 """
 
 from __future__ import annotations
@@ -21,11 +22,36 @@ import torch
 from umt.models.rqvae import RQVAE, RQVAEConfig, tiny_rqvae_config
 
 
+def resolve_device(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """``--device`` (``auto``: CUDA when available, else CPU) as a torch device; a usage error
+    when CUDA is asked for and absent."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    """What the figures were measured on, e.g. ``CPU, 8 threads`` or ``CUDA (NVIDIA H200)``."""
+    if device.type == "cuda":
+        return f"CUDA ({torch.cuda.get_device_name(device)})"
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a wall-clock reading covers it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _throughput(fn, images: torch.Tensor, repeats: int) -> float:
-    fn(images[:1])  # warm-up
+    fn(images[:1])  # warm-up (and, on a GPU, kernel selection)
+    synchronize(images.device)
     start = time.perf_counter()
     for _ in range(repeats):
         fn(images)
+    synchronize(images.device)
     return repeats * images.shape[0] / (time.perf_counter() - start)
 
 
@@ -68,20 +94,25 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tiny", action="store_true", help="tiny config instead of the paper's sizes")
     parser.add_argument("--reference-dir", type=Path, default=None)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
+    device = resolve_device(parser, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = tiny_rqvae_config() if args.tiny else RQVAEConfig()
     model = RQVAE(config).eval()
     images = torch.rand(args.batch, 1, args.height, args.width) * 2 - 1
+    model.to(device)
+    images = images.to(device)
 
     def ours(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return model.get_codes(x)
 
     if args.reference_dir is not None:
-        reference = _reference_model(args.reference_dir, config, model.state_dict())
+        # load_state_dict copies across devices; then the reference runs where ours does.
+        reference = _reference_model(args.reference_dir, config, model.state_dict()).to(device)
         peer_name = "reference (kakaobrain rqvae, batched)"
 
         def peer(x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +132,7 @@ def run(argv: list[str]) -> None:
     size = "tiny" if args.tiny else "paper"
     print(
         f"image-tokenizer encode ({size} config, {args.height}x{args.width} px, batch {args.batch}, "
-        f"{torch.get_num_threads()} threads, CPU)"
+        f"on {device_label(device)})"
     )
     print(f"  {'umt (batched)':40s} {ours_rate:8.2f} images/s")
     print(f"  {peer_name:40s} {peer_rate:8.2f} images/s")

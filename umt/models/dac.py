@@ -148,6 +148,22 @@ class WNConv2d(_WeightNorm, nn.Conv2d):
         return self._conv_forward(x, self.normed_weight(), self.bias)
 
 
+def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``x + sin(alpha x)^2 / (alpha + 1e-9)`` for ``x [B, C, T]`` and ``alpha [1, C, 1]``, the
+    reference's formula, with autograd."""
+    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+
+
+def snake_inference(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """:func:`snake` without autograd: the same operations in the same order (bitwise the same
+    result), done in place on one buffer instead of allocating four ``[B, C, T]`` temporaries.
+    Measured on CPU (one thread, CPU time): paper-size DAC encoding 1.3-1.5x faster, the tiny one
+    1.1-1.2x. The reference's TorchScript version runs the same unfused kernels on CPU (no faster
+    there), and ``torch.jit.script`` is deprecated."""
+    y = alpha * x
+    return y.sin_().pow_(2).mul_((alpha + 1e-9).reciprocal()).add_(x)
+
+
 class Snake1d(nn.Module):
     """Snake activation ``x + sin(alpha x)^2 / alpha`` with a learnt per-channel ``alpha``."""
 
@@ -156,7 +172,9 @@ class Snake1d(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+        if torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad):
+            return snake(x, self.alpha)  # training: autograd needs the intermediate tensors
+        return snake_inference(x, self.alpha)
 
 
 class ResidualUnit(nn.Module):

@@ -3,7 +3,9 @@
 * :class:`Discriminator`: multi-period (MPD, periods 2, 3, 5, 7, 11) and multi-band multi-resolution
   complex-STFT (MRD, windows 2048 / 1024 / 512, 5 bands) discriminators, with the reference's module
   names. (The reference's optional multi-scale waveform discriminator is off in its ``base.yml``,
-  ``rates: []``, and is not implemented.)
+  ``rates: []``, and is not implemented.) Layer widths default to the reference's
+  (:data:`MPD_CHANNELS`, :data:`MRD_CHANNELS`, state-dict compatible with it); narrower ones keep
+  small test and demo models from spending their time on the critics.
 * :class:`MelSpectrogramLoss`: multi-scale log-mel L1 (7 scales, windows 32..2048, 5..320 mels,
   ``pow=1``, ``mag_weight=0`` as ``conf/base.yml``), with a Slaney mel filterbank built here.
 * :func:`discriminator_loss` / :func:`generator_loss`: least-squares GAN and feature matching.
@@ -22,6 +24,10 @@ from torch import nn
 from umt.models.dac import WNConv2d
 
 BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+MPD_CHANNELS: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+"""Output channels of the period discriminator's five convolutions (the reference's)."""
+MRD_CHANNELS = 32
+"""Channels of every band convolution of the spectrogram discriminator (the reference's)."""
 FeatureMaps = list[torch.Tensor]
 
 
@@ -30,22 +36,27 @@ def _conv2d(*args, act: bool = True, **kwargs) -> nn.Module:
     return nn.Sequential(conv, nn.LeakyReLU(0.1)) if act else conv
 
 
+def _check_widths(channels: Sequence[int], count: int, name: str) -> tuple[int, ...]:
+    widths = tuple(int(c) for c in channels)
+    if len(widths) != count or min(widths) <= 0:
+        raise ValueError(f"{name} needs {count} positive widths, got {list(channels)}")
+    return widths
+
+
 class MPD(nn.Module):
     """Period discriminator: audio ``[B, 1, T]`` folded to ``[B, 1, T / p, p]``, 2-D convs along time."""
 
-    def __init__(self, period: int) -> None:
+    def __init__(self, period: int, channels: Sequence[int] = MPD_CHANNELS) -> None:
         super().__init__()
         self.period = period
+        widths = _check_widths(channels, 5, "mpd_channels")
+        inputs = (1, *widths[:-1])
+        strides = ((3, 1),) * 4 + (1,)
         self.convs = nn.ModuleList(
-            [
-                _conv2d(1, 32, (5, 1), (3, 1), padding=(2, 0)),
-                _conv2d(32, 128, (5, 1), (3, 1), padding=(2, 0)),
-                _conv2d(128, 512, (5, 1), (3, 1), padding=(2, 0)),
-                _conv2d(512, 1024, (5, 1), (3, 1), padding=(2, 0)),
-                _conv2d(1024, 1024, (5, 1), 1, padding=(2, 0)),
-            ]
+            _conv2d(c_in, c_out, (5, 1), stride, padding=(2, 0))
+            for c_in, c_out, stride in zip(inputs, widths, strides)
         )
-        self.conv_post = _conv2d(1024, 1, kernel_size=(3, 1), padding=(1, 0), act=False)
+        self.conv_post = _conv2d(widths[-1], 1, kernel_size=(3, 1), padding=(1, 0), act=False)
 
     def forward(self, x: torch.Tensor) -> FeatureMaps:
         x = F.pad(x, (0, self.period - x.shape[-1] % self.period), mode="reflect")
@@ -90,6 +101,7 @@ class MRD(nn.Module):
         hop_factor: float = 0.25,
         sample_rate: int = 44100,
         bands: Sequence[Sequence[float]] = BANDS,
+        channels: int = MRD_CHANNELS,
     ) -> None:
         super().__init__()
         self.window_length = window_length
@@ -97,7 +109,7 @@ class MRD(nn.Module):
         self.sample_rate = sample_rate
         n_bins = window_length // 2 + 1
         self.bands = [(int(low * n_bins), int(high * n_bins)) for low, high in bands]
-        channels = 32
+        (channels,) = _check_widths([channels], 1, "mrd_channels")
 
         def stack() -> nn.ModuleList:
             return nn.ModuleList(
@@ -128,7 +140,11 @@ class MRD(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """All critics: audio ``[B, 1, T]`` to one list of feature maps per critic (logits last)."""
+    """All critics: audio ``[B, 1, T]`` to one list of feature maps per critic (logits last).
+
+    ``mpd_channels`` (5 widths) and ``mrd_channels`` set the critics' widths; the defaults are the
+    reference's (42.5 M parameters with its 5 periods and 3 resolutions).
+    """
 
     def __init__(
         self,
@@ -136,10 +152,12 @@ class Discriminator(nn.Module):
         fft_sizes: Sequence[int] = (2048, 1024, 512),
         sample_rate: int = 44100,
         bands: Sequence[Sequence[float]] = BANDS,
+        mpd_channels: Sequence[int] = MPD_CHANNELS,
+        mrd_channels: int = MRD_CHANNELS,
     ) -> None:
         super().__init__()
-        critics: list[nn.Module] = [MPD(p) for p in periods]
-        critics += [MRD(f, sample_rate=sample_rate, bands=bands) for f in fft_sizes]
+        critics: list[nn.Module] = [MPD(p, mpd_channels) for p in periods]
+        critics += [MRD(f, sample_rate=sample_rate, bands=bands, channels=mrd_channels) for f in fft_sizes]
         self.discriminators = nn.ModuleList(critics)
 
     @staticmethod

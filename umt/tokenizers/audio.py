@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from umt.errors import CheckpointError, InputError
+from umt.errors import CheckpointError, InputError, UserError
 from umt.models.dac import DAC, DACConfig, normalise_state_dict_keys
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 from umt.vocab import Vocabulary
@@ -282,10 +282,18 @@ class AudioTokenizer:
     # ------------------------------------------------------------------ folders
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` + ``fingerprint.txt`` (each atomically; the
-        config, written last, records the weights file's SHA-256)."""
+        config, written last, records the weights file's SHA-256).
+
+        An existing folder is overwritten only when it is empty or a tokenizer folder (it has a
+        ``config.json``); anything else is refused with :class:`UserError`, as the image tokenizer does.
+        """
         from safetensors.torch import save as save_tensors
 
         directory = Path(directory)
+        if directory.exists() and (
+            not directory.is_dir() or (any(directory.iterdir()) and not (directory / CONFIG_FILE).is_file())
+        ):
+            raise UserError("exists and is not a tokenizer folder; refusing to overwrite it", directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.codec.state_dict().items()}
         payload = save_tensors(state, metadata={"format": TOKENIZER_FORMAT})

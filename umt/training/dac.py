@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -57,8 +58,9 @@ class DACTrainingModule(L.LightningModule):
     (or ``{"audio": ...}``) at the model's sample rate.
 
     Config sections (all optional but ``model``): ``model`` (:class:`DACConfig` fields),
-    ``discriminator`` (periods, fft_sizes, bands), ``mel_loss`` (:class:`MelSpectrogramLoss` args),
-    ``lambdas``, ``optimizer`` (lr, betas, gamma), ``grad_clip`` (generator, discriminator).
+    ``discriminator`` (periods, fft_sizes, bands, mpd_channels, mrd_channels), ``mel_loss``
+    (:class:`MelSpectrogramLoss` args), ``lambdas``, ``optimizer`` (lr, betas, gamma), ``grad_clip``
+    (generator, discriminator).
     """
 
     def __init__(self, config: Mapping) -> None:
@@ -144,7 +146,9 @@ class AudioExcerptDataset(Dataset):
     """Random fixed-length excerpts ``[1, T]`` from audio files, peak-normalised to ``peak``.
 
     ``length`` items per epoch; each draws a random file and offset (deterministic per index and
-    ``seed``). Files are loaded and resampled once, lazily, through :func:`umt.tokenizers.audio.load_audio`.
+    ``seed``). Files are loaded and resampled lazily through :func:`umt.tokenizers.audio.load_audio`;
+    each process (each loader worker) keeps the ``cache_files`` most recently used ones decoded, so
+    memory stays bounded however many (or however long) the files are.
     """
 
     def __init__(
@@ -155,23 +159,33 @@ class AudioExcerptDataset(Dataset):
         length: int = 10_000,
         peak: float = 0.9,
         seed: int = 0,
+        cache_files: int = 8,
     ) -> None:
         if not files:
             raise ValueError("no audio files to train on")
         self.files = [Path(f) for f in files]
         self.samples = round(duration * sample_rate)
         self.sample_rate, self.length, self.peak, self.seed = sample_rate, length, peak, seed
-        self._cache: dict[int, torch.Tensor] = {}
+        self.cache_files = max(0, int(cache_files))
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
         return self.length
 
     def _audio(self, index: int) -> torch.Tensor:
+        """File ``index`` decoded, ``[1, T]`` at :attr:`sample_rate` (from the LRU cache when there)."""
         from umt.tokenizers.audio import load_audio
 
-        if index not in self._cache:
-            self._cache[index] = load_audio(self.files[index], self.sample_rate)
-        return self._cache[index]
+        audio = self._cache.get(index)
+        if audio is not None:
+            self._cache.move_to_end(index)
+            return audio
+        audio = load_audio(self.files[index], self.sample_rate)
+        if self.cache_files:
+            self._cache[index] = audio
+            while len(self._cache) > self.cache_files:
+                self._cache.popitem(last=False)
+        return audio
 
     def __getitem__(self, item: int) -> torch.Tensor:
         rng = random.Random(self.seed * 1_000_003 + item)
@@ -213,6 +227,21 @@ def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def resume_checkpoint(resume: str | Path | None, checkpoint_dir: Path) -> str | None:
+    """The checkpoint a run continues from: for ``"auto"``, ``<checkpoint_dir>/last.ckpt`` when it
+    exists; ``None`` / ``""`` / ``"none"``: none; anything else is a path that must exist."""
+    from umt.errors import CheckpointError
+
+    if resume in (None, "", "none"):
+        return None
+    if resume == "auto":
+        last = checkpoint_dir / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise CheckpointError("no such checkpoint to resume from", resume)
+    return str(resume)
+
+
 def _log_version(logs: Path, ckpt_path: str | None) -> str:
     """``""`` (``logs/metrics.csv``) for a fresh run; ``resume-N`` for the N-th resumed one, so a
     resume does not overwrite the metrics logged before it."""
@@ -240,7 +269,6 @@ def train_dac(cfg: Mapping) -> Path:
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
-    from umt.errors import CheckpointError
     from umt.training.train import _atomic_checkpoint_io
 
     cfg = _plain(cfg)
@@ -256,6 +284,7 @@ def train_dac(cfg: Mapping) -> Path:
         sample_rate=module.model_config.sample_rate,
         length=int(data.get("excerpts_per_epoch") or 1000 * batch_size),
         seed=seed,
+        cache_files=int(data.get("cache_files", 8)),
     )
     loader = DataLoader(
         dataset,
@@ -279,15 +308,7 @@ def train_dac(cfg: Mapping) -> Path:
         save_last=True,
         auto_insert_metric_name=False,
     )
-    resume = cfg.get("resume", "auto")
-    ckpt_path = None
-    if resume == "auto":
-        last = checkpoint_dir / "last.ckpt"
-        ckpt_path = str(last) if last.is_file() else None
-    elif resume not in (None, "", "none"):
-        if not Path(resume).is_file():
-            raise CheckpointError("no such checkpoint to resume from", resume)
-        ckpt_path = str(resume)
+    ckpt_path = resume_checkpoint(cfg.get("resume", "auto"), checkpoint_dir)
     trainer = L.Trainer(
         # Manual optimisation with two optimizers: Lightning counts both steps in global_step.
         max_steps=2 * iterations,

@@ -4,12 +4,15 @@
 given (saved as hyperparameters, so a Lightning checkpoint rebuilds it); the loss is MSE
 reconstruction + 0.25 x commitment, the codebooks follow EMAs with restarts of unused codes, and
 the optimizer is Adam. :func:`train_rqvae` runs a whole training from a Hydra/OmegaConf config
-(``conf/tokenizer/rqvae.yaml`` or ``rqvae_tiny.yaml``) and exports the tokenizer folder.
+(``conf/tokenizer/rqvae.yaml`` or ``rqvae_tiny.yaml``) and exports the tokenizer folder; like
+:func:`umt.training.dac.train_dac` it checkpoints atomically and, with ``resume: auto``, a rerun of
+the same command continues from ``<output_dir>/checkpoints/last.ckpt``.
 """
 
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from umt.errors import UserError
+from umt.errors import CheckpointError, InputError, UserError
 from umt.models.rqvae import RQVAE, RQVAEConfig
 from umt.tokenizers.image import ImagePreprocessConfig, ImageTokenizer, preprocess, read_image
 
@@ -44,11 +47,36 @@ def list_image_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
+def check_image_header(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` from an image file's header, without decoding its pixels (cheap, so that
+    every training file can be checked before training starts). :class:`InputError` naming the file
+    when it is missing, not an image PIL can identify, or empty."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not an image", path) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise InputError(f"not a readable image ({error.__class__.__name__}: {error})", path) from None
+    except Image.DecompressionBombError as error:
+        raise InputError(f"image too large ({error})", path) from None
+    if width < 1 or height < 1:
+        raise InputError("empty image", path)
+    return width, height
+
+
 class ImageCropDataset(Dataset):
     """Random ``[1, crop_height, crop_width]`` crops of preprocessed system images.
 
     Each item picks an image (round robin) and a random window inside it; images smaller than the
-    window are padded with white. Unreadable files raise :class:`InputError` naming the file.
+    window are padded with white. Images are read and preprocessed lazily; each process (each loader
+    worker) keeps the ``cache_images`` most recently used ones, so memory does not grow with the
+    dataset. Unreadable files raise :class:`InputError` naming the file.
     """
 
     def __init__(
@@ -59,6 +87,7 @@ class ImageCropDataset(Dataset):
         preprocess_config: ImagePreprocessConfig | None = None,
         samples_per_epoch: int | None = None,
         seed: int = 0,
+        cache_images: int = 16,
     ) -> None:
         self.files = [Path(f) for f in files]
         self.crop_height, self.crop_width = int(crop_height), int(crop_width)
@@ -68,20 +97,28 @@ class ImageCropDataset(Dataset):
             raise ValueError(f"crop size must be a multiple of {stride}")
         self.samples_per_epoch = samples_per_epoch or len(self.files)
         self.seed = seed
-        self._cache: dict[int, torch.Tensor] = {}
+        self.cache_images = max(0, int(cache_images))
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
         return self.samples_per_epoch
 
     def image(self, index: int) -> torch.Tensor:
-        """The preprocessed image ``[1, H, W]`` of file ``index``."""
-        if index not in self._cache:
-            from umt.tokenizers.image import measure_staff_height
+        """The preprocessed image ``[1, H, W]`` of file ``index`` (from the LRU cache when there)."""
+        image = self._cache.get(index)
+        if image is not None:
+            self._cache.move_to_end(index)
+            return image
+        from umt.tokenizers.image import measure_staff_height
 
-            gray = read_image(self.files[index])
-            staff = measure_staff_height(gray) if self.preprocess_config.measure_staff_height else None
-            self._cache[index] = preprocess(gray, self.preprocess_config, staff)
-        return self._cache[index]
+        gray = read_image(self.files[index])
+        staff = measure_staff_height(gray) if self.preprocess_config.measure_staff_height else None
+        image = preprocess(gray, self.preprocess_config, staff)
+        if self.cache_images:
+            self._cache[index] = image
+            while len(self._cache) > self.cache_images:
+                self._cache.popitem(last=False)
+        return image
 
     def __getitem__(self, item: int) -> torch.Tensor:
         image = self.image(item % len(self.files))
@@ -165,34 +202,52 @@ def fit_rqvae(cfg: Any) -> tuple[RQVAELightning, Path]:
 
     ``cfg`` (a Hydra node or a dict) holds ``model`` (RQVAEConfig fields), ``preprocess``
     (ImagePreprocessConfig fields), ``data`` (``images``: folder / manifest / list, ``crop_height``,
-    ``crop_width``, ``batch_size``, ``samples_per_epoch``, ``num_workers``), ``optim`` (``lr``,
-    ``betas``), ``trainer`` (keyword arguments of ``lightning.Trainer``), ``output_dir`` and
-    optionally ``seed`` and ``resume`` (a Lightning checkpoint to continue from).
+    ``crop_width``, ``batch_size``, ``samples_per_epoch``, ``num_workers``, ``cache_images``:
+    preprocessed images kept per loader worker), ``optim`` (``lr``, ``betas``), ``trainer``
+    (keyword arguments of ``lightning.Trainer``, plus ``checkpoint_every_n_steps`` and
+    ``keep_checkpoints``), ``output_dir`` and optionally ``seed`` and ``resume`` (``auto``:
+    continue from ``<output_dir>/checkpoints/last.ckpt`` when it exists; a path; or null).
+
+    Checkpoints (``<output_dir>/checkpoints``, unless ``trainer.enable_checkpointing`` is false) are
+    written atomically, and ``last.ckpt`` also when training ends, so a killed run rerun with the
+    same command resumes, and a finished one rerun with a larger ``trainer.max_steps`` continues.
+    Every image's header is checked before training starts; an image whose pixels turn out
+    unreadable later stops training with an :class:`InputError` naming it.
     """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from umt.training.dac import _log_version, resume_checkpoint
+    from umt.training.train import _atomic_checkpoint_io
+
     cfg = _plain(cfg)
-    L.seed_everything(int(cfg.get("seed", 0)), workers=True)
+    seed = int(cfg.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
     model_config = RQVAEConfig.from_dict(dict(cfg["model"]))
     preprocess_values = dict(cfg.get("preprocess") or {})
     preprocess_values.setdefault("downsampling", model_config.downsampling)
     preprocess_config = ImagePreprocessConfig.from_dict(preprocess_values)
     data = dict(cfg["data"])
     files = list_image_files(data["images"])
+    for path in files:  # fail early, in one line naming the file, without decoding every image
+        check_image_header(path)
     dataset = ImageCropDataset(
         files,
         data.get("crop_height", 128),
         data.get("crop_width", 512),
         preprocess_config,
         samples_per_epoch=data.get("samples_per_epoch"),
-        seed=int(cfg.get("seed", 0)),
+        seed=seed,
+        cache_images=int(data.get("cache_images", 16)),
     )
-    for index in range(len(files)):  # fail early (InputError naming the file), not inside a worker
-        dataset.image(index)
+    num_workers = int(data.get("num_workers", 0))
     loader = DataLoader(
         dataset,
         batch_size=int(data.get("batch_size", 8)),
         shuffle=True,
-        num_workers=int(data.get("num_workers", 0)),
+        num_workers=num_workers,
         drop_last=False,
+        persistent_workers=num_workers > 0,  # keeps each worker's image cache across epochs
     )
     optim = dict(cfg.get("optim") or {})
     module = RQVAELightning(
@@ -201,12 +256,70 @@ def fit_rqvae(cfg: Any) -> tuple[RQVAELightning, Path]:
         betas=tuple(optim.get("betas", (0.5, 0.9))),
         weight_decay=float(optim.get("weight_decay", 0.0)),
     )
-    output_dir = Path(cfg.get("output_dir", "outputs/rqvae"))
+    output_dir = Path(cfg.get("output_dir") or "outputs/rqvae")
+    checkpoint_dir = output_dir / "checkpoints"
     trainer_kwargs = dict(cfg.get("trainer") or {})
+    every_n_steps = int(trainer_kwargs.pop("checkpoint_every_n_steps", 5000))
+    keep_checkpoints = int(trainer_kwargs.pop("keep_checkpoints", 1))
+    ckpt_path = resume_checkpoint(cfg.get("resume", "auto"), checkpoint_dir)
+    if ckpt_path is not None:
+        _check_resumable(ckpt_path, module)
+    callbacks = []
+    if trainer_kwargs.get("enable_checkpointing", True):
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=str(checkpoint_dir),
+                filename="step-{step:08d}",
+                every_n_train_steps=every_n_steps,
+                save_top_k=keep_checkpoints,
+                monitor="step",
+                mode="max",
+                save_last=True,
+                auto_insert_metric_name=False,
+            )
+        )
+    if trainer_kwargs.get("logger", True) is True:
+        version = _log_version(output_dir / "logs", ckpt_path)
+        trainer_kwargs["logger"] = CSVLogger(str(output_dir), name="logs", version=version)
     trainer_kwargs.setdefault("default_root_dir", str(output_dir))
-    trainer = L.Trainer(**trainer_kwargs)
-    trainer.fit(module, loader, ckpt_path=cfg.get("resume"))
+    trainer = L.Trainer(**trainer_kwargs, callbacks=callbacks, plugins=[_atomic_checkpoint_io()])
+    try:
+        trainer.fit(module, loader, ckpt_path=ckpt_path)
+    except InputError as error:
+        raise _unwrap_worker_error(error) from None
+    if callbacks:
+        # ModelCheckpoint writes last.ckpt only every n steps: record the final step too.
+        trainer.save_checkpoint(checkpoint_dir / "last.ckpt")
     tokenizer = ImageTokenizer(module.model.cpu(), preprocess_config)
     export_dir = output_dir / "tokenizer"
     tokenizer.save_pretrained(export_dir)
     return module, export_dir
+
+
+def _check_resumable(ckpt_path: str, module: RQVAELightning) -> None:
+    """:class:`CheckpointError` (one line) when ``ckpt_path`` is unreadable or holds another model."""
+    try:
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        saved_model = saved["hyper_parameters"]["model"]
+    except Exception as error:
+        raise CheckpointError(
+            f"cannot resume from this checkpoint ({error.__class__.__name__}); delete it or set resume=null",
+            ckpt_path,
+        ) from None
+    if saved_model != module.hparams.model:
+        raise CheckpointError(
+            "cannot resume: the checkpoint holds another model config; use another output_dir or "
+            "set resume=null",
+            ckpt_path,
+        )
+
+
+def _unwrap_worker_error(error: InputError) -> InputError:
+    """A loader worker's :class:`InputError` comes back with the worker's traceback in its message;
+    keep its last line (``umt.errors.InputError: <file>: <problem>``) without the class name."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return error
+    last = lines[-1]
+    prefix = f"{type(error).__module__}.{type(error).__name__}: "
+    return type(error)(last.removeprefix(prefix))
