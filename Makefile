@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
-# Debian packages: FluidSynth synthesises audio from MIDI. Installed only when we are root.
+# Debian packages: FluidSynth synthesises audio from MIDI; libcairo2 is what cairosvg renders with.
+# Installed only when we are root and one is missing.
+DEBIAN_PACKAGES := fluidsynth libcairo2
 system-deps:
-	@if ! command -v fluidsynth >/dev/null 2>&1; then \
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth >/dev/null) \
-	      || echo "warning: could not install fluidsynth; audio synthesis tests will be skipped"; \
-	  else echo "note: fluidsynth not found (install the Debian package 'fluidsynth' as root)"; fi; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install $$missing; audio synthesis or rendering tests will be skipped"; \
+	  else echo "note: missing Debian packages: $$missing (install them as root)"; fi; \
 	fi
 
 demo: setup

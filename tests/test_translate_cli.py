@@ -113,6 +113,9 @@ def test_omr_on_system_page_and_pdf(workspace, tmp_path, capsys):
     assert (tmp_path / "system.lmx").read_text().count("\n---\n") == 1  # header separator only
     assert (tmp_path / "page.lmx").read_text().count("\n---\n") == 3
     assert (tmp_path / "page_2.lmx").read_text().count("\n---\n") == 3
+    # ... and the page's MusicXML breaks its one part into the same three systems
+    assert (tmp_path / "page.musicxml").read_text().count('new-system="yes"') == 2
+    assert (tmp_path / "system.musicxml").read_text().count('new-system="yes"') == 0
 
 
 def test_image_to_audio(workspace, tmp_path):

@@ -204,8 +204,9 @@ def notes_from_pretty_midi(midi: Any) -> list[Note]:
     return sort_notes(notes)
 
 
-def musicxml_to_notes(musicxml: str, name: str = "<musicxml>") -> list[Note]:
-    """MusicXML text -> notes at the score's tempo (music21 + :func:`umt.data.synth.score_to_midi`)."""
+def musicxml_to_notes(musicxml: str, name: str = "<musicxml>", qpm: float | None = None) -> list[Note]:
+    """MusicXML text -> notes at ``qpm`` quarter notes per minute (default: the score's own tempo;
+    music21 + :func:`umt.data.synth.score_to_midi`)."""
     from music21 import converter, stream
 
     from umt.data.excerpts import tempo_at
@@ -221,7 +222,7 @@ def musicxml_to_notes(musicxml: str, name: str = "<musicxml>") -> list[Note]:
         score = score.scores[0] if score.scores else None
     if not isinstance(score, stream.Score) or not score.parts:
         raise InputError("the MusicXML has no parts", name)
-    notes = notes_from_pretty_midi(score_to_midi(score, tempo_at(score, 0.0)))
+    notes = notes_from_pretty_midi(score_to_midi(score, tempo_at(score, 0.0) if qpm is None else qpm))
     if not notes:
         raise InputError("the MusicXML holds no notes", name)
     return notes
@@ -832,11 +833,11 @@ def _midi_writer(notes: list) -> Callable[[Path], None]:
 
 
 def _score_files(job: _Job, tokens_per_unit: Sequence[Sequence[str]]) -> Delinearized:
-    """The OMR outputs of a job: ``.musicxml`` (systems joined into one part) and ``.lmx``."""
+    """The OMR outputs of a job: ``.musicxml`` (one part, a system break between the systems of
+    a page) and ``.lmx`` (one line per system)."""
     from umt.tokenizers.lmx import delinearize, format_lmx
 
-    joined = [token for tokens in tokens_per_unit for token in tokens]
-    score = delinearize(joined)
+    score = delinearize([list(tokens) for tokens in tokens_per_unit])
     job.files[".musicxml"] = _text_writer(score.musicxml)
     job.files[".lmx"] = _text_writer(format_lmx([list(t) for t in tokens_per_unit]))
     return score

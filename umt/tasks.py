@@ -194,20 +194,32 @@ def get_mixture(name: str) -> Mixture:
     return MIXTURES.get(name)
 
 
+PAPER_DATASETS: dict[str, tuple[str, ...]] = {
+    "omr": ("grandstaff", "olimpic"),  # score images <-> LMX
+    "amt": ("maestro", "musicnet", "slakh"),  # audio <-> MIDI
+    "i2a": ("ytsv",),  # YouTube Score Video: score images <-> audio
+    "a2i": ("ytsv",),
+    "m2a": ("maestro", "musicnet", "slakh"),
+    "l2i": ("grandstaff", "olimpic"),
+}
+"""The datasets the paper trains each task on (its mixtures and single-task mixtures use these)."""
+
+BUILTIN_DATASET = "music21"
+"""The corpus ``umt corpus build`` makes offline from music21's scores and generated piano pieces:
+every excerpt has all four modalities, so it serves every task (the demo trains on it)."""
+
+
 def _register_tasks() -> None:
     """The one place where tasks and mixtures are registered."""
-    score_datasets = ("grandstaff", "olimpic")  # score images <-> LMX
-    performance_datasets = ("maestro", "musicnet", "slakh")  # audio <-> MIDI
-    youtube = ("ytsv",)  # YouTube Score Video: score images <-> audio
-    for task in (
-        Task("omr", "image", "lmx", score_datasets, "optical music recognition"),
-        Task("amt", "audio", "midi", performance_datasets, "automatic music transcription"),
-        Task("i2a", "image", "audio", youtube, "score image to performance audio"),
-        Task("a2i", "audio", "image", youtube, "performance audio to score image"),
-        Task("m2a", "midi", "audio", performance_datasets, "MIDI to audio (synthesis)"),
-        Task("l2i", "lmx", "image", score_datasets, "LMX to score image (engraving)"),
+    for name, source, target, description in (
+        ("omr", "image", "lmx", "optical music recognition"),
+        ("amt", "audio", "midi", "automatic music transcription"),
+        ("i2a", "image", "audio", "score image to performance audio"),
+        ("a2i", "audio", "image", "performance audio to score image"),
+        ("m2a", "midi", "audio", "MIDI to audio (synthesis)"),
+        ("l2i", "lmx", "image", "LMX to score image (engraving)"),
     ):
-        TASKS.add(task.name, task)
+        TASKS.add(name, Task(name, source, target, (*PAPER_DATASETS[name], BUILTIN_DATASET), description))
 
     # Weights and steps from U-MusT config/data/multimodal_omr_direction.yaml (the I2A model) and
     # multimodal_amt_direction.yaml (the A2I model); there weights are per dataset.
@@ -228,7 +240,16 @@ def _register_tasks() -> None:
         ),
     )
     for task_name in list(TASKS):
-        MIXTURES.add(task_name, Mixture(task_name, (MixtureEntry(task_name),), description="single task"))
+        entry = MixtureEntry(task_name, datasets=PAPER_DATASETS[task_name])
+        MIXTURES.add(task_name, Mixture(task_name, (entry,), description="single task"))
+    MIXTURES.add(
+        "demo",
+        Mixture(
+            "demo",
+            _demo_entries(),
+            description="the demo's image-to-audio model on the built-in corpus: OMR, then M2A, then I2A",
+        ),
+    )
 
 
 def _i2a_entries() -> tuple[MixtureEntry, ...]:
@@ -236,8 +257,8 @@ def _i2a_entries() -> tuple[MixtureEntry, ...]:
     return (
         MixtureEntry("omr", 0.04, 0, None, datasets=("grandstaff",)),
         MixtureEntry("omr", 0.05, 0, None, datasets=("olimpic",)),
-        MixtureEntry("m2a", 1.0, 15_000, 50_000),
-        MixtureEntry("i2a", 0.02, 50_000, 60_000),
+        MixtureEntry("m2a", 1.0, 15_000, 50_000, datasets=PAPER_DATASETS["m2a"]),
+        MixtureEntry("i2a", 0.02, 50_000, 60_000, datasets=PAPER_DATASETS["i2a"]),
     )
 
 
@@ -248,7 +269,18 @@ def _a2i_entries() -> tuple[MixtureEntry, ...]:
         MixtureEntry("amt", 1.0, 0, None, datasets=("slakh",)),
         MixtureEntry("l2i", 0.04, 40_000, 50_000, datasets=("grandstaff",)),
         MixtureEntry("l2i", 0.05, 40_000, 50_000, datasets=("olimpic",)),
-        MixtureEntry("a2i", 0.015, 70_000, 90_000),
+        MixtureEntry("a2i", 0.015, 70_000, 90_000, datasets=PAPER_DATASETS["a2i"]),
+    )
+
+
+def _demo_entries() -> tuple[MixtureEntry, ...]:
+    # The paper's image-to-audio curriculum shrunk to a few hundred steps (``umt demo`` rescales
+    # the steps to its budget): OMR from 0, M2A from 20 % of the run, I2A from 45 %.
+    on_corpus = (BUILTIN_DATASET,)
+    return (
+        MixtureEntry("omr", 1.0, 0, None, datasets=on_corpus),
+        MixtureEntry("m2a", 1.0, 200, 300, datasets=on_corpus),
+        MixtureEntry("i2a", 1.0, 450, 550, datasets=on_corpus),
     )
 
 

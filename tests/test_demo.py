@@ -1,0 +1,197 @@
+"""The demo (``umt demo``, the README's main command): end to end in its quick preset, resumable,
+refusing mixed settings; and the evaluation and report helpers it is made of."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from umt.cli import main as umt_main
+
+pytest.importorskip("verovio")
+pytest.importorskip("cairosvg")
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None, reason="fluidsynth not installed (Debian package 'fluidsynth')"
+)
+
+
+# ----------------------------------------------------------------------------- configuration
+def test_presets_fit_their_tokenizers_to_the_vocabulary():
+    from umt.cli.tokenizer import compose_tokenizer_config
+    from umt.demo import PRESETS, DemoContext, demo_vocabulary, translator_config
+
+    vocab = demo_vocabulary()
+    image = compose_tokenizer_config("rqvae_demo", [])
+    audio = compose_tokenizer_config("dac_demo", [])
+    assert image.model.n_embed == vocab.codebook_range("image", 0).size
+    assert image.model.num_codebooks == vocab.modality_codebooks("image")
+    assert audio.model.codebook_size == vocab.codebook_range("audio", 0).size
+    for name, settings in PRESETS.items():
+        cfg = translator_config(DemoContext(out=Path("/tmp/x"), settings=settings))
+        assert cfg.trainer.max_steps == settings.translator_steps, name
+        starts = [entry.start for entry in cfg.mixture.entries]
+        # the curriculum keeps its order and shape at every budget: OMR, then M2A, then I2A
+        assert starts[0] == 0 < starts[1] < starts[2] < settings.translator_steps, name
+        assert [entry.task for entry in cfg.mixture.entries] == ["omr", "m2a", "i2a"]
+
+
+def test_unknown_preset_and_setting_are_one_line_errors(capsys, tmp_path):
+    assert umt_main(["demo", "--preset", "quik", "--out", str(tmp_path / "d")]) == 2
+    assert "did you mean 'quick'" in capsys.readouterr().err
+    assert umt_main(["demo", "--quick", "--translator-steps", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--translator-steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+# -------------------------------------------------------------------------------- helpers
+def test_mel_distance_is_zero_for_identical_audio_and_grows_with_difference():
+    from umt.evaluation import MelDistance
+
+    rng = np.random.default_rng(0)
+    t = np.arange(44100) / 44100
+
+    def tone(hz: float) -> np.ndarray:  # a tone over a faint noise floor (no empty mel bins)
+        noise = 0.01 * rng.standard_normal(len(t))
+        return (0.3 * np.sin(2 * np.pi * hz * t) + noise).astype(np.float32)
+
+    reference = tone(440)
+    mel = MelDistance(44100)
+    assert mel(reference, reference) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < mel(tone(440), reference) < mel(tone(660), reference)
+    # shorter estimates are padded with silence, longer ones cut
+    longer = np.concatenate([reference, reference])
+    assert mel(reference[:22050], reference) > mel(longer, reference) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_corpus_excerpts_needs_a_built_corpus(tmp_path):
+    from umt.errors import UserError
+    from umt.evaluation import corpus_excerpts
+
+    with pytest.raises(UserError, match="not a built corpus"):
+        corpus_excerpts(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text(
+        json.dumps({"key": "a", "split": "train", "png": "a.png", "lmx": "a.lmx", "mid": "a.mid"}) + "\n"
+    )
+    with pytest.raises(UserError, match="no 'test' excerpts"):
+        corpus_excerpts(tmp_path)
+    assert [e.key for e in corpus_excerpts(tmp_path, "train")] == ["a"]
+
+
+def test_piano_roll_and_curves_draw_what_they_are_given():
+    from umt.report import curve_svg, piano_roll_svg
+    from umt.tokenizers.midi import Note
+
+    notes = [Note(60, 0, False, 0.0, 0.5), Note(67, 0, False, 0.5, 1.0)]
+    svg = piano_roll_svg(notes, 1.0, "roll")
+    assert svg.count("<rect") == 2 and "2 notes, pitches 60-67" in svg
+    chart = curve_svg({"loss": [(0, 2.0), (10, 1.0)], "empty": []}, "curve")
+    assert chart.count("<polyline") == 1 and "step 10" in chart
+    assert "nothing logged" in curve_svg({}, "none")
+
+
+def test_cascade_notes_follow_the_given_tempo():
+    from tests._inference_fixtures import melody_musicxml
+    from umt.inference import musicxml_to_notes
+
+    slow = musicxml_to_notes(melody_musicxml(), qpm=60.0)
+    fast = musicxml_to_notes(melody_musicxml(), qpm=120.0)
+    assert [n.pitch for n in slow] == [n.pitch for n in fast]
+    assert slow[1].onset == pytest.approx(1.0) and fast[1].onset == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    status = umt_main(["demo", "--quick", "--out", str(out), "--no-progress", "--workers", "2"])
+    assert status == 0
+    return out
+
+
+@needs_fluidsynth
+def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
+    report = (quick_demo / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((quick_demo / "eval" / "metrics.json").read_text())["metrics"]
+    settings = json.loads((quick_demo / "demo.json").read_text())["settings"]
+    assert metrics["excerpts"] == settings["eval_excerpts"] == 2
+    assert metrics["omr_ser"] >= 0.0 and 0.0 <= metrics["cascade_onset_f1"] <= 1.0
+    # every metric in the JSON is the one printed in the report
+    assert f"{metrics['omr_ser']:.1f}</td>" in report
+    assert f"{metrics['mel_distance_tokenizer']:.3f}</td>" in report
+    # inputs, reference audio, curves and piano rolls are inlined: the page stands alone
+    assert report.count("data:image/png;base64,") >= 2
+    assert report.count("data:audio/wav;base64,") >= 2 * 2  # reference + tokenizer round trip each
+    assert "<polyline" in report and "reference MIDI" in report
+    assert not re.search(r'src="(?!data:)', report)
+    # the budget: every stage's time is recorded and shown
+    timings = json.loads((quick_demo / "timings.json").read_text())
+    assert set(timings) == {
+        "corpus",
+        "image tokenizer",
+        "audio tokenizer",
+        "bake",
+        "translator",
+        "evaluation",
+        "report",
+    }
+    before_report = sum(seconds for stage, seconds in timings.items() if stage != "report")
+    assert f"{before_report:.1f} s" in report
+    model = json.loads((quick_demo / "run" / "model" / "config.json").read_text())
+    assert model["global_step"] == settings["translator_steps"]
+    assert model["tasks"] == ["omr", "m2a", "i2a"]
+    assert set(model["tokenizers"]) == {"image", "audio"}
+
+
+@needs_fluidsynth
+def test_curriculum_brought_in_every_task(quick_demo):
+    import csv
+
+    with open(quick_demo / "run" / "logs" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    logged = {
+        name.split("/")[1]
+        for row in rows
+        for name, value in row.items()
+        if name.startswith("task/") and name.endswith("/loss") and value
+    }
+    assert logged == {"omr", "m2a", "i2a"}
+
+
+@needs_fluidsynth
+def test_rerun_finishes_without_redoing_work_and_other_settings_are_refused(quick_demo, capsys):
+    checkpoint = quick_demo / "run" / "checkpoints" / "last.ckpt"
+    tokenizer = quick_demo / "tokenizers" / "audio" / "tokenizer" / "model.safetensors"
+    before = (checkpoint.stat().st_mtime_ns, tokenizer.stat().st_mtime_ns)
+    (quick_demo / "report.html").unlink()
+    assert umt_main(["demo", "--quick", "--out", str(quick_demo), "--no-progress"]) == 0
+    assert (quick_demo / "report.html").is_file()
+    assert (checkpoint.stat().st_mtime_ns, tokenizer.stat().st_mtime_ns) == before
+    capsys.readouterr()
+    assert umt_main(["demo", "--quick", "--translator-steps", "5", "--out", str(quick_demo)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings (translator_steps differ)" in err[0]
+
+
+@needs_fluidsynth
+def test_benchmark_scripts_run_on_the_demo_model(quick_demo, tmp_path, capsys):
+    from umt.evaluation import benchmark_main
+
+    model, corpus = quick_demo / "run" / "model", quick_demo / "corpus"
+    out = tmp_path / "omr.json"
+    common = ["--checkpoint", str(model), "--corpus", str(corpus), "--limit", "1", "--max-len", "16"]
+    assert benchmark_main("omr", [*common, "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["metrics"]
+    assert figures["excerpts"] == 1 and figures["omr_ser"] >= 0
+    assert "omr_ser" in capsys.readouterr().out
+    # the demo model was not trained for AMT: one line, non-zero status, no output file
+    assert benchmark_main("amt", [*common, "--out", str(tmp_path / "amt.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not amt" in err[0]
+    assert not (tmp_path / "amt.json").exists()
+    assert benchmark_main("i2a", ["--checkpoint", str(model), "--corpus", str(tmp_path)]) == 2
+    assert "not a built corpus" in capsys.readouterr().err

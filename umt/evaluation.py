@@ -1,0 +1,338 @@
+"""Evaluate a model folder on held-out corpus excerpts: OMR, the cascade and direct image-to-audio.
+
+One :class:`Excerpt` is a corpus record (``umt corpus build``): a system image with its LMX,
+MIDI, audio and tempo. :func:`evaluate_image_to_audio` runs, on a list of them,
+
+* **OMR** (image -> LMX): the symbol error rate over the corpus (:mod:`umt.metrics.ser`);
+* **the cascade** (image -> LMX -> MusicXML -> MIDI at the excerpt's tempo -> M2A audio): note
+  onset F1 of the notes read from the predicted score against the reference MIDI
+  (:mod:`umt.metrics.transcription`, 50 ms onset tolerance), and the multi-scale mel distance of
+  its audio to the reference recording;
+* **direct image-to-audio**: the mel distance of the generated audio to the reference recording,
+  next to that of the reference recording passed through the audio tokenizer (encode + decode):
+  the best a model that generates the right codes could reach with this tokenizer.
+
+Mel distance is DAC's multi-scale log-mel L1 (:class:`umt.models.dac_discriminators.MelSpectrogramLoss`
+with its default scales); audio is cut or zero-padded to the reference length first. Lower is
+better; silence against music scores about as badly as noise does, so read it next to the
+tokenizer's figure.
+
+``eval/image_to_audio.py`` runs this on a model folder and a corpus; ``umt demo`` uses it too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from umt.errors import InputError, UserError
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """One held-out corpus excerpt (paths absolute)."""
+
+    key: str
+    image: Path
+    lmx: Path
+    midi: Path
+    audio: Path | None
+    tempo_qpm: float
+
+
+def corpus_excerpts(corpus_dir: str | Path, split: str = "test", limit: int | None = None) -> list[Excerpt]:
+    """The excerpts of ``split`` in a built corpus (its ``manifest.jsonl``), sorted by key."""
+    from umt.data.corpus_builder import MANIFEST
+
+    corpus_dir = Path(corpus_dir)
+    manifest = corpus_dir / MANIFEST
+    if not manifest.is_file():
+        raise UserError("not a built corpus (no manifest.jsonl); run `umt corpus build` first", corpus_dir)
+    excerpts = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("split") != split or not record.get("lmx"):
+            continue
+        excerpts.append(
+            Excerpt(
+                key=record["key"],
+                image=corpus_dir / record["png"],
+                lmx=corpus_dir / record["lmx"],
+                midi=corpus_dir / record["mid"],
+                audio=corpus_dir / record["wav"] if record.get("wav") else None,
+                tempo_qpm=float(record.get("tempo_qpm") or 100.0),
+            )
+        )
+    excerpts.sort(key=lambda excerpt: excerpt.key)
+    if not excerpts:
+        raise UserError(f"the corpus has no {split!r} excerpts with LMX", manifest)
+    return excerpts[:limit] if limit is not None else excerpts
+
+
+@dataclass
+class ExcerptResult:
+    """What the model made of one excerpt, and its scores."""
+
+    key: str
+    gold_lmx: list[str]
+    predicted_lmx: list[str] = field(default_factory=list)
+    musicxml: str = ""
+    repairs: int = 0
+    reference_notes: list = field(default_factory=list)
+    cascade_notes: list = field(default_factory=list)
+    cascade_error: str = ""
+    onset_f1: float = 0.0
+    cascade_audio: np.ndarray | None = None
+    direct_audio: np.ndarray | None = None
+    reference_audio: np.ndarray | None = None
+    tokenizer_audio: np.ndarray | None = None
+    mel_distance: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """Corpus-level figures and the per-excerpt results behind them."""
+
+    metrics: dict[str, float]
+    excerpts: list[ExcerptResult]
+    seconds: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": self.metrics,
+            "seconds": self.seconds,
+            "excerpts": [
+                {
+                    "key": r.key,
+                    "onset_f1": r.onset_f1,
+                    "repairs": r.repairs,
+                    "cascade_error": r.cascade_error,
+                    "mel_distance": r.mel_distance,
+                    "predicted_lmx": " ".join(r.predicted_lmx),
+                }
+                for r in self.excerpts
+            ],
+        }
+
+
+class MelDistance:
+    """DAC's multi-scale log-mel L1 between two mono signals (``estimate`` cut or padded to ``reference``)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        from umt.models.dac_discriminators import MelSpectrogramLoss
+
+        self.loss = MelSpectrogramLoss(sample_rate=sample_rate)
+
+    def __call__(self, estimate: np.ndarray, reference: np.ndarray) -> float:
+        import torch
+
+        estimate = np.asarray(estimate, dtype=np.float32)[: len(reference)]
+        estimate = np.pad(estimate, (0, len(reference) - len(estimate)))
+        as_batch = [
+            torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).view(1, 1, -1)
+            for a in (estimate, reference)
+        ]
+        with torch.no_grad():
+            return float(self.loss(*as_batch))
+
+
+def read_lmx(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read LMX ({error})", path) from None
+
+
+def _audio_or_none(pipeline: Any, rows: np.ndarray, name: str) -> np.ndarray | None:
+    """Generated audio rows as a signal; None when the model generated no audio (EOS at once)."""
+    try:
+        return pipeline.rows_to_audio(rows, name)
+    except InputError:
+        return None
+
+
+def evaluate_image_to_audio(
+    pipeline: Any,
+    excerpts: Sequence[Excerpt],
+    generation: Any = None,
+    audio_max_len: int | None = None,
+    tasks: Sequence[str] = ("omr", "cascade", "i2a"),
+    progress: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Run OMR, the cascade and direct image-to-audio of ``pipeline`` (a
+    :class:`umt.inference.TranslationPipeline`) on ``excerpts``; see the module docstring.
+
+    ``generation`` (a :class:`umt.inference.GenerationConfig`) is used for LMX; audio outputs use
+    the same settings with ``max_len = audio_max_len`` rows when given.
+    """
+    import dataclasses
+    import time
+
+    import torch
+
+    from umt.inference import GenerationConfig, musicxml_to_notes, to_gray
+    from umt.metrics.ser import symbol_error_rate
+    from umt.metrics.transcription import transcription_metrics
+    from umt.tokenizers.lmx import delinearize
+    from umt.tokenizers.midi import notes_from_midi
+
+    generation = generation or GenerationConfig()
+    audio_generation = dataclasses.replace(generation, max_len=audio_max_len or generation.max_len)
+    say = progress or (lambda message: None)
+    results = [ExcerptResult(key=e.key, gold_lmx=read_lmx(e.lmx)) for e in excerpts]
+    images = [str(e.image) for e in excerpts]
+    seconds: dict[str, float] = {}
+    metrics: dict[str, float] = {"excerpts": float(len(excerpts))}
+
+    if "omr" in tasks or "cascade" in tasks:
+        say(f"OMR on {len(images)} images")
+        start = time.perf_counter()
+        for result, tokens in zip(results, pipeline.omr_tokens(images, generation)):
+            result.predicted_lmx = list(tokens)
+            score = delinearize(tokens)
+            result.musicxml = score.musicxml
+            result.repairs = score.dropped + score.repaired
+        seconds["omr"] = time.perf_counter() - start
+        ser = symbol_error_rate([r.gold_lmx for r in results], [r.predicted_lmx for r in results])
+        metrics["omr_ser"] = ser.ser
+        metrics["omr_ser_no_tuplets"] = ser.ser_no_tuplets
+        metrics["omr_repairs_per_excerpt"] = float(np.mean([r.repairs for r in results]))
+
+    need_audio = "cascade" in tasks or "i2a" in tasks
+    mel = MelDistance(pipeline.sample_rate) if need_audio else None
+    if need_audio:
+        from umt.tokenizers.audio import load_audio
+
+        for result, excerpt in zip(results, excerpts):
+            if excerpt.audio is not None:
+                reference = load_audio(excerpt.audio, pipeline.sample_rate)
+                result.reference_audio = reference[0].numpy()
+        start = time.perf_counter()
+        tokenizer = pipeline.audio_tokenizer
+        device = next(tokenizer.codec.parameters()).device
+        for result in results:
+            if result.reference_audio is not None:
+                with torch.no_grad():
+                    audio = torch.from_numpy(result.reference_audio)[None].to(device)
+                    rows = tokenizer.tokenize(audio, pipeline.vocab)
+                result.tokenizer_audio = pipeline.rows_to_audio(rows)
+                result.mel_distance["tokenizer"] = mel(result.tokenizer_audio, result.reference_audio)
+        seconds["tokenizer_round_trip"] = time.perf_counter() - start
+
+    if "cascade" in tasks:
+        say("cascade: predicted scores -> MIDI -> audio")
+        start = time.perf_counter()
+        f1s = []
+        for result, excerpt in zip(results, excerpts):
+            result.reference_notes = notes_from_midi(excerpt.midi)
+            try:
+                result.cascade_notes = musicxml_to_notes(result.musicxml, excerpt.key, qpm=excerpt.tempo_qpm)
+            except InputError as error:  # an unreadable or empty prediction scores 0
+                result.cascade_error = str(error)
+            scores = transcription_metrics(result.reference_notes, result.cascade_notes)
+            result.onset_f1 = scores["onset_f1"]
+            f1s.append(result.onset_f1)
+        playable = [r for r in results if r.cascade_notes]
+        segments = [pipeline.midi_segments(r.cascade_notes, r.key) for r in playable]
+        outputs = iter(pipeline.generate("m2a", [s for per in segments for s in per], audio_generation))
+        for result, per in zip(playable, segments):
+            pieces = [_audio_or_none(pipeline, next(outputs).rows, result.key) for _ in per]
+            if all(piece is not None for piece in pieces):
+                result.cascade_audio = pipeline.join_segments_audio(pieces)
+                if result.reference_audio is not None:
+                    result.mel_distance["cascade"] = mel(result.cascade_audio, result.reference_audio)
+        seconds["cascade"] = time.perf_counter() - start
+        metrics["cascade_onset_f1"] = float(np.mean(f1s)) if f1s else 0.0
+        metrics["cascade_readable_scores"] = float(len(playable))
+        metrics["cascade_audio_made"] = float(sum(r.cascade_audio is not None for r in results))
+
+    if "i2a" in tasks:
+        say(f"direct image-to-audio on {len(images)} images")
+        start = time.perf_counter()
+        rows = [pipeline.image_rows(to_gray(image), image) for image in images]
+        for result, output in zip(results, pipeline.generate("i2a", rows, audio_generation)):
+            result.direct_audio = _audio_or_none(pipeline, output.rows, result.key)
+            if result.direct_audio is not None and result.reference_audio is not None:
+                result.mel_distance["direct"] = mel(result.direct_audio, result.reference_audio)
+        seconds["i2a"] = time.perf_counter() - start
+        metrics["direct_audio_made"] = float(sum(r.direct_audio is not None for r in results))
+
+    for name in ("tokenizer", "cascade", "direct"):
+        values = [r.mel_distance[name] for r in results if name in r.mel_distance]
+        if values:
+            metrics[f"mel_distance_{name}"] = float(np.mean(values))
+    return Evaluation(metrics=metrics, excerpts=results, seconds=seconds)
+
+
+def evaluate_transcription(
+    pipeline: Any, excerpts: Sequence[Excerpt], generation: Any = None
+) -> dict[str, float]:
+    """AMT (audio -> MIDI) of ``pipeline`` on the excerpts' recordings: the mean of the standard
+    note scores (:func:`umt.metrics.transcription.transcription_metrics`) over excerpts."""
+    from umt.metrics.transcription import transcription_metrics
+    from umt.tokenizers.midi import notes_from_midi
+
+    with_audio = [e for e in excerpts if e.audio is not None]
+    if not with_audio:
+        raise UserError("no excerpt has audio to transcribe")
+    estimates = pipeline.transcribe([str(e.audio) for e in with_audio], generation)
+    per_excerpt = [
+        transcription_metrics(notes_from_midi(e.midi), notes) for e, notes in zip(with_audio, estimates)
+    ]
+    metrics = {key: float(np.mean([m[key] for m in per_excerpt])) for key in per_excerpt[0]}
+    metrics["excerpts"] = float(len(with_audio))
+    return metrics
+
+
+BENCHMARKS = {
+    "omr": "OMR (image -> LMX): symbol error rate",
+    "amt": "AMT (audio -> MIDI): note onset / offset F1",
+    "i2a": "image -> audio, direct and cascaded: onset F1 of the score read, mel distances",
+}
+
+
+def benchmark_main(benchmark: str, argv: Sequence[str] | None = None) -> int:
+    """The ``eval/*.py`` scripts: run one benchmark of a model folder on a built corpus's split,
+    print the figures and write them as JSON (``--out``). Returns the exit status."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog=f"eval/{benchmark}.py", description=BENCHMARKS[benchmark])
+    parser.add_argument("--checkpoint", required=True, help="exported model folder (umt export)")
+    parser.add_argument("--corpus", required=True, help="a corpus built by `umt corpus build`")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None, help="at most N excerpts")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-len", type=int, default=None, help="longest output in rows")
+    parser.add_argument("--out", help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        from umt.inference import GenerationConfig, TranslationPipeline
+
+        excerpts = corpus_excerpts(args.corpus, args.split, args.limit)
+        pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
+        generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len)
+        if benchmark == "amt":
+            metrics = evaluate_transcription(pipeline, excerpts, generation)
+        else:
+            tasks = ("omr",) if benchmark == "omr" else ("omr", "cascade", "i2a")
+            metrics = evaluate_image_to_audio(pipeline, excerpts, generation, tasks=tasks).metrics
+    except UserError as error:
+        print(f"eval/{benchmark}.py: error: {error}", file=sys.stderr)
+        return 2
+    width = max(len(name) for name in metrics)
+    for name, value in metrics.items():
+        print(f"{name:<{width}}  {value:.4f}")
+    if args.out:
+        from umt.utils.io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps({"benchmark": benchmark, "metrics": metrics}, indent=2) + "\n")
+    return 0
