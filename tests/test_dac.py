@@ -328,3 +328,31 @@ def test_excerpt_dataset_keeps_a_bounded_cache_of_decoded_files(tmp_path, monkey
     for item in (0, 0, 0):
         bounded[item]
     assert len(loads) <= 1  # a recently used file is not decoded again
+
+
+def test_code_restart_reseeds_exactly_the_unused_codes_from_batch_latents():
+    from omegaconf import OmegaConf
+
+    from umt.training.dac import DACTrainingModule
+
+    config = OmegaConf.to_container(OmegaConf.load(CONF / "dac_tiny.yaml"))
+    config["code_restart"] = {"every": 1}
+    torch.manual_seed(0)
+    module = DACTrainingModule(config)
+    n_codebooks, size = module.code_usage.shape
+    codes = torch.zeros(2, n_codebooks, 5, dtype=torch.long)
+    codes[:, :, 1] = 3  # only codes 0 and 3 are chosen
+    dims = [q.codebook_dim for q in module.generator.quantizer.quantizers]
+    latents = torch.randn(2, sum(dims), 5)
+    before = [q.codebook.weight.detach().clone() for q in module.generator.quantizer.quantizers]
+    module._restart_unused_codes(codes, latents)
+    offset = 0
+    for quantizer, old, dim in zip(module.generator.quantizer.quantizers, before, dims):
+        new = quantizer.codebook.weight.detach()
+        assert torch.equal(new[[0, 3]], old[[0, 3]])  # used codes are kept
+        candidates = latents[:, offset : offset + dim].transpose(1, 2).reshape(-1, dim)
+        offset += dim
+        for row in new[[i for i in range(size) if i not in (0, 3)]]:  # each unused one is a latent
+            assert (candidates - row).abs().amax(dim=1).min() < 1e-6
+    assert torch.count_nonzero(module.code_usage) == 0  # counting starts anew
+    assert "code_usage" in module.state_dict()  # so a resumed run keeps counting where it was

@@ -52,17 +52,20 @@ class DemoSettings:
     """Generated grand-staff piano pieces."""
     excerpts_per_piece: int = 4
     # tokenizers
-    image_tokenizer_steps: int = 300
-    audio_tokenizer_steps: int = 120
+    image_tokenizer_steps: int = 400
+    audio_tokenizer_steps: int = 600
     # translator
     translator_steps: int = 900
     batch_size: int = 8
     translator_overrides: tuple[str, ...] = ()
     """Extra Hydra overrides for the translator run (e.g. ``model.d_model=256``)."""
     # evaluation
-    eval_excerpts: int = 8
+    eval_excerpts: int = 16
     eval_audio_rows: int = 600
     """Longest generated audio, in codec frames (about 7 s)."""
+    eval_audio_temperature: float = 1.0
+    eval_audio_top_p: float = 0.9
+    """Audio codes are sampled (greedy decoding of codec tokens repeats one frame)."""
     eval_lmx_rows: int = 512
     seed: int = 0
 
@@ -431,8 +434,15 @@ def evaluate(context: DemoContext):
     pipeline = TranslationPipeline.from_pretrained(context.model_dir, device=context.device)
     excerpts = corpus_excerpts(context.corpus, "test", limit=s.eval_excerpts)
     generation = GenerationConfig(max_len=s.eval_lmx_rows, batch_size=8, seed=s.seed)
+    audio_generation = GenerationConfig(
+        temperature=s.eval_audio_temperature,
+        top_p=s.eval_audio_top_p,
+        max_len=s.eval_audio_rows,
+        batch_size=8,
+        seed=s.seed,
+    )
     evaluation = evaluate_image_to_audio(
-        pipeline, excerpts, generation, audio_max_len=s.eval_audio_rows, progress=context.log
+        pipeline, excerpts, generation, audio_generation, progress=context.log
     )
     _write_outputs(context, pipeline, excerpts, evaluation)
     return evaluation, excerpts, pipeline.sample_rate

@@ -162,17 +162,18 @@ def evaluate_image_to_audio(
     pipeline: Any,
     excerpts: Sequence[Excerpt],
     generation: Any = None,
-    audio_max_len: int | None = None,
+    audio_generation: Any = None,
     tasks: Sequence[str] = ("omr", "cascade", "i2a"),
     progress: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Run OMR, the cascade and direct image-to-audio of ``pipeline`` (a
     :class:`umt.inference.TranslationPipeline`) on ``excerpts``; see the module docstring.
 
-    ``generation`` (a :class:`umt.inference.GenerationConfig`) is used for LMX; audio outputs use
-    the same settings with ``max_len = audio_max_len`` rows when given.
+    ``generation`` (a :class:`umt.inference.GenerationConfig`, default greedy) is used for LMX and
+    ``audio_generation`` (default: the same) for audio: codec tokens are usually sampled
+    (``temperature`` 1, a ``top_p`` below 1), since greedy decoding of audio codes tends to repeat
+    one frame.
     """
-    import dataclasses
     import time
 
     import torch
@@ -184,7 +185,7 @@ def evaluate_image_to_audio(
     from umt.tokenizers.midi import notes_from_midi
 
     generation = generation or GenerationConfig()
-    audio_generation = dataclasses.replace(generation, max_len=audio_max_len or generation.max_len)
+    audio_generation = audio_generation or generation
     say = progress or (lambda message: None)
     results = [ExcerptResult(key=e.key, gold_lmx=read_lmx(e.lmx)) for e in excerpts]
     images = [str(e.image) for e in excerpts]
@@ -312,6 +313,9 @@ def benchmark_main(benchmark: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-len", type=int, default=None, help="longest output in rows")
+    parser.add_argument("--audio-temperature", type=float, default=1.0, help="sampling of audio codes")
+    parser.add_argument("--audio-top-p", type=float, default=0.9)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -319,12 +323,19 @@ def benchmark_main(benchmark: str, argv: Sequence[str] | None = None) -> int:
 
         excerpts = corpus_excerpts(args.corpus, args.split, args.limit)
         pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
-        generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len)
+        generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
+        audio_generation = GenerationConfig(
+            temperature=args.audio_temperature,
+            top_p=args.audio_top_p,
+            batch_size=args.batch_size,
+            max_len=args.max_len,
+            seed=args.seed,
+        )
         if benchmark == "amt":
             metrics = evaluate_transcription(pipeline, excerpts, generation)
         else:
             tasks = ("omr",) if benchmark == "omr" else ("omr", "cascade", "i2a")
-            metrics = evaluate_image_to_audio(pipeline, excerpts, generation, tasks=tasks).metrics
+            metrics = evaluate_image_to_audio(pipeline, excerpts, generation, audio_generation, tasks).metrics
     except UserError as error:
         print(f"eval/{benchmark}.py: error: {error}", file=sys.stderr)
         return 2

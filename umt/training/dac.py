@@ -77,6 +77,12 @@ class DACTrainingModule(L.LightningModule):
         self.optimizer_config.update(_plain(config.get("optimizer")))
         self.grad_clip = {"generator": 1e3, "discriminator": 10.0, **_plain(config.get("grad_clip"))}
         self.automatic_optimization = False
+        # Not in DAC's recipe: every `every` steps, codes no frame chose since the last restart are
+        # re-seeded from this batch's projected latents. Short runs of small codecs otherwise
+        # collapse onto one code per codebook (and then every sound has the same tokens).
+        self.code_restart_every = int(_plain(config.get("code_restart")).get("every") or 0)
+        usage = torch.zeros(self.model_config.n_codebooks, self.model_config.codebook_size)
+        self.register_buffer("code_usage", usage)  # choices per code since the last restart
 
     def configure_optimizers(self):
         lr, betas, gamma = (self.optimizer_config[k] for k in ("lr", "betas", "gamma"))
@@ -120,6 +126,8 @@ class DACTrainingModule(L.LightningModule):
         grad_norm_g = torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip["generator"])
         opt_g.step()
         sched_g.step()
+        if self.code_restart_every:
+            self._restart_unused_codes(out["codes"], out["latents"])
 
         logged = {
             **{k: v.detach() for k, v in losses.items()},
@@ -130,6 +138,28 @@ class DACTrainingModule(L.LightningModule):
         }
         self.log_dict({f"train/{k}": v for k, v in logged.items()}, prog_bar=False, batch_size=audio.shape[0])
         return logged
+
+    @torch.no_grad()
+    def _restart_unused_codes(self, codes: torch.Tensor, latents: torch.Tensor) -> None:
+        """Count this batch's choices (codes ``[B, N, T]``); at every ``code_restart_every``-th step,
+        set each codebook's unused codes to randomly drawn projected latents of the batch
+        (latents ``[B, N * d, T]``, ``d`` = that codebook's dimension) and start counting anew."""
+        for index in range(codes.shape[1]):
+            self.code_usage[index] += torch.bincount(
+                codes[:, index].reshape(-1), minlength=self.code_usage.shape[1]
+            ).to(self.code_usage)
+        if (self.global_step // 2) % self.code_restart_every != 0:  # two optimizer steps per iteration
+            return
+        offset = 0
+        for index, quantizer in enumerate(self.generator.quantizer.quantizers):
+            dim = quantizer.codebook_dim
+            vectors = latents[:, offset : offset + dim].transpose(1, 2).reshape(-1, dim)
+            offset += dim
+            dead = (self.code_usage[index] == 0).nonzero().flatten()
+            if len(dead):
+                picks = torch.randint(len(vectors), (len(dead),), device=vectors.device)
+                quantizer.codebook.weight[dead] = vectors[picks].to(quantizer.codebook.weight)
+        self.code_usage.zero_()
 
     def export_tokenizer(
         self, directory: str | Path, chunk_frames: int = 512, context_frames: int = 16
