@@ -23,7 +23,8 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -78,20 +79,13 @@ class ImagePreprocessConfig:
         return cls(**values)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG/JPG file as grayscale ``uint8 [H, W]``; unreadable or empty files raise InputError."""
+@contextmanager
+def image_errors(path: Path) -> Iterator[None]:
+    """Turn what PIL raises while opening or decoding ``path`` into one-line InputErrors naming it."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-                # Transparent pixels are paper: composite onto white before dropping alpha.
-                rgba = image.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, rgba)
-            gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        yield
     except FileNotFoundError:
         raise InputError("no such file", path) from None
     except IsADirectoryError:
@@ -100,6 +94,21 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InputError(f"not a readable image ({error.__class__.__name__}: {error})", path) from None
     except Image.DecompressionBombError as error:
         raise InputError(f"image too large ({error})", path) from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG/JPG file as grayscale ``uint8 [H, W]``; unreadable or empty files raise InputError."""
+    from PIL import Image
+
+    path = Path(path)
+    with image_errors(path), Image.open(path) as image:
+        image.load()
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            # Transparent pixels are paper: composite onto white before dropping alpha.
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
     if gray.size == 0 or min(gray.shape) < 1:
         raise InputError("empty image", path)
     return gray

@@ -51,20 +51,13 @@ def check_image_header(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` from an image file's header, without decoding its pixels (cheap, so that
     every training file can be checked before training starts). :class:`InputError` naming the file
     when it is missing, not an image PIL can identify, or empty."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from umt.tokenizers.image import image_errors
 
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not an image", path) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise InputError(f"not a readable image ({error.__class__.__name__}: {error})", path) from None
-    except Image.DecompressionBombError as error:
-        raise InputError(f"image too large ({error})", path) from None
+    with image_errors(path), Image.open(path) as image:
+        width, height = image.size
     if width < 1 or height < 1:
         raise InputError("empty image", path)
     return width, height
