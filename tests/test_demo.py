@@ -123,10 +123,12 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     # every metric in the JSON is the one printed in the report
     assert f"{metrics['omr_ser']:.1f}</td>" in report
     assert f"{metrics['mel_distance_tokenizer']:.3f}</td>" in report
+    assert f"{metrics['mel_distance_silence']:.3f}</td>" in report
     # inputs, reference audio, curves and piano rolls are inlined: the page stands alone
     assert report.count("data:image/png;base64,") >= 2
     assert report.count("data:audio/wav;base64,") >= 2 * 2  # reference + tokenizer round trip each
-    assert "<polyline" in report and "reference MIDI" in report
+    assert "<polyline" in report and "reference MIDI" in report and "nothing logged" not in report
+    assert report.count("input through the image tokenizer") == 2
     assert not re.search(r'src="(?!data:)', report)
     # the budget: every stage's time is recorded and shown
     timings = json.loads((quick_demo / "timings.json").read_text())

@@ -10,12 +10,12 @@ MIDI, audio and tempo. :func:`evaluate_image_to_audio` runs, on a list of them,
   its audio to the reference recording;
 * **direct image-to-audio**: the mel distance of the generated audio to the reference recording,
   next to that of the reference recording passed through the audio tokenizer (encode + decode):
-  the best a model that generates the right codes could reach with this tokenizer.
+  the best a model that generates the right codes could reach with this tokenizer, and that of
+  silence: what an output without information scores.
 
 Mel distance is DAC's multi-scale log-mel L1 (:class:`umt.models.dac_discriminators.MelSpectrogramLoss`
 with its default scales); audio is cut or zero-padded to the reference length first. Lower is
-better; silence against music scores about as badly as noise does, so read it next to the
-tokenizer's figure.
+better; read it against the silence and tokenizer figures.
 
 ``eval/image_to_audio.py`` runs this on a model folder and a corpus; ``umt demo`` uses it too.
 """
@@ -93,6 +93,8 @@ class ExcerptResult:
     direct_audio: np.ndarray | None = None
     reference_audio: np.ndarray | None = None
     tokenizer_audio: np.ndarray | None = None
+    tokenizer_image: np.ndarray | None = None
+    """The input image through the image tokenizer (encode + decode): what its codes keep."""
     mel_distance: dict[str, float] = field(default_factory=dict)
 
 
@@ -192,10 +194,14 @@ def evaluate_image_to_audio(
     seconds: dict[str, float] = {}
     metrics: dict[str, float] = {"excerpts": float(len(excerpts))}
 
+    source_rows = [pipeline.image_rows(to_gray(image), image) for image in images]
+    for result, rows in zip(results, source_rows):
+        result.tokenizer_image = pipeline.rows_to_image(rows)
     if "omr" in tasks or "cascade" in tasks:
         say(f"OMR on {len(images)} images")
         start = time.perf_counter()
-        for result, tokens in zip(results, pipeline.omr_tokens(images, generation)):
+        for result, output in zip(results, pipeline.generate("omr", source_rows, generation)):
+            tokens = pipeline.rows_to_lmx(output.rows)
             result.predicted_lmx = list(tokens)
             score = delinearize(tokens)
             result.musicxml = score.musicxml
@@ -215,6 +221,8 @@ def evaluate_image_to_audio(
             if excerpt.audio is not None:
                 reference = load_audio(excerpt.audio, pipeline.sample_rate)
                 result.reference_audio = reference[0].numpy()
+                # what an output with no information scores: the scale the other distances are read on
+                result.mel_distance["silence"] = mel(np.zeros(1, np.float32), result.reference_audio)
         start = time.perf_counter()
         tokenizer = pipeline.audio_tokenizer
         device = next(tokenizer.codec.parameters()).device
@@ -257,15 +265,14 @@ def evaluate_image_to_audio(
     if "i2a" in tasks:
         say(f"direct image-to-audio on {len(images)} images")
         start = time.perf_counter()
-        rows = [pipeline.image_rows(to_gray(image), image) for image in images]
-        for result, output in zip(results, pipeline.generate("i2a", rows, audio_generation)):
+        for result, output in zip(results, pipeline.generate("i2a", source_rows, audio_generation)):
             result.direct_audio = _audio_or_none(pipeline, output.rows, result.key)
             if result.direct_audio is not None and result.reference_audio is not None:
                 result.mel_distance["direct"] = mel(result.direct_audio, result.reference_audio)
         seconds["i2a"] = time.perf_counter() - start
         metrics["direct_audio_made"] = float(sum(r.direct_audio is not None for r in results))
 
-    for name in ("tokenizer", "cascade", "direct"):
+    for name in ("silence", "tokenizer", "cascade", "direct"):
         values = [r.mel_distance[name] for r in results if name in r.mel_distance]
         if values:
             metrics[f"mel_distance_{name}"] = float(np.mean(values))

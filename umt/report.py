@@ -23,7 +23,7 @@ import numpy as np
 from umt.utils.io import atomic_write_text
 
 REPORT_FILE = "report.html"
-REPORT_SAMPLE_RATE = 22050  # audio is embedded at half rate, 16-bit, to keep the page small
+REPORT_SAMPLE_RATE = 16000  # audio is embedded at 16 kHz, 16-bit, to keep the page small
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -158,6 +158,10 @@ def curve_svg(
     )
 
 
+def _image_or_note(image: np.ndarray | None) -> str:
+    return "<span class='note'>none</span>" if image is None else f'<img src="{_png_data_uri(image)}">'
+
+
 def _rendered_score(musicxml: str) -> str:
     if not musicxml:
         return "<span class='note'>no score</span>"
@@ -179,6 +183,7 @@ def _metric_rows(metrics: dict[str, float]) -> str:
         ("cascade_readable_scores", "cascade: predicted scores with notes", "{:.0f}"),
         ("cascade_audio_made", "cascade: excerpts with generated audio", "{:.0f}"),
         ("direct_audio_made", "direct image-to-audio: excerpts with generated audio", "{:.0f}"),
+        ("mel_distance_silence", "mel distance: silence vs reference (no information)", "{:.3f}"),
         ("mel_distance_tokenizer", "mel distance: reference through the audio tokenizer (floor)", "{:.3f}"),
         ("mel_distance_cascade", "mel distance: cascade audio vs reference", "{:.3f}"),
         ("mel_distance_direct", "mel distance: direct image-to-audio vs reference", "{:.3f}"),
@@ -230,13 +235,17 @@ def _curves(context: Any) -> str:
     losses = {k.split("/")[1]: v for k, v in log.items() if k.startswith("task/") and k.endswith("/loss")}
     overall = {"train loss": log.get("train/loss", [])}
     accuracy = {k.split("/")[1]: v for k, v in log.items() if k.startswith("task/") and k.endswith("/acc")}
-    dac_logs = sorted((context.tokenizer_runs / "audio" / "logs").glob("*/metrics.csv"))
-    dac = read_csv_log(dac_logs[-1]) if dac_logs else {}
+    # a resumed tokenizer run logs to logs/resume-N/: read them all, in order
+    dac_dir = context.tokenizer_runs / "audio" / "logs"
+    dac: dict[str, list[tuple[int, float]]] = {}
+    for log_file in [dac_dir / "metrics.csv", *sorted(dac_dir.glob("resume-*/metrics.csv"))]:
+        for name, points in read_csv_log(log_file).items():
+            dac.setdefault(name, []).extend(points)
     parts = [
         curve_svg(overall, "Translator: training loss"),
         curve_svg(losses, "Translator: loss per task (curriculum)"),
         curve_svg(accuracy, "Translator: token accuracy per task"),
-        curve_svg({k: v for k, v in dac.items() if k in ("mel/loss",)}, "Audio tokenizer (DAC): mel loss"),
+        curve_svg({"mel loss": dac.get("train/mel/loss", [])}, "Audio tokenizer (DAC): mel loss"),
     ]
     return "<div class='row'>" + "".join(parts) + "</div>"
 
@@ -258,6 +267,7 @@ def _excerpt_block(result: Any, excerpt: Any, sample_rate: int) -> str:
     return f"""
 <div class="excerpt"><h3>{html.escape(result.key)}</h3>
 <div class="row"><div><b>input image</b><br><img src="{_png_data_uri(source)}"></div>
+<div><b>input through the image tokenizer</b><br>{_image_or_note(result.tokenizer_image)}</div>
 <div><b>score read by OMR</b> <span class='note'>{result.repairs} tokens dropped/repaired</span><br>
 {_rendered_score(result.musicxml)}</div></div>
 <div class="row"><div style="flex:1"><b>gold LMX</b><div class="lmx">{gold}</div></div>
