@@ -64,6 +64,7 @@ def test_stop_step_and_no_active_task():
     mixture = Mixture("m", (MixtureEntry("omr", start=0, stop=10), MixtureEntry("amt", start=5)))
     assert set(k for k, v in mixture.rates(12).items() if v > 0) == {
         "amt/maestro",
+        "amt/music21",
         "amt/musicnet",
         "amt/slakh",
     }

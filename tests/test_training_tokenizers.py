@@ -51,7 +51,7 @@ def _overrides(shards: Path, run: Path, tokenizers: dict[str, Path] | None, *ext
         f"run_dir={run}",
         "logger.kind=none",
         *(f"vocab.{key}={value}" for key, value in TINY_VOCAB.items()),
-        *(f"+data.tokenizers.{m}={d}" for m, d in (tokenizers or {}).items()),
+        *(f"data.tokenizers.{m}={d}" for m, d in (tokenizers or {}).items()),
         *extra,
     ]
 

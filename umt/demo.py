@@ -99,7 +99,7 @@ PRESETS: dict[str, DemoSettings] = {
         eval_audio_rows=48,
         eval_lmx_rows=64,
     ),
-    # For a GPU: a larger corpus, model and budget (about an hour on one modern GPU).
+    # For a GPU: a larger corpus, model and budget (not yet timed: no GPU was at hand).
     "gpu": DemoSettings(
         preset="gpu",
         sources=("bach", "quartets", "joplin", "schumann", "others"),
@@ -388,8 +388,8 @@ def translator_config(context: DemoContext):
         f"data.batch_size={s.batch_size}",
         f"seed={s.seed}",
         # the shards must come from these tokenizers; their codebooks initialise the embeddings
-        f"+data.tokenizers.image='{context.tokenizer_dir('image')}'",
-        f"+data.tokenizers.audio='{context.tokenizer_dir('audio')}'",
+        f"data.tokenizers.image='{context.tokenizer_dir('image')}'",
+        f"data.tokenizers.audio='{context.tokenizer_dir('audio')}'",
         # the curriculum: OMR from 0, M2A from 20 % (full at 33 %), I2A from 45 % (full at 60 %)
         f"mixture.entries.1.start={round(180 * scale)}",
         f"mixture.entries.1.full_at={round(300 * scale)}",

@@ -64,6 +64,15 @@ class MixtureNode:
 
 
 @dataclass
+class NeuralModalityNode:
+    """One optional value per neural modality, so that ``data.tokenizers.image=DIR`` is a plain
+    override (a free-form dict would need Hydra's ``+`` to add a key) and a typo'd modality fails."""
+
+    image: Optional[str] = None  # noqa: UP045
+    audio: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
 class DataNode:
     root: str = MISSING
     """Shard root: a directory or an fsspec URL holding ``{dataset}/{modality}/*.safetensors``."""
@@ -77,9 +86,9 @@ class DataNode:
         default_factory=lambda: {"image": None, "audio": 1723, "lmx": None, "midi": 1000}
     )
     """Content rows per modality (no SOS/EOS); longer sequences are cut to a random window."""
-    tokenizer_hashes: dict[str, str] = field(default_factory=dict)
+    tokenizer_hashes: NeuralModalityNode = field(default_factory=lambda: NeuralModalityNode())
     """Expected tokenizer fingerprints by modality (shards with another one are refused)."""
-    tokenizers: dict[str, str] = field(default_factory=dict)
+    tokenizers: NeuralModalityNode = field(default_factory=lambda: NeuralModalityNode())
     """Tokenizer folders by modality (``image``, ``audio``): the shards must have been baked with
     them (their fingerprints are expected like ``tokenizer_hashes``), and with
     ``init_codebook_embeddings`` their codebooks initialise the model's token embeddings."""

@@ -99,12 +99,18 @@ def resolve_strategy(strategy: str) -> str:
     return f"{strategy}_find_unused_parameters_true" if strategy in _DDP_STRATEGIES else strategy
 
 
+def _given(node: Any) -> dict[str, str]:
+    """The modalities a ``NeuralModalityNode`` (or a plain mapping) sets, with their values."""
+    values = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node or {})
+    return {modality: value for modality, value in values.items() if value is not None}
+
+
 def load_data_tokenizers(cfg: DictConfig, vocab: Vocabulary) -> dict[str, Any]:
     """The tokenizers of ``data.tokenizers`` by modality, checked against the vocabulary."""
     from umt.tokenizers.folders import fit_problem, load_tokenizer
 
     tokenizers = {}
-    for modality, directory in (cfg.data.tokenizers or {}).items():
+    for modality, directory in _given(cfg.data.tokenizers).items():
         tokenizer = load_tokenizer(directory)
         if tokenizer.modality != modality:
             raise UserError(f"data.tokenizers.{modality} is an {tokenizer.modality} tokenizer", directory)
@@ -117,7 +123,7 @@ def load_data_tokenizers(cfg: DictConfig, vocab: Vocabulary) -> dict[str, Any]:
 
 def expected_tokenizer_hashes(cfg: DictConfig, tokenizers: dict[str, Any]) -> dict[str, str]:
     """``data.tokenizer_hashes`` plus the fingerprints of ``data.tokenizers`` (they must agree)."""
-    hashes = dict(cfg.data.tokenizer_hashes or {})
+    hashes = _given(cfg.data.tokenizer_hashes)
     for modality, tokenizer in tokenizers.items():
         given = hashes.setdefault(modality, tokenizer.fingerprint)
         if given != tokenizer.fingerprint:
