@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -485,6 +486,15 @@ def run_demo(
     if log is not None:
         context.log = log
     _check_settings(context)
+    with warnings.catch_warnings():
+        # Lightning notes that say nothing about this run (a deprecation inside Lightning itself,
+        # and the RQ-VAE module's validation step, which the demo does not use).
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader.*")
+        return _run_stages(context)
+
+
+def _run_stages(context: DemoContext) -> Path:
     started = time.perf_counter()
     _stage(context, "corpus", lambda: build_corpus(context))
     _stage(context, "image tokenizer", lambda: train_image_tokenizer(context))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -113,6 +114,14 @@ def process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict], 
 
     Returns (manifest records, failures, excerpts built, excerpts skipped as already complete).
     """
+    with warnings.catch_warnings():
+        # music21 warns about odd notation on its way to an exception or a fine result; what fails
+        # is reported in failures.jsonl, so its warnings would only repeat that on the console.
+        warnings.simplefilter("ignore", UserWarning)
+        return _process_piece(ref, options)
+
+
+def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict], list[dict], int, int]:
     out = Path(options.out)
     split = ex.assign_split(ref.piece, options.seed)
     records: list[dict] = []

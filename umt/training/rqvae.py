@@ -282,7 +282,7 @@ def fit_rqvae(cfg: Any) -> tuple[RQVAELightning, Path]:
         raise _unwrap_worker_error(error) from None
     if callbacks:
         # ModelCheckpoint writes last.ckpt only every n steps: record the final step too.
-        trainer.save_checkpoint(checkpoint_dir / "last.ckpt")
+        trainer.save_checkpoint(checkpoint_dir / "last.ckpt", weights_only=False)
     tokenizer = ImageTokenizer(module.model.cpu(), preprocess_config)
     export_dir = output_dir / "tokenizer"
     tokenizer.save_pretrained(export_dir)
