@@ -46,6 +46,23 @@ def test_pairing_joins_by_key_and_keeps_source_variants(shards):
     assert dataset.lengths[1].tolist() == [len(src), len(tgt)]
 
 
+def test_pairing_reads_lengths_from_offsets_not_rows(shards, monkeypatch):
+    import safetensors.numpy
+
+    source, target = ShardSet(shards / "maestro" / "audio"), ShardSet(shards / "maestro" / "midi")
+
+    def no_rows(*args, **kwargs):
+        raise AssertionError("rows read while pairing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ShardSet, "_rows", no_rows)
+        patch.setattr(safetensors.numpy, "load_file", no_rows)
+        dataset = PairedDataset(source, target)
+    assert len(source._open) == len(target._open) == 0
+    expected = [[len(s), len(t)] for s, t in map(dataset.get, range(len(dataset)))]
+    assert dataset.lengths.tolist() == expected and dataset.lengths.dtype == np.int64
+
+
 def test_truncation_random_slices_and_aligned_pairs():
     max_len = {"audio": 10, "midi": 5, "image": None}
     (s0, s1), (t0, t1) = truncation_windows(40, 20, "audio", "midi", max_len, (0.5, 0.9))
@@ -146,6 +163,8 @@ def test_shards_from_an_fsspec_url_are_cached_locally(shards, tmp_path):
     local = open_stream_datasets(MIXTURE, f"file://{shards}", VOCAB)
     for name in MIXTURE.stream_names:
         assert np.array_equal(datasets[name].lengths, local[name].lengths)
+        for index in (0, len(local[name]) - 1):  # read from the local copies, same rows
+            assert all(map(np.array_equal, datasets[name].get(index), local[name].get(index)))
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == len(list(shards.rglob("*.safetensors")))
 
 

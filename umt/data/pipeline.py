@@ -17,7 +17,8 @@ bucketing), and the batches of a pool are shuffled.
 dataloader worker, but a worker only *loads* the batches whose number ``n`` (counted from the
 start of the iterator) has ``n % num_workers == worker_id``; the DataLoader takes batches from its
 workers round-robin, so the batches arrive in the sampler's order, none twice, none skipped. The
-sampler does no I/O (lengths are precomputed), so running it in every worker costs little.
+sampler does no I/O (item lengths come from the shards' offsets, read once when they are opened),
+so running it in every worker costs little; a worker reads only the items of its own batches.
 
 **Exact resume.** Because the sampler's decisions are all the randomness there is, the data
 position is the sampler's state (batch number, per-stream epoch and cursor, RNG state, pending
@@ -75,9 +76,10 @@ class PairedDataset:
             raise InputError(
                 f"no key is present in both {source.directory} and {target.directory}", name or None
             )
-        # Lengths for bucketing and truncation, computed once (no I/O while sampling).
+        # Lengths for bucketing and truncation, computed once (no I/O while sampling). They come from
+        # the shards' offsets: reading rows here would decode the whole data set on every rank.
         self.lengths = np.array(
-            [[len(source.get(k, v)), len(target.get(k, tv))] for k, v, tv in self.items], dtype=np.int64
+            [[source.length(k, v), target.length(k, tv)] for k, v, tv in self.items], dtype=np.int64
         )
 
     def __len__(self) -> int:

@@ -16,14 +16,23 @@ augmentation *variant* (e.g. one of the 32 pixel shifts of an image)::
 Files are written atomically, so a killed baking job leaves only whole shards; rerunning skips
 the (key, variant) pairs already present. :class:`ShardSet` refuses shards whose format, modality,
 vocabulary or tokenizer hash disagree with what the reader expects.
+
+**Reading** never decodes a whole file: opening a set reads each file's header and ``offsets``
+(so item lengths are known without touching ``rows``), and :meth:`ShardSet.get` copies one item's
+rows out of a memory-mapped file. At most ``max_open_files`` files are mapped at a time (least
+recently used closed first), so a reader's memory does not grow with the size of the set, however
+many dataloader workers and ranks read it; the mapped pages are the OS page cache, shared by all of
+them and reclaimable.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,14 +120,20 @@ class ShardWriter:
         self.close()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Location:
     file: Path
-    index: int
+    start: int
+    """First row of the item in the file's ``rows``."""
+    stop: int
 
 
 class ShardSet:
-    """Read access to a shard set: ``get(key, variant)`` -> rows ``[T, K]`` (int32)."""
+    """Read access to a shard set: ``get(key, variant)`` -> rows ``[T, K]`` (int32).
+
+    ``max_open_files`` bounds how many shard files are memory-mapped at once (see the module
+    docstring); item lengths (:meth:`length`) need no file access at all.
+    """
 
     def __init__(
         self,
@@ -126,17 +141,24 @@ class ShardSet:
         modality: str | None = None,
         vocab_hash: str | None = None,
         tokenizer_hash: str | None = None,
+        max_open_files: int = 16,
     ) -> None:
+        if max_open_files < 1:
+            raise ValueError(f"max_open_files must be >= 1, got {max_open_files}")
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise InputError("no such shard directory", self.directory)
+        self.max_open_files = max_open_files
         self._index: dict[tuple[str, int], _Location] = {}
-        self._cache: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+        self._widths: dict[Path, int] = {}  # K of each file, for empty items (never read)
+        # path -> (open safe_open handle, its "rows" slice), least recently used first.
+        self._open: OrderedDict[Path, tuple[Any, Any]] = OrderedDict()
         self.info: ShardInfo | None = None
         for path in sorted(self.directory.glob("*.safetensors")):
             if path.name.startswith("."):  # a writer's temporary file, left by a hard kill
                 continue
-            info, keys, variants = _read_header(path)
+            header = _read_index(path)
+            info = header.info
             expected = {"modality": modality, "vocab_hash": vocab_hash, "tokenizer_hash": tokenizer_hash}
             for field_name, want in expected.items():
                 have = getattr(info, field_name)
@@ -146,8 +168,10 @@ class ShardSet:
                 self.info = info
             elif info != self.info:
                 raise InputError(f"shard disagrees with the rest of the set ({info} vs {self.info})", path)
-            for index, (key, variant) in enumerate(zip(keys, variants)):
-                self._index[(key, variant)] = _Location(path, index)
+            self._widths[path] = header.width
+            offsets = header.offsets.tolist()  # Python ints: cheaper to index than numpy scalars
+            for index, (key, variant) in enumerate(zip(header.keys, header.variants)):
+                self._index[(key, variant)] = _Location(path, offsets[index], offsets[index + 1])
 
     def __len__(self) -> int:
         return len(self._index)
@@ -166,32 +190,100 @@ class ShardSet:
     def variants(self, key: str) -> list[int]:
         return sorted(v for k, v in self._index if k == key)
 
+    def length(self, key: str, variant: int = 0) -> int:
+        """Number of rows ``T`` of an item, from the offsets read at opening (no file access)."""
+        location = self._locate(key, variant)
+        return location.stop - location.start
+
     def get(self, key: str, variant: int = 0) -> np.ndarray:
+        """The item's rows ``[T, K]`` (int32), a fresh array (not a view into the file)."""
+        location = self._locate(key, variant)
+        if location.start == location.stop:
+            # safetensors refuses an empty slice at the end of a tensor; there is nothing to read.
+            return np.zeros((0, self._widths[location.file]), dtype=np.int32)
+        # get_slice copies the bytes out of the mapping, so the array outlives the file's handle.
+        return self._rows(location.file)[location.start : location.stop]
+
+    def close(self) -> None:
+        """Unmap every open file (reading again reopens them)."""
+        while self._open:
+            _, (handle, _) = self._open.popitem(last=False)
+            handle.__exit__(None, None, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open handles cannot be pickled (spawned dataloader workers); the copy reopens its own.
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()
+        return state
+
+    def _locate(self, key: str, variant: int) -> _Location:
         try:
-            location = self._index[(key, variant)]
+            return self._index[(key, variant)]
         except KeyError:
             raise KeyError(f"{self.directory}: no item {key!r} variant {variant}") from None
-        rows, offsets = self._load(location.file)
-        return rows[offsets[location.index] : offsets[location.index + 1]]
 
-    def _load(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        if path not in self._cache:
-            from safetensors.numpy import load_file
+    def _rows(self, path: Path) -> Any:
+        """The memory-mapped ``rows`` of a file (a safetensors slice: ``[start:stop]`` -> ndarray)."""
+        entry = self._open.get(path)
+        if entry is not None:
+            self._open.move_to_end(path)
+            return entry[1]
+        from safetensors import safe_open
 
-            tensors = load_file(str(path))
-            self._cache[path] = (tensors["rows"], tensors["offsets"])
-        return self._cache[path]
+        handle = safe_open(str(path), framework="numpy")
+        entry = (handle, handle.get_slice("rows"))
+        self._open[path] = entry
+        while len(self._open) > self.max_open_files:
+            _, (old, _) = self._open.popitem(last=False)
+            old.__exit__(None, None, None)
+        return entry[1]
+
+
+class _FileIndex(NamedTuple):
+    info: ShardInfo
+    keys: list[str]
+    variants: list[int]
+    offsets: np.ndarray
+    """int64 ``[n + 1]``: item i is ``rows[offsets[i] : offsets[i + 1]]``."""
+    width: int
+    """``K``, the number of codebooks (columns of ``rows``)."""
 
 
 def _read_header(path: Path) -> tuple[ShardInfo, list[str], list[int]]:
+    info, keys, variants, _, _ = _read_index(path)
+    return info, keys, variants
+
+
+def _read_index(path: Path) -> _FileIndex:
+    """A shard file's metadata and ``offsets`` (``rows`` is never read, only its shape)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
+            if metadata.get("format") != SHARD_FORMAT:
+                raise InputError(
+                    f"unknown shard format {metadata.get('format')!r} (expected {SHARD_FORMAT})", path
+                )
+            offsets = handle.get_tensor("offsets")
+            shape = handle.get_slice("rows").get_shape()
+    except InputError:
+        raise
     except Exception as error:  # safetensors raises several types for a corrupt header
         raise InputError(f"not a readable shard ({error})", path) from None
-    if metadata.get("format") != SHARD_FORMAT:
-        raise InputError(f"unknown shard format {metadata.get('format')!r} (expected {SHARD_FORMAT})", path)
     info = ShardInfo(metadata["modality"], metadata["vocab_hash"], metadata["tokenizer_hash"])
-    return info, json.loads(metadata["keys"]), json.loads(metadata["variants"])
+    keys, variants = json.loads(metadata["keys"]), json.loads(metadata["variants"])
+    # A file that lies about its layout would make get() return other items' rows: refuse it now.
+    if not (
+        len(shape) == 2
+        and len(keys) == len(variants) == len(offsets) - 1
+        and offsets[0] == 0
+        and offsets[-1] == shape[0]
+        and bool(np.all(np.diff(offsets) >= 0))
+    ):
+        last = int(offsets[-1]) if len(offsets) else None
+        raise InputError(
+            f"inconsistent shard ({len(keys)} keys, {len(offsets)} offsets ending at {last}, rows {shape})",
+            path,
+        )
+    return _FileIndex(info, keys, variants, offsets, int(shape[1]))
