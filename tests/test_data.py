@@ -44,6 +44,17 @@ def test_pairing_joins_by_key_and_keeps_source_variants(shards):
     src, tgt = dataset.get(1)
     assert src.shape[1] == tgt.shape[1] == VOCAB.num_codebooks
     assert dataset.lengths[1].tolist() == [len(src), len(tgt)]
+    assert dataset.num_keys == 10
+
+
+def test_mixture_rates_count_keys_not_augmentation_variants(shards):
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+    omr, amt = MIXTURE.stream_names
+    assert len(datasets[omr]) == 2 * datasets[omr].num_keys  # image shards hold 2 variants per key
+    sampler = _sampler(datasets)
+    assert sampler.sizes == {omr: datasets[omr].num_keys, amt: datasets[amt].num_keys}
+    expected = MIXTURE.rates(0, {omr: datasets[omr].num_keys, amt: datasets[amt].num_keys})
+    assert sampler.mixture.rates(0, sampler.sizes) == expected
 
 
 def test_pairing_reads_lengths_from_offsets_not_rows(shards, monkeypatch):

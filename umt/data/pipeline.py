@@ -85,6 +85,11 @@ class PairedDataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def num_keys(self) -> int:
+        """Distinct keys (inputs), however many augmentation variants each has."""
+        return len({key for key, _, _ in self.items})
+
     def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Source rows ``[S, K]`` and target rows ``[T, K]`` of item ``index`` (no SOS/EOS)."""
         key, variant, target_variant = self.items[index]
@@ -148,6 +153,9 @@ class StreamSpec:
     target: str
     lengths: np.ndarray
     """``[n, 2]`` source and target content rows of every item."""
+    size: int | None = None
+    """Examples for the mixture's rates: distinct keys, not their augmentation variants (32 pixel
+    shifts must not make an image dataset weigh 32 times more); ``None``: every item counts."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,7 @@ class MixtureSampler:
         self.world_size = world_size
         self.accumulate = max(1, accumulate_grad_batches)
         self.bucket_pool = max(1, bucket_pool)
-        self.sizes = {s.name: len(s.lengths) for s in self.streams}
+        self.sizes = {s.name: len(s.lengths) if s.size is None else s.size for s in self.streams}
         # Streams with no item on this rank (fewer items than ranks) are never drawn here.
         self.available = np.array([len(s.lengths) > rank for s in self.streams])
         self._shares: dict[int, tuple[int, np.ndarray]] = {}
@@ -405,5 +413,6 @@ def build_stream_specs(mixture: Mixture, datasets: Mapping[str, PairedDataset]) 
     for task_name, _dataset, _ in mixture.streams:
         name = mixture.stream_names[len(specs)]
         task = get_task(task_name)
-        specs.append(StreamSpec(name, task.name, task.source, task.target, datasets[name].lengths))
+        dataset = datasets[name]
+        specs.append(StreamSpec(name, task.name, task.source, task.target, dataset.lengths, dataset.num_keys))
     return specs
