@@ -304,6 +304,49 @@ def test_image_target_generation_with_heights() -> None:
     assert torch.equal(out, cached)
 
 
+MIXED_TARGETS = torch.tensor([LMX, IMAGE, AUDIO, MIDI, AUDIO])
+
+
+def test_greedy_generation_is_the_argmax_of_teacher_forced_logits() -> None:
+    """The fast greedy path (one-position decoder steps, argmax over the allowed ids of each slot)
+    picks, row by row and codebook by codebook, the argmax of :meth:`forward`'s masked logits on its
+    own output, with codebooks 1.. of image/audio special rows PAD."""
+    model = make_model(seed=9, dtype=torch.float64).eval()
+    src, src_mask = generation_inputs([6, 2, 4, 5, 3])
+    out = model.generate(src, src_mask, None, MIXED_TARGETS, 12, temperature=0.0)
+    ends = [
+        int((example[:, 0] == VOCAB.eos(MODALITIES[m])).nonzero()[0]) + 1
+        if (example[:, 0] == VOCAB.eos(MODALITIES[m])).any()
+        else out.shape[1]
+        for example, m in zip(out, MIXED_TARGETS.tolist())
+    ]
+    tgt_mask = torch.arange(out.shape[1])[None] < torch.tensor(ends)[:, None]
+    logits = model(src, src_mask, out, tgt_mask, MIXED_TARGETS)  # [B, T-1, K, V]
+    special = out[:, 1:, :1] < VOCAB["height"].stop  # [B, T-1, 1]
+    multi_stream = torch.tensor([MODALITIES[m] in ("image", "audio") for m in MIXED_TARGETS.tolist()])
+    is_pad = torch.arange(VOCAB.size) == PAD_ID
+    barred = torch.where(special[..., None], ~is_pad, is_pad)  # [B, T-1, 1, V]
+    barred = barred & multi_stream[:, None, None, None] & (torch.arange(K) > 0)[None, None, :, None]
+    expected = logits.masked_fill(barred, float("-inf")).argmax(-1)  # [B, T-1, K]
+    for i, end in enumerate(ends):
+        assert torch.equal(out[i, 1:end], expected[i, : end - 1]), MODALITIES[int(MIXED_TARGETS[i])]
+
+
+@pytest.mark.parametrize("targets", [MIXED_TARGETS, torch.full((3,), AUDIO)])
+def test_greedy_fast_path_matches_sampling_and_module_paths(targets: torch.Tensor) -> None:
+    """Greedy (restricted argmax) equals top-k 1 sampling (full ``[B, V]`` logits), and the eval-mode
+    one-position steps equal the module path that training mode takes (dropout 0 here)."""
+    model = make_model(seed=10, dtype=torch.float64).eval()
+    src, src_mask = generation_inputs([6, 2, 4, 5, 3][: len(targets)])
+    greedy = model.generate(src, src_mask, None, targets, 12, temperature=0.0)
+    sampled = model.generate(
+        src, src_mask, None, targets, 12, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(greedy, sampled)
+    module_path = model.train().generate(src, src_mask, None, targets, 12, temperature=0.0)
+    assert torch.equal(greedy, module_path)
+
+
 def test_sample_logits_filters() -> None:
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     generator = torch.Generator().manual_seed(0)

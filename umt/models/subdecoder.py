@@ -44,8 +44,17 @@ class CodebookSubDecoder(nn.Module):
         return [KVCache.empty(batch, self.n_heads, self.num_codebooks, head_dim, like) for _ in self.layers]
 
     def step(self, slot_input: Tensor, slot: int, caches: list[KVCache]) -> Tensor:
-        """Cached generation step: ``slot_input [N, d]`` for slot ``slot`` -> its output ``[N, d]``."""
-        x = (slot_input + self.slot.weight[slot])[:, None]
+        """Cached generation step: ``slot_input [N, d]`` for slot ``slot`` -> its output ``[N, d]``.
+
+        Slot ``k`` attends over the keys and values of slots ``0..k`` cached in ``caches`` (one
+        :class:`KVCache` of ``K`` positions per layer), so each slot is computed once per step.
+        """
+        x = slot_input + self.slot.weight[slot]
+        if self.training:  # dropout: the module path
+            x = x[:, None]
+            for layer, cache in zip(self.layers, caches):
+                x = layer(x, is_causal=True, cache=cache, position=slot)
+            return self.norm(x[:, 0])
         for layer, cache in zip(self.layers, caches):
-            x = layer(x, is_causal=True, cache=cache, position=slot)
-        return self.norm(x[:, 0])
+            x = layer.step(x, cache, slot)
+        return self.norm(x)

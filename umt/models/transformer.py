@@ -81,6 +81,22 @@ class SelfAttention(nn.Module):
         )
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
 
+    def step(self, x: Tensor, cache: KVCache, position: int) -> Tensor:
+        """One cached decoding position: ``x [B, d]`` at ``position`` -> ``[B, d]``.
+
+        The values of :meth:`forward` with ``cache``, ``T = 1`` and no dropout, in fewer ops: the
+        decoding hot path, where per-op overhead outweighs the arithmetic at small sizes.
+        """
+        batch, width = x.shape
+        query, key, value = self.qkv(x).view(batch, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, dh]
+        cache.keys[:, :, position] = key
+        cache.values[:, :, position] = value
+        end = position + 1
+        attended = F.scaled_dot_product_attention(
+            query[:, :, None], cache.keys[:, :, :end], cache.values[:, :, :end]
+        )  # [B, H, 1, dh]
+        return self.out(attended.reshape(batch, width))
+
 
 class CrossAttention(nn.Module):
     """Multi-head attention from the decoder to the encoder memory (fused KV projection).
@@ -116,6 +132,13 @@ class CrossAttention(nn.Module):
         )
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
 
+    def step(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], memory_mask: Tensor | None) -> Tensor:
+        """One decoding position ``x [B, d]`` -> ``[B, d]`` (:meth:`forward`'s values, no dropout)."""
+        batch, width = x.shape
+        query = self.query(x).view(batch, self.n_heads, 1, self.head_dim)
+        attended = F.scaled_dot_product_attention(query, memory_kv[0], memory_kv[1], attn_mask=memory_mask)
+        return self.out(attended.reshape(batch, width))
+
 
 class FeedForward(nn.Module):
     """``Linear -> GELU -> dropout -> Linear``."""
@@ -128,6 +151,10 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(self.dropout(F.gelu(self.up(x))))
+
+    def step(self, x: Tensor) -> Tensor:
+        """:meth:`forward` without dropout (decoding)."""
+        return self.down(F.gelu(self.up(x)))
 
 
 class EncoderLayer(nn.Module):
@@ -152,6 +179,15 @@ class EncoderLayer(nn.Module):
         """``x [B, T, d] -> [B, T, d]`` (``is_causal``/``cache`` make it a decoder-only block)."""
         x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, is_causal, cache, position))
         return x + self.dropout(self.ff(self.ff_norm(x)))
+
+    def step(self, x: Tensor, cache: KVCache, position: int) -> Tensor:
+        """Causal cached decoding of one position ``x [B, d]`` -> ``[B, d]``, in eval mode.
+
+        The values of ``forward(x[:, None], is_causal=True, cache=cache, position=position)[:, 0]``
+        without its dropout calls and reshapes.
+        """
+        x = x + self.attn.step(self.attn_norm(x), cache, position)
+        return x + self.ff.step(self.ff_norm(x))
 
 
 class DecoderLayer(nn.Module):
@@ -181,3 +217,20 @@ class DecoderLayer(nn.Module):
         )
         x = x + self.dropout(self.cross_attn(self.cross_norm(x), memory_kv, memory_mask))
         return x + self.dropout(self.ff(self.ff_norm(x)))
+
+    def step(
+        self,
+        x: Tensor,
+        memory_kv: tuple[Tensor, Tensor],
+        memory_mask: Tensor | None,
+        cache: KVCache,
+        position: int,
+    ) -> Tensor:
+        """Cached decoding of one position ``x [B, d]`` -> ``[B, d]``, in eval mode.
+
+        The values of ``forward(x[:, None], memory_kv, memory_mask, cache, position)[:, 0]`` without
+        its dropout calls and reshapes.
+        """
+        x = x + self.self_attn.step(self.self_norm(x), cache, position)
+        x = x + self.cross_attn.step(self.cross_norm(x), memory_kv, memory_mask)
+        return x + self.ff.step(self.ff_norm(x))

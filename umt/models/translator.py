@@ -306,6 +306,30 @@ class Translator(nn.Module):
             x = layer(x, memory_kv[index], memory_mask, cache, position)
         return self.decoder_norm(x)
 
+    def _decode_step(
+        self,
+        rows: Tensor,
+        first_ids: Tensor,
+        tgt_modality: Tensor,
+        memory_kv: list[tuple[Tensor, Tensor]],
+        memory_mask: Tensor,
+        caches: list[KVCache],
+    ) -> Tensor:
+        """Cached decoder state ``[B, d]`` of the last target position, in eval mode.
+
+        ``rows [B, K]`` at position ``P - 1``, ``first_ids [B, P]`` the codebook-0 ids of the prefix
+        up to it. The values of ``_decode(rows[:, None], first_ids, ..., caches, P - 1)[:, -1]``
+        without dropout calls and ``[B, 1, d]`` reshapes (the per-step hot path).
+        """
+        position = first_ids.shape[1] - 1
+        x = (
+            self.embed_ids(rows).sum(dim=1)
+            + self.target_positions(first_ids, tgt_modality, start=position)[:, 0]
+        )
+        for layer, memory, cache in zip(self.decoder, memory_kv, caches):
+            x = layer.step(x, memory, memory_mask, cache, position)
+        return self.decoder_norm(x)
+
     def _restricted_head(self, states: Tensor, modality: int, codebook: int) -> Tensor:
         """Logits ``[N, A]`` over the ``A`` ids allowed for (``modality``, ``codebook``), in id order."""
         ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
@@ -448,7 +472,8 @@ class Translator(nn.Module):
         the target modality and codebook, and in image/audio targets codebooks ``1..`` are PAD
         exactly when codebook 0 is a special id (EOS, SEP, height). Call in eval mode for
         deterministic decoding (dropout is not switched off here). ``use_cache=False`` recomputes
-        the whole prefix each step (reference for tests).
+        the whole prefix each step (reference for tests). In eval mode the cached path runs the
+        one-position ``step`` methods of the blocks (same values, fewer ops per step).
         """
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2 (SOS and one more row), got {max_len}")
@@ -470,12 +495,19 @@ class Translator(nn.Module):
             caches = [
                 KVCache.empty(batch, self.config.n_heads, max_len, head_dim, memory) for _ in self.decoder
             ]
-        allowed = self.allowed[tgt_modality]  # [B, K, V]
         multi_stream = self.counted_codebooks[tgt_modality]  # [B, K]
+        # Codebooks no target in the batch uses stay PAD (the sub-decoder is causal over slots).
+        used_slots = int(multi_stream.any(0).nonzero().max().item()) + 1 if bool(multi_stream.any()) else 1
         groups = [(m, (tgt_modality == m).nonzero()[:, 0]) for m in torch.unique(tgt_modality).tolist()]
+        # Gathered once per call, not once per step and codebook.
+        heads = {(m, k): self._slot_head(m, k) for m, _ in groups for k in range(used_slots)}
         last = 0
         for step in range(max_len - 1):
-            if use_cache:
+            if use_cache and not self.training:
+                hidden = self._decode_step(
+                    out[:, step], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask, caches
+                )[:, None]
+            elif use_cache:  # dropout: the module path
                 hidden = self._decode(
                     out[:, step : step + 1],
                     out[:, : step + 1, 0],
@@ -490,7 +522,7 @@ class Translator(nn.Module):
                     out[:, : step + 1], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask
                 )
             row = self._sample_row(
-                hidden[:, -1], allowed, multi_stream, temperature, top_k, top_p, generator, use_cache, groups
+                hidden[:, -1], heads, groups, used_slots, temperature, top_k, top_p, generator, use_cache
             )
             row = torch.where(done[:, None], PAD_ID, row)
             out[:, step + 1] = row
@@ -500,64 +532,100 @@ class Translator(nn.Module):
                 break
         return out[:, : last + 1]
 
+    def _slot_head(self, modality: int, codebook: int) -> _SlotHead:
+        """The output projection of slot ``codebook`` for ``modality`` targets, on its allowed ids."""
+        ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
+        bias = self.head.bias[ids]
+        structural = codebook > 0 and bool(self.counted_codebooks[modality, codebook])
+        if structural:
+            # Image/audio: codebooks 1.. are PAD after a special codebook-0 id, codes otherwise.
+            pad = ids == PAD_ID
+            bias = torch.stack([bias.masked_fill(pad, float("-inf")), bias.masked_fill(~pad, float("-inf"))])
+        else:
+            bias = bias[None]
+        return _SlotHead(ids, self.head.weight[ids], bias, structural)
+
     def _sample_row(
         self,
         hidden: Tensor,
-        allowed: Tensor,
-        multi_stream: Tensor,
+        heads: dict[tuple[int, int], _SlotHead],
+        groups: list[tuple[int, Tensor]],
+        used_slots: int,
         temperature: float,
         top_k: int,
         top_p: float,
         generator: torch.Generator | None,
         use_cache: bool,
-        modality_groups: list[tuple[int, Tensor]],
     ) -> Tensor:
-        """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook."""
+        """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook.
+
+        ``groups``: (target modality, example indices ``[n]``) covering the batch; ``heads``: the
+        restricted projection of each (modality, slot). Greedy decoding takes the argmax over the
+        allowed ids directly (ids ascending, so ties resolve as an argmax over all ``V`` would);
+        sampling scatters the allowed logits into ``[B, V]`` (``-inf`` elsewhere) first.
+        """
         batch = hidden.shape[0]
-        groups = modality_groups  # (modality, example indices) for the restricted output projection
         row = torch.full((batch, self.num_codebooks), PAD_ID, dtype=torch.long, device=hidden.device)
         caches = self.subdecoder.new_caches(batch, hidden) if use_cache else None
-        previous: list[Tensor] = []  # embeddings of the ids chosen so far in this step
-        # Codebooks no target in the batch uses stay PAD (the sub-decoder is causal over slots).
-        used_slots = int(multi_stream.any(0).nonzero().max().item()) + 1 if bool(multi_stream.any()) else 1
+        previous: list[Tensor] = []  # embeddings of the ids chosen so far in this step (uncached path)
+        special = hidden.new_zeros(batch, dtype=torch.long)  # 1 where codebook 0 is a special id
+        whole = len(groups) == 1  # one target modality: no per-group gathers
         for k in range(used_slots):
             if k > 0:
-                previous.append(self.embed_ids(row[:, k - 1]))
+                embedded = self.embed_ids(row[:, k - 1])
+                if k == 1:
+                    special = (row[:, 0] < self.special_stop).long()
             if caches is not None:
-                state = self.subdecoder.step(hidden + previous[-1] if k > 0 else hidden, k, caches)
+                state = self.subdecoder.step(hidden + embedded if k > 0 else hidden, k, caches)
             else:
+                if k > 0:
+                    previous.append(embedded)
                 stacked = (
                     torch.stack(previous, dim=1) if previous else hidden.new_zeros(batch, 0, hidden.shape[-1])
                 )
                 state = self.subdecoder(hidden, stacked)[:, k]
-            mask = allowed[:, k]
-            if k > 0:
-                # Image/audio: special codebook-0 ids (EOS, SEP, height) take PAD in the other codebooks,
-                # codes take codes.
-                first_special = row[:, 0] < self.special_stop
-                pad_only = torch.zeros_like(mask)
-                pad_only[:, PAD_ID] = True
-                structural = torch.where(first_special[:, None], pad_only, mask & ~pad_only)
-                mask = torch.where(multi_stream[:, k, None], mask & structural, mask)
-            logits = self._mask_logits(self._generation_logits(state, groups, k), mask)
-            row[:, k] = sample_logits(logits, temperature, top_k, top_p, generator)
+            full = None
+            if temperature != 0:
+                full = _at_least_float32(state.new_full((batch, self.vocab_size), float("-inf")))
+            for modality, members in groups:
+                head = heads[modality, k]
+                logits = head.logits(
+                    state if whole else state[members], special if whole else special[members]
+                )
+                if full is None:
+                    chosen = head.ids[logits.argmax(-1)]
+                    if whole:
+                        row[:, k] = chosen
+                    else:
+                        row[members, k] = chosen
+                elif whole:
+                    full[:, head.ids] = _at_least_float32(logits)
+                else:
+                    full[members[:, None], head.ids[None, :]] = _at_least_float32(logits)
+            if full is not None:
+                row[:, k] = sample_logits(full, temperature, top_k, top_p, generator)
         return row
 
-    def _generation_logits(self, states: Tensor, groups: list[tuple[int, Tensor]], codebook: int) -> Tensor:
-        """Logits ``[B, V]`` for slot ``codebook``: computed on the allowed ids, ``-inf`` elsewhere."""
-        if len(groups) == 1:
-            modality, _ = groups[0]
-            ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
-            logits = states.new_full((states.shape[0], self.vocab_size), float("-inf"))
-            logits[:, ids] = self._restricted_head(states, modality, codebook)
-            return _at_least_float32(logits)
-        logits = states.new_full((states.shape[0], self.vocab_size), float("-inf"))
-        for modality, members in groups:
-            ids = getattr(self, f"allowed_ids_{modality}_{codebook}")
-            logits[members[:, None], ids[None, :]] = self._restricted_head(
-                states[members], modality, codebook
-            )
-        return _at_least_float32(logits)
+
+@dataclass
+class _SlotHead:
+    """The output projection of one (target modality, codebook), restricted to its allowed ids.
+
+    ``bias [R, A]``: ``R = 2`` rows for codebooks ``1..`` of image/audio (``structural``): row 0
+    after a content codebook-0 id (PAD barred), row 1 after a special one (only PAD); ``-inf`` bars
+    an id. ``R = 1`` otherwise.
+    """
+
+    ids: Tensor  # [A] allowed ids, ascending
+    weight: Tensor  # [A, d]
+    bias: Tensor  # [R, A]
+    structural: bool
+
+    def logits(self, states: Tensor, special: Tensor) -> Tensor:
+        """``states [N, d]``, ``special [N]`` (0/1) -> logits ``[N, A]``."""
+        if self.structural:
+            return torch.addmm(self.bias[special], states, self.weight.t())
+        return F.linear(states, self.weight, self.bias[0])
 
 
 def _at_least_float32(x: Tensor) -> Tensor:
