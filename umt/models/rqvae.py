@@ -98,7 +98,10 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 def _swish(x: torch.Tensor) -> torch.Tensor:
-    return F.silu(x)
+    # In place, as the reference does: every call site passes a fresh GroupNorm output that nothing
+    # else reads (GroupNorm's backward needs its input, not its output), and on CPU the copy an
+    # out-of-place SiLU makes costs about a tenth of the encoder's time.
+    return F.silu(x, inplace=True)
 
 
 class ResnetBlock(nn.Module):
