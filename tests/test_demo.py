@@ -197,3 +197,14 @@ def test_benchmark_scripts_run_on_the_demo_model(quick_demo, tmp_path, capsys):
     assert not (tmp_path / "amt.json").exists()
     assert benchmark_main("i2a", ["--checkpoint", str(model), "--corpus", str(tmp_path)]) == 2
     assert "not a built corpus" in capsys.readouterr().err
+
+
+def test_device_choice_reaches_every_trainer():
+    from umt.demo import PRESETS, DemoContext, translator_config
+
+    on_second_gpu = DemoContext(out=Path("/tmp/x"), settings=PRESETS["quick"], device="cuda:1")
+    assert on_second_gpu.accelerator() == "gpu" and on_second_gpu.lightning_devices() == "[1]"
+    cfg = translator_config(on_second_gpu)
+    assert cfg.trainer.accelerator == "gpu" and list(cfg.trainer.devices) == [1]
+    on_cpu = DemoContext(out=Path("/tmp/x"), settings=PRESETS["quick"], device="cpu")
+    assert on_cpu.accelerator() == "cpu" and on_cpu.lightning_devices() == "1"

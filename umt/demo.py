@@ -177,6 +177,11 @@ class DemoContext:
     def tokenizer_dir(self, modality: str) -> Path:
         return self.tokenizer_runs / modality / "tokenizer"
 
+    def lightning_devices(self) -> str:
+        """Lightning's ``devices`` for :attr:`device`: ``[N]`` for ``cuda:N``, else one device."""
+        _, _, index = self.device.partition(":")
+        return f"[{int(index)}]" if self.device.startswith("cuda") and index.isdigit() else "1"
+
     def accelerator(self) -> str:
         import torch
 
@@ -283,6 +288,7 @@ def train_image_tokenizer(context: DemoContext) -> Path:
             f"output_dir='{target.parent}'",
             f"trainer.max_steps={context.settings.image_tokenizer_steps}",
             f"trainer.accelerator={context.accelerator()}",
+            f"trainer.devices={context.lightning_devices()}",
             f"trainer.enable_progress_bar={context.progress}",
             f"seed={context.settings.seed}",
         ],
@@ -305,6 +311,7 @@ def train_audio_tokenizer(context: DemoContext) -> Path:
             f"output_dir='{target.parent}'",
             f"num_iters={context.settings.audio_tokenizer_steps}",
             f"trainer.accelerator={context.accelerator()}",
+            f"trainer.devices={context.lightning_devices()}",
             f"trainer.enable_progress_bar={context.progress}",
             f"seed={context.settings.seed}",
         ],
@@ -384,6 +391,7 @@ def translator_config(context: DemoContext):
         f"trainer.max_steps={s.translator_steps}",
         f"trainer.checkpoint_every_n_steps={max(1, s.translator_steps // 6)}",
         f"trainer.accelerator={context.accelerator()}",
+        f"trainer.devices={context.lightning_devices()}",
         f"trainer.enable_progress_bar={context.progress}",
         f"optim.warmup_steps={max(1, s.translator_steps // 18)}",
         f"data.batch_size={s.batch_size}",
@@ -421,9 +429,9 @@ def _finished(checkpoint: Path, steps: int) -> bool:
         return False
     import torch
 
-    return (
-        int(torch.load(str(checkpoint), map_location="cpu", weights_only=True).get("global_step", 0)) >= steps
-    )
+    # memory-mapped: only the step counter is read, not the weights and optimizer state
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True, mmap=True)
+    return int(state.get("global_step", 0)) >= steps
 
 
 def evaluate(context: DemoContext):
