@@ -718,3 +718,34 @@ def test_bake_midi_files(tmp_path: Path) -> None:
     baked = shards.get("a.mid", 0)
     np.testing.assert_array_equal(baked, expected)
     assert baked[-1, 0] == VOCAB.eos("midi")  # segments keep their EOS: the reader splits on it
+
+
+def test_cli_vocab_option_names_an_experiment_or_a_file(tmp_path, capsys):
+    """``--vocab`` bakes ids of another vocabulary than the paper's (tiny tokenizers need one)."""
+    from tests._inference_fixtures import melody_musicxml
+    from umt.cli import main
+    from umt.cli.bake import vocabulary_option
+    from umt.data.shards import ShardSet
+    from umt.training.config import compose
+    from umt.vocab import default_vocabulary, vocabulary_from_dict
+
+    demo = vocabulary_from_dict(dict(compose(["experiment=demo", "data.root=x"]).vocab))
+    assert vocabulary_option("demo").layout_hash == demo.layout_hash != default_vocabulary().layout_hash
+    sizes = tmp_path / "vocab.json"
+    sizes.write_text('{"vocab": {"num_codebooks": 2, "image_codebooks": 2, "audio_codebooks": 1}}')
+    assert vocabulary_option(str(sizes)).num_codebooks == 2
+
+    score = tmp_path / "a.musicxml"
+    score.write_text(melody_musicxml())
+    manifest = tmp_path / "scores.txt"
+    manifest.write_text("a.musicxml\n")
+    out = tmp_path / "lmx"
+    argv = ["bake", "lmx", "--manifest", str(manifest), "--out", str(out), "--accelerator", "cpu",
+            "--devices", "1", "--no-progress"]  # fmt: skip
+    assert main([*argv, "--vocab", str(sizes)]) == 0
+    rows = ShardSet(out, vocab_hash=vocabulary_option(str(sizes)).layout_hash).get("a.musicxml")
+    assert rows.shape[1] == 2
+    assert main([*argv, "--vocab", "no_such_experiment"]) == 2
+    assert "umt: error: --vocab no_such_experiment: not a file, nor a conf/experiment/ name" in (
+        capsys.readouterr().err
+    )

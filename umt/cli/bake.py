@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="all",
         help="augmentation variants: all | none (the input only) | N (the first N)",
     )
+    parser.add_argument(
+        "--vocab",
+        help="the vocabulary of the ids: an experiment name (the vocab of conf/experiment/NAME.yaml, "
+        "e.g. demo or tiny) or a YAML/JSON file of vocabulary sizes; default: the paper's",
+    )
     parser.add_argument("--split", help="bake only the manifest entries of this split")
     parser.add_argument(
         "--items-per-shard", type=int, default=1024, help="items (file variants) per shard file"
@@ -58,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from umt.data.bake import VariantChoice
     from umt.errors import UserError
     from umt.tokenizers.registry import load_tokenizer
-    from umt.vocab import default_vocabulary
 
     choice = VariantChoice.parse(args.variants)
     for name in ("items_per_shard", "batch_size", "num_nodes"):
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.manifest,
         args.out,
         tokenizer,
-        default_vocabulary(),
+        vocabulary_option(args.vocab),
         variants=choice,
         split=args.split,
         items_per_shard=args.items_per_shard,
@@ -97,3 +101,40 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return report_failures(summary.failure_lines())
+
+
+def vocabulary_option(value: str | None):
+    """The :class:`~umt.vocab.Vocabulary` that ``--vocab`` names (see its help); UserError otherwise."""
+    from pathlib import Path
+
+    from umt.errors import UserError
+    from umt.vocab import default_vocabulary, vocabulary_from_dict
+
+    if value is None:
+        return default_vocabulary()
+    path = Path(value)
+    if path.is_file():
+        import yaml
+
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise UserError(f"cannot read the vocabulary file ({type(error).__name__})", path) from None
+        if isinstance(values, dict) and isinstance(values.get("vocab"), dict):
+            values = values["vocab"]  # a whole config with a vocab node
+        if not isinstance(values, dict):
+            raise UserError("a vocabulary file holds a mapping of vocabulary sizes", path)
+    else:
+        from hydra.errors import HydraException
+        from omegaconf import OmegaConf
+
+        from umt.training.config import compose
+
+        try:
+            values = OmegaConf.to_container(compose([f"experiment={value}", "data.root=unused"]).vocab)
+        except HydraException:
+            raise UserError(f"--vocab {value}: not a file, nor a conf/experiment/ name") from None
+    try:
+        return vocabulary_from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"--vocab {value}: {error}") from None
