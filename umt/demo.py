@@ -329,18 +329,10 @@ def _file_list(path: Path, files: list[str]) -> Path:
 
 def demo_vocabulary():
     """The vocabulary of ``conf/experiment/demo.yaml`` (the tokenizers are trained to fit it)."""
-    from omegaconf import OmegaConf
-
+    from umt.training.config import experiment_vocab
     from umt.vocab import vocabulary_from_dict
 
-    cfg = _translator_config_for_vocab()
-    return vocabulary_from_dict(OmegaConf.to_container(cfg.vocab, resolve=True))
-
-
-def _translator_config_for_vocab():
-    from umt.training.config import compose
-
-    return compose(["experiment=demo", "data.root=unused"])
+    return vocabulary_from_dict(experiment_vocab("demo"))
 
 
 def bake_shards(context: DemoContext) -> dict[str, int]:

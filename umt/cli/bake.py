@@ -126,12 +126,11 @@ def vocabulary_option(value: str | None):
             raise UserError("a vocabulary file holds a mapping of vocabulary sizes", path)
     else:
         from hydra.errors import HydraException
-        from omegaconf import OmegaConf
 
-        from umt.training.config import compose
+        from umt.training.config import experiment_vocab
 
         try:
-            values = OmegaConf.to_container(compose([f"experiment={value}", "data.root=unused"]).vocab)
+            values = experiment_vocab(value)
         except HydraException:
             raise UserError(f"--vocab {value}: not a file, nor a conf/experiment/ name") from None
     try:

@@ -200,3 +200,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "train") -> D
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=conf_dir(), version_base=None):
         return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+
+
+def experiment_vocab(name: str) -> dict:
+    """The ``vocab`` node of ``conf/experiment/<name>.yaml`` (composed) as a plain dict of
+    :class:`~umt.vocab.VocabConfig` fields; Hydra's exception when there is no such experiment."""
+    return OmegaConf.to_container(compose([f"experiment={name}", "data.root=unused"]).vocab, resolve=True)
