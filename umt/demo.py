@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from umt.errors import UserError
+from umt.tasks import BUILTIN_DATASET
 from umt.utils.io import atomic_write_text
 
-DATASET = "music21"  # umt.tasks.BUILTIN_DATASET (kept literal so importing this module stays light)
 SETTINGS_FILE = "demo.json"
 TIMINGS_FILE = "timings.json"
 
@@ -358,7 +358,7 @@ def bake_shards(context: DemoContext) -> dict[str, int]:
         # One variant per file: the demo trains for minutes, shifted copies would not be seen.
         summary = bake_files(
             manifest,
-            context.shards / DATASET / modality,
+            context.shards / BUILTIN_DATASET / modality,
             tokenizer,
             vocab,
             variants=1,
