@@ -103,6 +103,8 @@ class OptimNode:
     """Steps of the cosine decay after warm-up (None: until trainer.max_steps)."""
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    fused: Optional[bool] = None  # noqa: UP045
+    """Fused AdamW kernel; None: where torch has one and no fp16 gradient scaler is used."""
 
 
 @dataclass

@@ -87,16 +87,45 @@ def resolve_resume(cfg: DictConfig, checkpoint_dir: Path) -> str | None:
 _DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
-def resolve_strategy(strategy: str) -> str:
-    """``strategy`` with DDP's ``find_unused_parameters`` switched on for the plain DDP names.
+def resolve_strategy(strategy: str) -> Any:
+    """The Lightning strategy for a ``trainer.strategy`` name, set up for the Translator.
 
-    A mixture batch need not hold every modality, so some parameters get no gradient in a step
-    (the image row/column position tables when no image is in the batch, a codebook-vector table
-    when no code of its modality is), and which ones changes from step to step with the curriculum.
-    DDP has to look for them each step; making them take part with a zero contribution instead
-    would put a distribution concern into the model's forward pass.
+    * The plain DDP names get ``find_unused_parameters``: a mixture batch need not hold every
+      modality, so some parameters get no gradient in a step (the image row/column position tables
+      when no image is in the batch, a codebook-vector table when no code of its modality is), and
+      which ones changes from step to step with the curriculum. DDP has to look for them each step;
+      making them take part with a zero contribution instead would put a distribution concern into
+      the model's forward pass.
+    * ``fsdp`` shards every Transformer block (encoder, decoder, sub-decoder) as its own unit
+      (the rest — embeddings, norms, head — in the root unit), keeps the original parameters
+      (``use_orig_params``: per-parameter weight decay, and parameters without a gradient in a
+      step are fine) and writes full, unsharded checkpoints, which resume, export and
+      ``init_from`` read like any other.
+      Lightning's FSDP runs on CUDA devices only.
+    * Other names go to Lightning as they are.
     """
-    return f"{strategy}_find_unused_parameters_true" if strategy in _DDP_STRATEGIES else strategy
+    if strategy in _DDP_STRATEGIES:
+        return f"{strategy}_find_unused_parameters_true"
+    if strategy == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from umt.models.transformer import DecoderLayer, EncoderLayer
+
+        return FSDPStrategy(
+            auto_wrap_policy={EncoderLayer, DecoderLayer}, use_orig_params=True, state_dict_type="full"
+        )
+    return strategy
+
+
+def _cuda_accelerator(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` setting trains on CUDA devices here."""
+    if accelerator in ("cuda", "gpu"):
+        return True
+    if accelerator == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
 
 
 def _given(node: Any) -> dict[str, str]:
@@ -218,6 +247,12 @@ def build(cfg: DictConfig, callbacks: list | None = None):
             max_epochs=-1,
         )
 
+    if t.strategy == "fsdp" and not _cuda_accelerator(t.accelerator):
+        raise UserError(
+            f"trainer.strategy=fsdp runs on CUDA devices only (trainer.accelerator={t.accelerator}"
+            + ("" if t.accelerator != "auto" else ", and no CUDA device is visible")
+            + "); use ddp on CPU"
+        )
     trainer = make_trainer(resolve_strategy(t.strategy))
     if t.strategy == "auto":
         from lightning.pytorch.strategies import DDPStrategy

@@ -6,13 +6,23 @@ checkpoint rebuilds the same model without Hydra. Optimisation follows the paper
 trainer settings). The curriculum step is the global step. Logged: loss and accuracy overall, per
 codebook and per task, and the learning rate.
 
-The global torch RNG state (dropout) of every rank is saved in the checkpoint and restored on
-resume, so a resumed CPU run continues bit for bit like an uninterrupted one. The checkpoint also
+The global torch RNG state (dropout) of every rank, and its CUDA RNG state on a GPU, are saved
+in the checkpoint and restored on resume, so a resumed CPU run continues bit for bit like an
+uninterrupted one. The checkpoint also
 records the vocabulary hash and the fingerprints of the tokenizers that baked the training shards
 (``umt_tokenizer_hashes``, by modality); ``umt export`` refuses other tokenizers.
 
 Image and audio token embeddings can start from the tokenizers' codebooks
 (:func:`tokenizer_codebook_vectors`, :meth:`TranslationModule.init_codebook_embeddings`).
+
+AdamW is the fused kernel where torch has one for the parameters (CPU and CUDA, float32/bf16;
+``optim.fused``), several times faster than the per-parameter loop. Gradient clipping by norm is
+done here rather than by Lightning's precision plugins, which refuse fused optimisers under mixed
+precision and refuse clipping by norm under FSDP: FSDP's own ``clip_grad_norm_`` is used there (a
+norm over every rank's shards), ``torch.nn.utils.clip_grad_norm_`` otherwise, and Lightning's path
+only with a gradient scaler (fp16), where the gradients must be unscaled first. Weight decay goes
+to the parameters that were matrices when the model was built, so it stays right under FSDP, whose
+``use_orig_params`` exposes them as flat shards.
 """
 
 from __future__ import annotations
@@ -102,8 +112,11 @@ class TranslationModule(pl.LightningModule):
             "decay_steps": None,
             "weight_decay": 0.01,
             "betas": [0.9, 0.999],
+            "fused": None,
             **dict(optim or {}),
         }
+        # Names of the matrix parameters (weight decay), taken before any FSDP flattening.
+        self._decay_names = self._matrix_parameter_names()
         self.tasks = list(tasks or [])
         self.max_steps = max_steps
         self.task_metrics_every_n_steps = task_metrics_every_n_steps
@@ -124,6 +137,10 @@ class TranslationModule(pl.LightningModule):
                     f"model {key} is {wanted}, the {modality} code vectors have {vectors[0].shape[-1]} dims"
                 )
             self.translator.init_codebook_embeddings(modality, vectors)
+        self._decay_names = self._matrix_parameter_names()
+
+    def _matrix_parameter_names(self) -> set[str]:
+        return {name for name, p in self.translator.named_parameters() if p.dim() >= 2}
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -159,12 +176,15 @@ class TranslationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.optim_config
-        decay_parameters = [
-            p for n, p in self.translator.named_parameters() if p.dim() >= 2 and p.requires_grad
-        ]
-        other_parameters = [
-            p for n, p in self.translator.named_parameters() if p.dim() < 2 and p.requires_grad
-        ]
+        decay_parameters, other_parameters = [], []
+        for name, parameter in self.translator.named_parameters():
+            if parameter.requires_grad:
+                matrix = unwrapped_parameter_name(name) in self._decay_names
+                (decay_parameters if matrix else other_parameters).append(parameter)
+        parameters = decay_parameters + other_parameters
+        fused = cfg.get("fused")
+        if fused is None:
+            fused = fused_adamw_supported(parameters) and not self._uses_grad_scaler()
         optimizer = torch.optim.AdamW(
             [
                 {"params": decay_parameters, "weight_decay": float(cfg["weight_decay"])},
@@ -172,6 +192,7 @@ class TranslationModule(pl.LightningModule):
             ],
             lr=float(cfg["lr"]),
             betas=tuple(cfg["betas"]),
+            fused=bool(fused) or None,
         )
         warmup = int(cfg["warmup_steps"])
         decay = cfg["decay_steps"] or max(1, self.max_steps - warmup)
@@ -180,6 +201,32 @@ class TranslationModule(pl.LightningModule):
             lambda step: warmup_cosine(step, warmup, int(decay), float(cfg["lr"]), float(cfg["min_lr"])),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _uses_grad_scaler(self) -> bool:
+        """Whether the trainer's precision scales the loss (fp16): gradients need unscaling."""
+        if self._trainer is None:
+            return False
+        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        if not gradient_clip_val:
+            return
+        if gradient_clip_algorithm not in (None, "norm") or self._uses_grad_scaler():
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrapped = self.trainer.model
+        if isinstance(wrapped, FullyShardedDataParallel):
+            wrapped.clip_grad_norm_(float(gradient_clip_val))
+        else:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, float(gradient_clip_val))
 
     # ------------------------------------------------------------- checkpoints
     def _data_tokenizer_hashes(self) -> dict[str, str] | None:
@@ -192,7 +239,10 @@ class TranslationModule(pl.LightningModule):
         from umt.training.distributed import gather_from_ranks
 
         # Every rank's RNG (dropout differs between ranks once their batch shapes have).
-        checkpoint["umt_rng"] = {"torch": gather_from_ranks(torch.get_rng_state())}
+        rng = {"torch": gather_from_ranks(torch.get_rng_state())}
+        if self.device.type == "cuda":
+            rng["cuda"] = gather_from_ranks(torch.cuda.get_rng_state(self.device))
+        checkpoint["umt_rng"] = rng
         checkpoint["umt_vocab_hash"] = self.vocab.layout_hash
         hashes = self._data_tokenizer_hashes()
         if hashes is not None:
@@ -225,5 +275,34 @@ class TranslationModule(pl.LightningModule):
             states = rng["torch"]
             if isinstance(states, torch.Tensor):  # written before every rank's state was kept
                 states = [states]
-            torch.set_rng_state(states[self.global_rank] if self.global_rank < len(states) else states[0])
+            torch.set_rng_state(_state_of_rank(states, self.global_rank))
+            cuda_states = rng.get("cuda")
+            if cuda_states is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(_state_of_rank(cuda_states, self.global_rank), self.device)
             self._restored_rng = None
+
+
+def _state_of_rank(states: list[torch.Tensor], rank: int) -> torch.Tensor:
+    """This rank's saved RNG state; rank 0's when the run now has more ranks than it had."""
+    return states[rank] if rank < len(states) else states[0]
+
+
+_WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def unwrapped_parameter_name(name: str) -> str:
+    """A parameter name without the prefixes FSDP, activation checkpointing and compile insert."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def fused_adamw_supported(parameters: Sequence[torch.Tensor]) -> bool:
+    """Whether torch has a fused AdamW kernel for all ``parameters`` (same device kind, float)."""
+    kinds = {p.device.type for p in parameters}
+    dtypes = {p.dtype for p in parameters}
+    return (
+        len(kinds) == 1
+        and kinds <= {"cpu", "cuda"}
+        and dtypes <= {torch.float32, torch.bfloat16, torch.float16, torch.float64}
+    )

@@ -1,0 +1,114 @@
+"""Optimiser set-up of the training module: fused AdamW, gradient clipping, weight-decay groups,
+and the FSDP strategy (FSDP itself needs CUDA: see tests/test_training_gpu.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests._training_fixtures import TINY_VOCAB, make_shards, tiny_vocab
+
+
+def _module(**optim):
+    from umt.models.translator import TranslatorConfig
+    from umt.training.translation import TranslationModule
+
+    return TranslationModule(
+        model=TranslatorConfig.tiny().to_dict(), vocab=dict(TINY_VOCAB), optim=optim, max_steps=10
+    )
+
+
+def _groups(optimizer) -> tuple[set[int], set[int]]:
+    decay, other = optimizer.param_groups
+    assert decay["weight_decay"] > 0 and other["weight_decay"] == 0
+    return {id(p) for p in decay["params"]}, {id(p) for p in other["params"]}
+
+
+def test_fused_adamw_by_default_where_torch_has_it() -> None:
+    module = _module()
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"] is True
+    assert not _module(fused=False).configure_optimizers()["optimizer"].defaults["fused"]
+    # fp16 scales the loss: the fused kernel would unscale inside step(), after clipping.
+    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()))
+    assert not module.configure_optimizers()["optimizer"].defaults["fused"]
+
+
+def test_weight_decay_goes_to_matrices_even_after_parameters_are_flattened() -> None:
+    module = _module()
+    matrices = {id(p) for p in module.translator.parameters() if p.dim() >= 2}
+    vectors = {id(p) for p in module.translator.parameters() if p.dim() < 2}
+    assert _groups(module.configure_optimizers()["optimizer"]) == (matrices, vectors)
+    # FSDP with use_orig_params exposes each parameter as a flat 1-D shard.
+    for parameter in module.translator.parameters():
+        parameter.data = parameter.data.reshape(-1)
+    assert _groups(module.configure_optimizers()["optimizer"]) == (matrices, vectors)
+
+
+def test_unwrapped_parameter_names() -> None:
+    from umt.training.translation import unwrapped_parameter_name
+
+    wrapped = "translator.decoder.0._fsdp_wrapped_module._checkpoint_wrapped_module.ff.up.weight"
+    assert unwrapped_parameter_name(wrapped) == "translator.decoder.0.ff.up.weight"
+    assert unwrapped_parameter_name("head.bias") == "head.bias"
+
+
+def test_gradient_clipping_by_norm_without_lightnings_precision_plugin() -> None:
+    module = _module()
+    optimizer = module.configure_optimizers()["optimizer"]
+    module._trainer = SimpleNamespace(model=module, precision_plugin=SimpleNamespace(scaler=None))
+    for parameter in module.parameters():
+        parameter.grad = torch.full_like(parameter, 3.0)
+    module.configure_gradient_clipping(optimizer, 0.5, "norm")
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()]))
+    assert norm.item() == pytest.approx(0.5, rel=1e-4)
+    module.configure_gradient_clipping(optimizer, 0.0, "norm")  # off: nothing changes
+    assert torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in module.parameters()])) == norm
+
+
+def test_mixed_precision_training_with_fused_adamw_and_clipping(tmp_path: Path) -> None:
+    """Lightning refuses to clip for a fused optimiser under mixed precision; the module clips itself."""
+    from umt.training.config import compose
+    from umt.training.train import train
+
+    shards = make_shards(tmp_path / "shards", tiny_vocab())
+    overrides = [
+        "experiment=tiny",
+        f"data.root={shards}",
+        f"run_dir={tmp_path / 'run'}",
+        "trainer.max_steps=2",
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=0.5",
+        "logger.kind=none",
+    ]
+    trainer = train(compose(overrides))
+    assert trainer.global_step == 2
+    assert trainer.optimizers[0].defaults["fused"] is True
+
+
+def test_fsdp_strategy_shards_blocks_and_writes_full_checkpoints() -> None:
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    from umt.models.transformer import DecoderLayer, EncoderLayer
+    from umt.training.train import resolve_strategy
+
+    strategy = resolve_strategy("fsdp")
+    assert type(strategy) is FSDPStrategy
+    assert strategy._state_dict_type == "full"
+    assert strategy.kwargs["use_orig_params"] is True
+    assert strategy.kwargs["auto_wrap_policy"]._module_classes == {EncoderLayer, DecoderLayer}
+
+
+def test_fsdp_on_cpu_is_refused_with_one_line() -> None:
+    from umt.errors import UserError
+    from umt.training.config import compose, validate
+    from umt.training.train import build
+
+    cfg = validate(
+        compose(["experiment=tiny", "data.root=unused", "trainer.strategy=fsdp", "trainer.accelerator=cpu"])
+    )
+    with pytest.raises(UserError, match="fsdp runs on CUDA devices only"):
+        build(cfg)
