@@ -390,6 +390,29 @@ def test_init_codebook_embeddings_sets_rows_and_round_trips() -> None:
         model.init_codebook_embeddings("lmx", vectors)
 
 
+def test_generation_with_codebook_vectors_uses_one_embedding_table() -> None:
+    """The table generation gathers from equals :meth:`embed_ids` for every id, and cached,
+    uncached and teacher-forced decoding still agree when code vectors are present."""
+    model = make_model(seed=11, dtype=torch.float64).eval()
+    generator = torch.Generator().manual_seed(1)
+    for modality in ("image", "audio"):
+        count = VOCAB.modality_codebooks(modality)
+        size = VOCAB.codebook_range(modality, 0).size
+        vectors = [torch.randn(size, 5, generator=generator, dtype=torch.float64) for _ in range(count)]
+        model.init_codebook_embeddings(modality, vectors)
+    with torch.no_grad():
+        for table in model.codebook_vectors.values():
+            table.project.weight.normal_(generator=generator)  # make the code rows matter
+    ids = torch.arange(VOCAB.size)
+    torch.testing.assert_close(model.embedding_table(), model.embed_ids(ids))
+    src, src_mask = generation_inputs([5, 3, 4])
+    targets = torch.tensor([AUDIO, IMAGE, AUDIO])
+    cached = model.generate(src, src_mask, None, targets, 10, temperature=0.0)
+    uncached = model.generate(src, src_mask, None, targets, 10, temperature=0.0, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert (cached[:, 1:, 1:] != PAD_ID).any()  # code rows were generated and fed back
+
+
 def test_loss_equals_cross_entropy_of_forward_logits() -> None:
     """The loss's shortcut (counted logits only) gives what cross-entropy on forward() gives."""
     model = make_model(seed=10, dtype=torch.float64).eval()

@@ -254,6 +254,21 @@ class Translator(nn.Module):
                 out = out.index_put((inside,), projected, accumulate=True)
         return out
 
+    def embedding_table(self) -> Tensor:
+        """Every id's embedding ``[V, d]``: the shared table plus the projected code vectors.
+
+        :meth:`embed_ids` as one lookup table, for generation: a decoding step then embeds its ids
+        with one gather instead of a range test and a projection per codebook-vector table.
+        """
+        if not self.codebook_vectors:
+            return self.token_embedding.weight
+        table = self.token_embedding.weight.clone()
+        for modality, vectors in self.codebook_vectors.items():
+            start = self.vocab.codebook_range(modality, 0).start
+            rows = slice(start, start + vectors.vectors.shape[0])
+            table[rows] = table[rows] + vectors.project(vectors.vectors)
+        return table
+
     def embed_rows(self, rows: Tensor) -> Tensor:
         """Rows ``[B, L, K]`` -> the sum of their id embeddings ``[B, L, d]``."""
         return self.embed_ids(rows).sum(dim=-2)
@@ -314,16 +329,18 @@ class Translator(nn.Module):
         memory_kv: list[tuple[Tensor, Tensor]],
         memory_mask: Tensor,
         caches: list[KVCache],
+        table: Tensor,
     ) -> Tensor:
         """Cached decoder state ``[B, d]`` of the last target position, in eval mode.
 
         ``rows [B, K]`` at position ``P - 1``, ``first_ids [B, P]`` the codebook-0 ids of the prefix
-        up to it. The values of ``_decode(rows[:, None], first_ids, ..., caches, P - 1)[:, -1]``
-        without dropout calls and ``[B, 1, d]`` reshapes (the per-step hot path).
+        up to it, ``table [V, d]`` the :meth:`embedding_table`. The values of
+        ``_decode(rows[:, None], first_ids, ..., caches, P - 1)[:, -1]`` without dropout calls and
+        ``[B, 1, d]`` reshapes (the per-step hot path).
         """
         position = first_ids.shape[1] - 1
         x = (
-            self.embed_ids(rows).sum(dim=1)
+            F.embedding(rows, table).sum(dim=1)
             + self.target_positions(first_ids, tgt_modality, start=position)[:, 0]
         )
         for layer, memory, cache in zip(self.decoder, memory_kv, caches):
@@ -501,11 +518,12 @@ class Translator(nn.Module):
         groups = [(m, (tgt_modality == m).nonzero()[:, 0]) for m in torch.unique(tgt_modality).tolist()]
         # Gathered once per call, not once per step and codebook.
         heads = {(m, k): self._slot_head(m, k) for m, _ in groups for k in range(used_slots)}
+        table = self.embedding_table()
         last = 0
         for step in range(max_len - 1):
             if use_cache and not self.training:
                 hidden = self._decode_step(
-                    out[:, step], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask, caches
+                    out[:, step], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask, caches, table
                 )[:, None]
             elif use_cache:  # dropout: the module path
                 hidden = self._decode(
@@ -522,7 +540,16 @@ class Translator(nn.Module):
                     out[:, : step + 1], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask
                 )
             row = self._sample_row(
-                hidden[:, -1], heads, groups, used_slots, temperature, top_k, top_p, generator, use_cache
+                hidden[:, -1],
+                heads,
+                groups,
+                used_slots,
+                temperature,
+                top_k,
+                top_p,
+                generator,
+                use_cache,
+                table,
             )
             row = torch.where(done[:, None], PAD_ID, row)
             out[:, step + 1] = row
@@ -556,11 +583,13 @@ class Translator(nn.Module):
         top_p: float,
         generator: torch.Generator | None,
         use_cache: bool,
+        table: Tensor,
     ) -> Tensor:
         """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook.
 
         ``groups``: (target modality, example indices ``[n]``) covering the batch; ``heads``: the
-        restricted projection of each (modality, slot). Greedy decoding takes the argmax over the
+        restricted projection of each (modality, slot); ``table``: :meth:`embedding_table`. Greedy
+        decoding takes the argmax over the
         allowed ids directly (ids ascending, so ties resolve as an argmax over all ``V`` would);
         sampling scatters the allowed logits into ``[B, V]`` (``-inf`` elsewhere) first.
         """
@@ -572,7 +601,7 @@ class Translator(nn.Module):
         whole = len(groups) == 1  # one target modality: no per-group gathers
         for k in range(used_slots):
             if k > 0:
-                embedded = self.embed_ids(row[:, k - 1])
+                embedded = F.embedding(row[:, k - 1], table)
                 if k == 1:
                     special = (row[:, 0] < self.special_stop).long()
             if caches is not None:
