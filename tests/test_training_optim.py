@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests._training_fixtures import TINY_VOCAB, make_shards, tiny_vocab
+from umt.vocab import MODALITIES
 
 
 def _module(**optim):
@@ -112,3 +113,60 @@ def test_fsdp_on_cpu_is_refused_with_one_line() -> None:
     )
     with pytest.raises(UserError, match="fsdp runs on CUDA devices only"):
         build(cfg)
+
+
+@pytest.mark.parametrize("target", ["midi", "audio"])
+def test_training_uses_block_weights_only_inside_block_forwards(target: str) -> None:
+    """FSDP gathers a block's sharded weights around that block's ``forward`` only: a training
+    pass that reaches into a block any other way (e.g. calling a sub-module method of a wrapped
+    decoder layer from outside) would read flat shards on a GPU cluster. Emulated here with hooks:
+    every Linear / LayerNorm inside an encoder, decoder or sub-decoder block must run while its
+    block's forward is running."""
+    from umt.models.transformer import DecoderLayer, EncoderLayer
+
+    module = _module()
+    model = module.translator.train()
+    active: set[int] = set()
+    outside: list[str] = []
+
+    def enter(block, *_):
+        active.add(id(block))
+
+    def leave(block, *_):
+        active.discard(id(block))
+
+    for block in model.modules():
+        if isinstance(block, (EncoderLayer, DecoderLayer)):
+            block.register_forward_pre_hook(enter)
+            block.register_forward_hook(leave)
+            for name, leaf in block.named_modules():
+                if isinstance(leaf, (torch.nn.Linear, torch.nn.LayerNorm)):
+
+                    def check(leaf, _inputs, block=block, name=name):
+                        if id(block) not in active:
+                            outside.append(f"{type(block).__name__}.{name}")
+
+                    leaf.register_forward_pre_hook(check)
+    vocab = tiny_vocab()
+    generator = torch.Generator().manual_seed(0)
+    src = torch.randint(vocab["audio/cb0"].start, vocab["audio/cb0"].stop, (2, 6, 2), generator=generator)
+    src[:, 0] = torch.tensor(vocab.special_row(vocab.sos("audio")))
+    if target == "midi":
+        pitches = torch.randint(
+            vocab["midi/pitch"].start, vocab["midi/pitch"].stop, (2, 5), generator=generator
+        )
+        tgt = torch.stack([pitches, torch.zeros_like(pitches)], dim=-1)
+    else:  # two codebooks: the sub-decoder runs both slots
+        codes = torch.randint(0, vocab["audio/cb0"].size, (2, 5, 2), generator=generator)
+        tgt = torch.from_numpy(vocab.codes_to_ids("audio", codes.numpy()))
+    tgt[:, 0] = torch.tensor(vocab.special_row(vocab.sos(target)))
+    batch = {
+        "src": src,
+        "src_mask": torch.ones(2, 6, dtype=torch.bool),
+        "tgt": tgt,
+        "tgt_mask": torch.ones(2, 5, dtype=torch.bool),
+        "tgt_modality": torch.full((2,), MODALITIES.index(target)),
+    }
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert not outside, sorted(set(outside))

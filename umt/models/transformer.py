@@ -206,12 +206,18 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        memory_kv: tuple[Tensor, Tensor],
+        memory: Tensor | tuple[Tensor, Tensor],
         memory_mask: Tensor | None,
         cache: KVCache | None = None,
         position: int = 0,
     ) -> Tensor:
-        """``x [B, T, d]`` (positions ``position..``) -> ``[B, T, d]``; causal over the target."""
+        """``x [B, T, d]`` (positions ``position..``) -> ``[B, T, d]``; causal over the target.
+
+        ``memory``: the encoder output ``[B, S, d]``, projected here (training: every weight of the
+        block is used inside its ``forward``, as FSDP's per-block gathering needs), or its keys
+        and values from :meth:`CrossAttention.project_memory` (decoding computes them once).
+        """
+        memory_kv = memory if isinstance(memory, tuple) else self.cross_attn.project_memory(memory)
         x = x + self.dropout(
             self.self_attn(self.self_norm(x), is_causal=True, cache=cache, position=position)
         )

@@ -304,7 +304,7 @@ class Translator(nn.Module):
         rows: Tensor,
         first_ids: Tensor,
         tgt_modality: Tensor,
-        memory_kv: list[tuple[Tensor, Tensor]],
+        memory: Tensor | list[tuple[Tensor, Tensor]],
         memory_mask: Tensor,
         caches: list[KVCache] | None = None,
         position: int = 0,
@@ -312,13 +312,16 @@ class Translator(nn.Module):
         """Decoder states ``[B, L, d]`` for target ``rows [B, L, K]`` at positions ``position..``.
 
         ``first_ids [B, position + L]`` are the codebook-0 ids of the whole prefix (image positions
-        depend on the height tokens before).
+        depend on the height tokens before). ``memory``: the encoder output ``[B, S, d]`` (each
+        layer projects it) or every layer's memory keys and values (:meth:`_memory_kv`).
         """
         x = self.embed_rows(rows) + self.target_positions(first_ids, tgt_modality, start=position)
         x = self.embedding_dropout(x)
         for index, layer in enumerate(self.decoder):
             cache = caches[index] if caches is not None else None
-            x = layer(x, memory_kv[index], memory_mask, cache, position)
+            x = layer(
+                x, memory if isinstance(memory, Tensor) else memory[index], memory_mask, cache, position
+            )
         return self.decoder_norm(x)
 
     def _decode_step(
@@ -389,9 +392,7 @@ class Translator(nn.Module):
             src_modality = self.source_modality_of(src)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
         decoder_in = tgt[:, :-1]
-        return self._decode(
-            decoder_in, decoder_in[..., 0], tgt_modality, self._memory_kv(memory), src_mask[:, None, None, :]
-        )
+        return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Mean cross-entropy over counted (row, codebook) targets and metrics.
