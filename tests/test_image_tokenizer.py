@@ -276,7 +276,7 @@ def test_encode_rejects_bad_shapes(tokenizer):
 def test_save_and_from_pretrained(tokenizer, tmp_path):
     folder = tmp_path / "image_tokenizer"
     tokenizer.save_pretrained(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "fingerprint", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "fingerprint.txt", "model.safetensors"]
     restored = ImageTokenizer.from_pretrained(folder)
     assert restored.fingerprint == tokenizer.fingerprint
     x = preprocess(staff_image(width=150), ImagePreprocessConfig(), None)[None]
@@ -298,11 +298,19 @@ def test_save_and_from_pretrained(tokenizer, tmp_path):
         ImageTokenizer.from_pretrained(folder)
     # tampered fingerprint / missing file / not a folder
     tokenizer.save_pretrained(folder)
-    (folder / "fingerprint").write_text("0123456789abcdef\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "fingerprint.txt", "model.safetensors"]
+    recorded = (folder / "fingerprint.txt").read_text()
+    (folder / "fingerprint.txt").write_text("0123456789abcdef\n")
     with pytest.raises(CheckpointError, match="fingerprint"):
         ImageTokenizer.from_pretrained(folder)
+    # Folders of earlier versions name the file "fingerprint": still read, still checked.
+    (folder / "fingerprint.txt").rename(folder / "fingerprint")
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        ImageTokenizer.from_pretrained(folder)
+    (folder / "fingerprint").write_text(recorded)
+    assert ImageTokenizer.from_pretrained(folder).fingerprint == recorded.strip()
     (folder / "fingerprint").unlink()
-    with pytest.raises(CheckpointError, match="missing fingerprint"):
+    with pytest.raises(CheckpointError, match=r"missing fingerprint\.txt"):
         ImageTokenizer.from_pretrained(folder)
     with pytest.raises(CheckpointError, match="no such directory"):
         ImageTokenizer.from_pretrained(tmp_path / "nowhere")

@@ -38,7 +38,9 @@ from umt.vocab import PAD_ID, Vocabulary
 FORMAT = "umt-image-tokenizer/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-FINGERPRINT_FILE = "fingerprint"
+FINGERPRINT_FILE = "fingerprint.txt"
+LEGACY_FINGERPRINT_FILE = "fingerprint"
+"""Written by earlier versions; still read."""
 
 NUM_SHIFTS_X = 8
 NUM_SHIFTS_Y = 4
@@ -523,9 +525,12 @@ class ImageTokenizer:
         directory = Path(directory)
         if not directory.is_dir():
             raise CheckpointError("not a tokenizer folder (no such directory)", directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE, FINGERPRINT_FILE):
-            if not (directory / name).is_file():
-                raise CheckpointError(f"missing {name}", directory)
+        fingerprint_file = directory / FINGERPRINT_FILE
+        if not fingerprint_file.is_file() and (directory / LEGACY_FINGERPRINT_FILE).is_file():
+            fingerprint_file = directory / LEGACY_FINGERPRINT_FILE
+        for path in (directory / CONFIG_FILE, directory / WEIGHTS_FILE, fingerprint_file):
+            if not path.is_file():
+                raise CheckpointError(f"missing {path.name}", directory)
         try:
             config = json.loads((directory / CONFIG_FILE).read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -555,7 +560,7 @@ class ImageTokenizer:
             first = str(error).splitlines()[0]
             raise CheckpointError(f"weights do not match the config ({first})", directory) from None
         tokenizer = cls(model.to(device), preprocess_config)
-        recorded = (directory / FINGERPRINT_FILE).read_text().strip()
+        recorded = fingerprint_file.read_text().strip()
         if recorded != tokenizer.fingerprint or config.get("fingerprint") != recorded:
             raise CheckpointError(
                 f"fingerprint {recorded!r} does not match the folder's contents ({tokenizer.fingerprint})",
