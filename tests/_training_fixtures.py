@@ -54,3 +54,48 @@ def make_shards(
                         length = int(rng.integers(3, 30))
                         writer.add(f"{dataset}-{i:03d}", random_rows(vocab, modality, length, rng), variant)
     return root
+
+
+# A training script run in a subprocess (and by every rank Lightning launches): fits of the same
+# config in ``phases`` (name, run_dir, stop step or None), each rank writing what it saw to
+# ``result-rank<N>.json``. Format with ``repo``, ``phases`` and ``common`` (Hydra overrides).
+PHASES_SCRIPT = """
+import json, sys
+sys.path.insert(0, {repo!r})
+import lightning.pytorch as pl
+import torch
+from umt.training.config import compose
+from umt.training.train import train
+
+torch.set_num_threads(1)
+
+
+class StopAt(pl.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+class Record(pl.Callback):
+    def on_train_start(self, trainer, module):
+        self.restored = trainer.datamodule.shadow.state_dict()
+
+
+results = {{}}
+for phase, run_dir, stop in {phases!r}:
+    record = Record()
+    callbacks = [record] + ([StopAt(stop)] if stop else [])
+    trainer = train(compose({common!r} + [f"run_dir={{run_dir}}"]), callbacks=callbacks)
+    results[phase] = {{
+        "rank": trainer.global_rank,
+        "strategy": type(trainer.strategy).__name__,
+        "global_step": trainer.global_step,
+        "restored": record.restored,
+        "final": trainer.datamodule.shadow.state_dict(),
+    }}
+with open(f"result-rank{{trainer.global_rank}}.json", "w") as handle:
+    json.dump(results, handle)
+"""

@@ -18,50 +18,9 @@ from pathlib import Path
 
 import torch
 
-from tests._training_fixtures import make_shards, tiny_vocab
+from tests._training_fixtures import PHASES_SCRIPT, make_shards, tiny_vocab
 
 REPO = Path(__file__).resolve().parents[1]
-
-DDP_SCRIPT = """
-import json, sys
-sys.path.insert(0, {repo!r})
-import lightning.pytorch as pl
-import torch
-from umt.training.config import compose
-from umt.training.train import train
-
-torch.set_num_threads(1)
-
-
-class StopAt(pl.Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
-
-
-class Record(pl.Callback):
-    def on_train_start(self, trainer, module):
-        self.restored = trainer.datamodule.shadow.state_dict()
-
-
-results = {{}}
-for phase, run_dir, stop in {phases!r}:
-    record = Record()
-    callbacks = [record] + ([StopAt(stop)] if stop else [])
-    trainer = train(compose({common!r} + [f"run_dir={{run_dir}}"]), callbacks=callbacks)
-    results[phase] = {{
-        "rank": trainer.global_rank,
-        "strategy": type(trainer.strategy).__name__,
-        "global_step": trainer.global_step,
-        "restored": record.restored,
-        "final": trainer.datamodule.shadow.state_dict(),
-    }}
-with open(f"result-rank{{trainer.global_rank}}.json", "w") as handle:
-    json.dump(results, handle)
-"""
 
 
 def test_two_process_ddp_trains_and_each_rank_resumes_its_own_data_position(tmp_path: Path) -> None:
@@ -79,7 +38,7 @@ def test_two_process_ddp_trains_and_each_rank_resumes_its_own_data_position(tmp_
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     phases = [("straight", str(straight), None), ("first", str(resumed), 4), ("resume", str(resumed), None)]
     script = tmp_path / "train_ddp.py"
-    script.write_text(DDP_SCRIPT.format(repo=str(REPO), phases=phases, common=common))
+    script.write_text(PHASES_SCRIPT.format(repo=str(REPO), phases=phases, common=common))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.monotonic()
     result = subprocess.run(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._training_fixtures import TINY_VOCAB, make_shards, tiny_vocab
+from tests._training_fixtures import PHASES_SCRIPT, TINY_VOCAB, make_shards, tiny_vocab
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,35 +26,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-FSDP_SCRIPT = """
-import json, sys
-sys.path.insert(0, {repo!r})
-import lightning.pytorch as pl
-from umt.training.config import compose
-from umt.training.train import train
-
-
-class StopAt(pl.Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
-            trainer.should_stop = True
-
-
-results = {{}}
-for phase, run_dir, stop in {phases!r}:
-    trainer = train(compose({common!r} + [f"run_dir={{run_dir}}"]), callbacks=[StopAt(stop)] if stop else [])
-    results[phase] = {{
-        "strategy": type(trainer.strategy).__name__,
-        "global_step": trainer.global_step,
-        "fused": bool(trainer.optimizers[0].defaults["fused"]),
-    }}
-with open("result.json", "w") as handle:
-    json.dump(results, handle)
-"""
 
 
 def test_fsdp_bf16_training_resumes_and_exports(tmp_path: Path) -> None:
@@ -75,7 +46,7 @@ def test_fsdp_bf16_training_resumes_and_exports(tmp_path: Path) -> None:
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     phases = [("straight", str(straight), None), ("first", str(resumed), 2), ("resume", str(resumed), None)]
     script = tmp_path / "train_fsdp.py"
-    script.write_text(FSDP_SCRIPT.format(repo=str(REPO), phases=phases, common=common))
+    script.write_text(PHASES_SCRIPT.format(repo=str(REPO), phases=phases, common=common))
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
@@ -85,13 +56,14 @@ def test_fsdp_bf16_training_resumes_and_exports(tmp_path: Path) -> None:
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / "result.json").read_text())
+    results = json.loads((tmp_path / "result-rank0.json").read_text())
     assert results["straight"]["strategy"] == "FSDPStrategy"
-    assert results["straight"]["fused"] is True
     assert [results[p]["global_step"] for p in ("straight", "first", "resume")] == [4, 2, 4]
+    assert results["resume"]["final"] == results["straight"]["final"]  # same data position
 
     first = torch.load(resumed / "checkpoints" / "step-00000002.ckpt", map_location="cpu", weights_only=True)
     assert len(first["umt_rng"]["cuda"]) == 1  # one state per rank
+    assert first["optimizer_states"][0]["param_groups"][0]["fused"] is True
     a = torch.load(straight / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     b = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert a["state_dict"].keys() == b["state_dict"].keys()
