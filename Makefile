@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.umt-installed
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench gpu-check clean
 
 setup: $(STAMP) system-deps
 
@@ -42,6 +42,14 @@ lint: setup
 
 bench: setup
 	$(PY) -m umt.bench all
+
+# On a machine with a CUDA device: the GPU-only tests (FSDP, bf16, CUDA RNG, GPU baking and
+# translation), then the translator benchmark in bf16 with MFU. About ten minutes on one H100/H200.
+gpu-check: setup
+	$(PY) -m pytest -q -m gpu -rs tests
+	$(PY) -m umt.bench translator --device cuda --sizes tiny --repeats 3
+	$(PY) -m umt.bench translator --device cuda --sizes paper --repeats 3 \
+	  --batch 16 --source-len 1024 --target-len 512 --train-steps 3 --decode-steps 64
 
 clean:
 	rm -rf $(VENV) .pytest_cache
