@@ -261,3 +261,26 @@ def test_peer_attention_has_our_width_at_every_size() -> None:
             if name.endswith(("to_q", "to_k", "to_v"))
         }
         assert widths == {config.d_model}
+
+
+@pytest.mark.parametrize("target", ["midi", "audio"])
+def test_peer_applies_dropout_where_ours_does(target: str) -> None:
+    """Equivalent models drop out as often: embeddings, attention weights, feed-forward inner and
+    branch outputs (U-MusT adds the last to x-transformers; so does the peer)."""
+    pytest.importorskip("x_transformers")
+    from torch.profiler import ProfilerActivity, profile
+
+    vocab = default_vocabulary()
+    workload = bench.Workload(batch=2, source_len=16, target_len=8, train_steps=1, decode_steps=2)
+    ours, config = bench._ours("tiny", vocab, torch.device("cpu"))
+    peer = bench._peer(config, vocab, workload, torch.device("cpu"))
+    batch = bench._inputs(vocab, workload, torch.device("cpu"), target)
+
+    def dropout_calls(compute) -> int:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            compute()
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::bernoulli_")
+
+    ours_calls = dropout_calls(lambda: ours.train().loss(batch))
+    assert ours_calls > 0
+    assert dropout_calls(lambda: peer.train().loss(batch)) == ours_calls

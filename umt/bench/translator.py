@@ -208,7 +208,10 @@ class PeerTranslator(nn.Module):
     ``MultimodalSubDecoder``: ``slot_decoder`` (a causal ``x_transformers.Decoder``) over the slots
     ``[h, h + E(c_0), ...] + slot_positions``, ``E`` the decoder's token embedding, and
     ``projection`` over the whole vocabulary, masked to the ids ``allowed`` for (target modality,
-    codebook). Only the slots the target modality uses run (``used_slots``).
+    codebook). Only the slots the target modality uses run (``used_slots``). Dropout sits where
+    ours has it and where U-MusT puts it: on the embeddings, the attention weights, inside the
+    feed-forward and on the output of every attention and feed-forward branch (x-transformers has
+    the first three; U-MusT appends the last to each layer, and so does :func:`_branch_dropout`).
     """
 
     def __init__(self, config, vocab, max_source_len: int, max_target_len: int) -> None:
@@ -224,6 +227,7 @@ class PeerTranslator(nn.Module):
             attn_dim_head=d // config.n_heads,  # x-transformers defaults to 64 per head
             attn_dropout=config.dropout,
             ff_dropout=config.dropout,
+            emb_dropout=config.dropout,
             num_tokens=vocab.size,
         )
         kwargs = {}
@@ -249,6 +253,8 @@ class PeerTranslator(nn.Module):
             attn_dropout=config.dropout,
             ff_dropout=config.dropout,
         )
+        for layers in (self.core.encoder.attn_layers, self.decoder.attn_layers, self.slot_decoder):
+            _branch_dropout(layers, config.dropout)
         self.num_codebooks = vocab.num_codebooks
         self.slot_positions = nn.Embedding(self.num_codebooks, d)
         self.projection = nn.Linear(d, vocab.size)
@@ -348,6 +354,20 @@ class PeerTranslator(nn.Module):
             if k + 1 < used:
                 slot = hidden + self.decoder.token_emb(row[:, k]) + self.slot_positions.weight[k + 1]
         return row
+
+
+def _branch_dropout(layers: nn.Module, p: float) -> None:
+    """Dropout on the output of every attention and feed-forward branch of x-transformers
+    ``AttentionLayers``, before the residual add (as U-MusT's ``_add_dropout_after_attn`` /
+    ``_add_dropout_after_ff`` do, and as our blocks have)."""
+    from x_transformers.x_transformers import Attention, FeedForward
+
+    for block in layers.layers:
+        branch = block[1]
+        if isinstance(branch, Attention):
+            branch.to_out = nn.Sequential(branch.to_out, nn.Dropout(p))
+        elif isinstance(branch, FeedForward):
+            branch.ff.append(nn.Dropout(p))
 
 
 def _peer(config, vocab, workload: Workload, device) -> PeerTranslator:
