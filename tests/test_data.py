@@ -131,6 +131,42 @@ def test_collate_frames_with_sos_eos_and_pads():
     assert int(batch["batch_index"]) == 7 and batch["task"].tolist() == [0, 1]
 
 
+def test_collate_gives_a_target_cut_before_its_end_no_eos():
+    rows = VOCAB.single_stream_rows([VOCAB["lmx"].start] * 3)
+    image = VOCAB.codes_to_ids("image", np.zeros((2, 2), dtype=np.int64))
+    batch = collate([(image, rows, "image", "lmx", 0, False), (image, rows, "image", "lmx", 0, True)], VOCAB)
+    assert batch["tgt_mask"].tolist() == [[True] * 4 + [False], [True] * 5]
+    assert VOCAB.eos("lmx") not in batch["tgt"][0, :, 0].tolist()
+    assert batch["tgt"][1, 4, 0] == VOCAB.eos("lmx")
+    assert batch["src"][0, 3, 0] == VOCAB.eos("image")  # sources keep their EOS
+
+
+def test_stream_ends_targets_with_eos_only_where_the_sequence_ends(shards):
+    """A target sliced to a random window must not end with EOS: the model would learn to stop at
+    the cut (with ``max_len`` below the targets' lengths every target is a window)."""
+    datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
+    limits = {"lmx": 6, "midi": 5}
+    stream = MixtureStream(
+        _sampler(datasets, max_len=limits), [datasets[n] for n in MIXTURE.stream_names], VOCAB
+    )
+    sampler = _sampler(datasets, max_len=limits)
+    cut = whole = 0
+    for _ in range(12):
+        index, examples = sampler.next_batch()
+        batch = stream.load(examples, index)
+        for row, example in enumerate(examples):
+            spec = sampler.streams[example.stream]
+            length = int(spec.lengths[example.item, 1])
+            t0, t1 = example.target_window
+            last = int(batch["tgt_mask"][row].sum()) - 1
+            ends = t1 == length
+            assert last == (t1 - t0) + (1 if ends else 0)
+            assert (int(batch["tgt"][row, last, 0]) == VOCAB.eos(spec.target)) == ends
+            cut += not ends
+            whole += ends
+    assert cut and whole
+
+
 def test_sampler_state_resume_is_exact(shards):
     datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
     straight = _sampler(datasets)

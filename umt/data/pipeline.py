@@ -31,7 +31,9 @@ restores its own), not the state of workers that have prefetched ahead.
 limit is cut to a random window. When source and target are time-aligned (audio <-> MIDI) both
 sides are cut at the same relative position of their length, which keeps them roughly aligned
 (exact alignment needs shards baked as aligned segments, as the paper's 20 s segments are);
-otherwise (e.g. image -> audio) each long side is cut independently.
+otherwise (e.g. image -> audio) each long side is cut independently. A target window that stops
+before the end of its sequence gets no EOS row (:func:`collate`): the model must not learn to stop
+where a window was cut.
 """
 
 from __future__ import annotations
@@ -320,12 +322,19 @@ class MixtureSampler:
 
 
 def collate(
-    examples: Sequence[tuple[np.ndarray, np.ndarray, str, str, int]], vocab: Vocabulary, batch_index: int = -1
+    examples: Sequence[
+        tuple[np.ndarray, np.ndarray, str, str, int] | tuple[np.ndarray, np.ndarray, str, str, int, bool]
+    ],
+    vocab: Vocabulary,
+    batch_index: int = -1,
 ) -> dict[str, torch.Tensor]:
     """Pad examples into the batch the Translator trains on.
 
     Each example is ``(source rows [S, K], target rows [T, K], source modality, target modality,
-    task index)`` without SOS/EOS. Both sides get their modality's SOS and EOS rows. Returns
+    task index)`` without SOS/EOS, optionally followed by ``target_ends`` (default True): False
+    when the target rows are a window cut before the end of their sequence. Both sides get their
+    modality's SOS and EOS rows, except that a target that does not end gets no EOS (an EOS there
+    would teach the model to stop where the window was cut). Returns
     ``src`` Long[B, S+2, K], ``src_mask`` Bool[B, S+2] (True = real), ``tgt`` Long[B, T+2, K],
     ``tgt_mask`` Bool[B, T+2], ``src_modality`` / ``tgt_modality`` Long[B] (indices into
     :data:`umt.vocab.MODALITIES`), ``task`` Long[B] (the mixture's task index) and ``batch_index``
@@ -333,17 +342,17 @@ def collate(
     """
     K = vocab.num_codebooks
 
-    def framed(rows: np.ndarray, modality: str) -> np.ndarray:
-        return np.concatenate(
-            [
-                vocab.special_row(vocab.sos(modality))[None],
-                np.asarray(rows, dtype=np.int64).reshape(-1, K),
-                vocab.special_row(vocab.eos(modality))[None],
-            ]
-        )
+    def framed(rows: np.ndarray, modality: str, ends: bool = True) -> np.ndarray:
+        parts = [
+            vocab.special_row(vocab.sos(modality))[None],
+            np.asarray(rows, dtype=np.int64).reshape(-1, K),
+        ]
+        if ends:
+            parts.append(vocab.special_row(vocab.eos(modality))[None])
+        return np.concatenate(parts)
 
     sources = [framed(e[0], e[2]) for e in examples]
-    targets = [framed(e[1], e[3]) for e in examples]
+    targets = [framed(e[1], e[3], bool(e[5]) if len(e) > 5 else True) for e in examples]
 
     def pad(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         longest = max(len(s) for s in seqs)
@@ -389,8 +398,16 @@ class MixtureStream(torch.utils.data.IterableDataset):
             spec = self.sampler.streams[example.stream]
             source, target = self.datasets[example.stream].get(example.item)
             (s0, s1), (t0, t1) = example.source_window, example.target_window
+            target_ends = t1 >= len(target)  # a window cut before the end gets no EOS
             loaded.append(
-                (source[s0:s1], target[t0:t1], spec.source, spec.target, self.task_index[example.stream])
+                (
+                    source[s0:s1],
+                    target[t0:t1],
+                    spec.source,
+                    spec.target,
+                    self.task_index[example.stream],
+                    target_ends,
+                )
             )
         return collate(loaded, self.vocab, batch_index)
 
