@@ -38,6 +38,12 @@ def test_presets_fit_their_tokenizers_to_the_vocabulary():
         # the curriculum keeps its order and shape at every budget: OMR, then M2A, then I2A
         assert starts[0] == 0 < starts[1] < starts[2] < settings.translator_steps, name
         assert [entry.task for entry in cfg.mixture.entries] == ["omr", "m2a", "i2a"]
+        # OMR outweighs each audio task: its short LMX targets are otherwise a few % of the loss
+        # (the quick preset, a smoke test of 24 steps, keeps equal weights so every task comes up)
+        weights = [entry.weight for entry in cfg.mixture.entries]
+        assert weights[0] == settings.omr_weight and weights[1:] == [1.0, 1.0], name
+        if name != "quick":
+            assert settings.omr_weight >= 4, name
 
 
 def test_unknown_preset_and_setting_are_one_line_errors(capsys, tmp_path):
