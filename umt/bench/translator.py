@@ -58,11 +58,11 @@ float32. MFU is printed only on a GPU: the training GFLOP/s above against ``--pe
 The final summary table gives, per size and workload, the ratio (ours / peer) and whether it
 meets the goal: training >= 1.3x, cached decoding >= 2x.
 
-Measured on one thread of the 2-core development machine (fp32, 2026-12-01): at the tiny size
-ours is 2.1-2.2x (→midi) and 4.8-5.0x (→audio) in training and 3.1-3.4x / 3.8-4.0x in decoding,
-from fewer operations per step and a head restricted to the allowed ids. At the paper size the
-ratios are 1.00x / 1.05x (training) and 1.18x / 1.25x (decoding): both models run their matrix
-products at the same 82-87 GFLOP/s and do within a few percent the same arithmetic, so no
+Measured on one thread of the 2-core development machine (fp32, 2026-12-01, nothing else
+running): at the tiny size ours is 2.2x (→midi) and 4.8x (→audio) in training and 2.9x / 3.7x in
+decoding, from fewer operations per step and a head restricted to the allowed ids. At the paper
+size the ratios are 0.98x / 1.05x (training) and 1.11x / 1.28x (decoding): both models run their
+matrix products at the same 83-88 GFLOP/s and do within a few percent the same arithmetic, so no
 implementation of this architecture gets a 1.3x or 2x margin there on a CPU; the decoding lead is
 the peer's full-vocabulary head, which it streams once per slot.
 """
