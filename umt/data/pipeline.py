@@ -10,8 +10,8 @@ curriculum step), which item (the next one in the stream's shuffled epoch), whic
 variant and where a too-long sequence is sliced. Each stream walks through its own epochs: the
 permutation of epoch ``e`` is drawn from ``(seed, stream, e)`` and split by DDP rank
 (``perm[rank::world]``), so across ranks every item is seen exactly once per epoch. Examples are
-drawn in pools of ``bucket_pool`` batches, sorted by length and cut into batches (length
-bucketing), and the batches of a pool are shuffled.
+drawn in pools of ``bucket_pool`` batches, sorted by target then source length and cut into
+batches (length bucketing), and the batches of a pool are shuffled.
 
 **Workers.** :class:`MixtureStream` (a torch ``IterableDataset``) runs the same sampler in every
 dataloader worker, but a worker only *loads* the batches whose number ``n`` (counted from the
@@ -303,9 +303,14 @@ class MixtureSampler:
     def _fill_pool(self) -> None:
         probabilities = self.rates(self.step)
         pool = [self._draw_example(probabilities) for _ in range(self.batch_size * self.bucket_pool)]
-        # Bucketing: similar lengths share a batch, so padding stays small.
+        # Bucketing: similar lengths share a batch, so padding stays small. Target length first: a
+        # target row costs more than a source row (decoder layers, then the sub-decoder once per
+        # codebook), and targets of one mixture differ most (LMX ~100 rows, audio up to 1723),
+        # while the sources of OMR and image-to-audio are the same images. Sorting by source
+        # first put short LMX targets next to long audio ones: on such a mixture (tests/test_data.py)
+        # 45 % of the target rows and 35 % of all rows were padding, now 10 % and 21 %.
         pool.sort(
-            key=lambda e: (e.source_window[1] - e.source_window[0], e.target_window[1] - e.target_window[0])
+            key=lambda e: (e.target_window[1] - e.target_window[0], e.source_window[1] - e.source_window[0])
         )
         batches = [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         order = self.rng.permutation(len(batches))
