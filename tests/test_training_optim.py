@@ -170,3 +170,27 @@ def test_training_uses_block_weights_only_inside_block_forwards(target: str) -> 
     loss, _ = model.loss(batch)
     loss.backward()
     assert not outside, sorted(set(outside))
+
+
+def test_loss_average_setting_reaches_the_model_and_bad_values_are_one_line(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from umt.errors import UserError
+    from umt.models.translator import Translator
+    from umt.training.config import compose
+    from umt.training.train import train
+
+    shards = make_shards(tmp_path / "shards", tiny_vocab())
+    common = ["experiment=tiny", f"data.root={shards}", "trainer.max_steps=2", "logger.kind=none"]
+    seen: list[str] = []
+    original = Translator.loss
+
+    def spy(self, batch, average="token"):
+        seen.append(average)
+        return original(self, batch, average)
+
+    monkeypatch.setattr(Translator, "loss", spy)
+    trainer = train(compose([*common, f"run_dir={tmp_path / 'run'}", "optim.loss_average=example"]))
+    assert trainer.global_step == 2 and "example" in seen
+    with pytest.raises(UserError, match=r"optim\.loss_average must be token or example"):
+        train(compose([*common, f"run_dir={tmp_path / 'bad'}", "optim.loss_average=sentence"]))

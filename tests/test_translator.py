@@ -437,6 +437,30 @@ def test_loss_equals_cross_entropy_of_forward_logits() -> None:
     assert int(counted.sum()) == 5 + 12 + 24
 
 
+def test_example_average_weighs_every_example_alike() -> None:
+    """``average="example"``: the mean over examples of each example's mean cross-entropy, from
+    :meth:`forward`'s logits; the short LMX target then weighs as much as a long audio one."""
+    model = make_model(seed=12, dtype=torch.float64).eval()
+    src, src_mask = audio_batch([4, 6, 3])
+    generator = torch.Generator().manual_seed(3)
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2, 3]), audio_rows(2, generator), audio_rows(6, generator)])
+    tgt_modality = torch.tensor([LMX, AUDIO, AUDIO])
+    batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=tgt_modality)
+    by_example, _ = model.loss(batch, average="example")
+    by_token, _ = model.loss(batch)
+    logits = model(src, src_mask, tgt, tgt_mask, tgt_modality)
+    counted = tgt_mask[:, 1:, None] & model.counted_codebooks[tgt_modality][:, None]
+    labels = tgt[:, 1:]
+    means = [
+        torch.nn.functional.cross_entropy(logits[i][counted[i]], labels[i][counted[i]]) for i in range(3)
+    ]
+    torch.testing.assert_close(by_example, torch.stack(means).mean())
+    assert not torch.isclose(by_example, by_token)
+    by_example.backward()  # a graph to train on
+    with pytest.raises(ValueError, match="average"):
+        model.loss(batch, average="sentence")
+
+
 def test_loss_rejects_target_ids_not_allowed_for_the_modality() -> None:
     model = make_model()
     src, src_mask = audio_batch([4])

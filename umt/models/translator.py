@@ -37,6 +37,8 @@ from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
 from umt.vocab import MODALITIES, MULTI_STREAM_MODALITIES, PAD_ID, Vocabulary
 
 IGNORE_INDEX = -100
+LOSS_AVERAGES = ("token", "example")
+"""How :meth:`Translator.loss` averages: over target tokens or over examples."""
 
 
 @dataclass
@@ -394,11 +396,16 @@ class Translator(nn.Module):
         decoder_in = tgt[:, :-1]
         return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, batch: dict[str, Tensor], average: str = "token") -> tuple[Tensor, dict[str, Tensor]]:
         """Mean cross-entropy over counted (row, codebook) targets and metrics.
 
         ``batch``: ``src``, ``src_mask``, ``tgt``, ``tgt_mask``, ``tgt_modality`` and optionally
-        ``src_modality``. Metrics: ``loss/cb{k}``, ``acc/cb{k}`` (per codebook, over counted
+        ``src_modality``. ``average``: ``"token"`` (the mean over every counted target of the
+        batch) or ``"example"`` (each example's mean over its counted targets, then the mean over
+        the examples that have any, like fairseq's ``--sentence-avg``): with ``"token"`` a task
+        weighs in by its share of target tokens (an audio target, ``K`` codebooks of hundreds of
+        rows, outweighs an LMX one many times), with ``"example"`` by its share of examples, i.e.
+        the mixture's rates. Metrics: ``loss/cb{k}``, ``acc/cb{k}`` (per codebook, over counted
         targets; 0 when the batch has none), ``acc`` (all counted targets), ``acc/row`` (real rows
         with every counted codebook right).
 
@@ -406,6 +413,8 @@ class Translator(nn.Module):
         only over real rows and up to the last codebook any target uses (it is causal over the
         slots), and the output projection only where a target is counted.
         """
+        if average not in LOSS_AVERAGES:
+            raise ValueError(f"average must be one of {LOSS_AVERAGES}, got {average!r}")
         tgt, tgt_mask, tgt_modality = batch["tgt"], batch["tgt_mask"], batch["tgt_modality"]
         hidden = self._teacher_forced_states(
             batch["src"], batch["src_mask"], tgt, tgt_modality, batch.get("src_modality")
@@ -448,7 +457,15 @@ class Translator(nn.Module):
         members = torch.cat(order)
         token_loss = torch.cat(losses)[: members.numel()]  # [M], in the order of `members`
         total = max(labels.numel(), 1)
-        loss = torch.cat(losses).sum() / total
+        if average == "token" or not members.numel():
+            loss = torch.cat(losses).sum() / total
+        else:
+            examples = torch.arange(tgt.shape[0], device=tgt.device)[:, None].expand_as(real_rows)[real_rows]
+            element_example = examples[:, None].expand_as(row_counted)[row_counted][members]  # [M]
+            sums = token_loss.new_zeros(tgt.shape[0]).index_add(0, element_example, token_loss)
+            counts = torch.zeros_like(sums).index_add_(0, element_example, torch.ones_like(token_loss))
+            present = counts > 0
+            loss = (sums[present] / counts[present]).mean()
         with torch.no_grad():
             correct = torch.zeros_like(labels, dtype=torch.bool).index_put_((members,), torch.cat(corrects))
             count = token_loss.new_zeros(self.num_codebooks).index_add_(

@@ -104,6 +104,9 @@ class OptimNode:
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     fused: Optional[bool] = None  # noqa: UP045
+    loss_average: str = "token"
+    """"token": mean cross-entropy over every counted target token (tasks weigh in by their
+    tokens); "example": per-example means averaged (tasks weigh in by their sampling rates)."""
     """Fused AdamW kernel; None: where torch has one and no fp16 gradient scaler is used."""
 
 

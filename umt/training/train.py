@@ -179,6 +179,10 @@ def build(cfg: DictConfig, callbacks: list | None = None):
     mixture = mixture_from_dict(cfg.mixture.name, OmegaConf.to_container(cfg.mixture, resolve=True))
     vocab = vocabulary_from_dict(OmegaConf.to_container(cfg.vocab, resolve=True))
     tokenizers = load_data_tokenizers(cfg, vocab)
+    from umt.models.translator import LOSS_AVERAGES
+
+    if cfg.optim.loss_average not in LOSS_AVERAGES:
+        raise UserError(f"optim.loss_average must be token or example, got {cfg.optim.loss_average!r}")
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     codebooks = {}
     if cfg.init_codebook_embeddings:

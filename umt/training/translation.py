@@ -113,8 +113,14 @@ class TranslationModule(pl.LightningModule):
             "weight_decay": 0.01,
             "betas": [0.9, 0.999],
             "fused": None,
+            "loss_average": "token",
             **dict(optim or {}),
         }
+        from umt.models.translator import LOSS_AVERAGES
+
+        average = self.optim_config["loss_average"]
+        if average not in LOSS_AVERAGES:
+            raise ValueError(f"optim.loss_average must be one of {LOSS_AVERAGES}, got {average!r}")
         # Names of the matrix parameters (weight decay), taken before any FSDP flattening.
         self._decay_names = self._matrix_parameter_names()
         self.tasks = list(tasks or [])
@@ -144,7 +150,7 @@ class TranslationModule(pl.LightningModule):
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, metrics = self.translator.loss(batch)
+        loss, metrics = self.translator.loss(batch, average=self.optim_config["loss_average"])
         batch_size = int(batch["src"].shape[0])
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         for name, value in metrics.items():
