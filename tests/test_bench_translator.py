@@ -239,11 +239,13 @@ def test_training_flops_and_decoding_bytes_from_the_split() -> None:
 
 
 def test_fused_adamw_is_probed_per_device_and_dtype() -> None:
-    assert bench.fused_adamw_supported([torch.nn.Parameter(torch.zeros(3))])
-    assert bench.fused_adamw_supported([])
+    from umt.utils.optim import fused_adamw_supported
+
+    assert fused_adamw_supported([torch.nn.Parameter(torch.zeros(3))])
+    assert fused_adamw_supported([])
     # No fused kernel for the meta device: both models then fall back to the default AdamW.
     meta = torch.nn.Parameter(torch.zeros(3, device="meta"))
-    assert not bench.fused_adamw_supported([torch.nn.Parameter(torch.zeros(3)), meta])
+    assert not fused_adamw_supported([torch.nn.Parameter(torch.zeros(3)), meta])
     model = torch.nn.Linear(2, 2)
     assert bench._adamw(model, fused=True).defaults["fused"] is True
     assert not bench._adamw(model, fused=False).defaults["fused"]

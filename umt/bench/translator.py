@@ -417,21 +417,6 @@ def _train_step(optimiser, compute_loss: Callable, autocast: Callable) -> Callab
     return step
 
 
-def fused_adamw_supported(params) -> bool:
-    """Whether fused AdamW steps on every (device, dtype) of ``params``, probed on one element each.
-
-    ``AdamW(fused=True)`` checks the parameters only at its first step, so a probe steps it.
-    """
-    for device, dtype in {(p.device, p.dtype) for p in params}:
-        try:
-            probe = torch.nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
-            probe.grad = torch.zeros_like(probe)
-            torch.optim.AdamW([probe], lr=1e-4, fused=True).step()
-        except (RuntimeError, NotImplementedError):
-            return False
-    return True
-
-
 def _adamw(model, fused: bool):
     return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True if fused else None)
 
@@ -564,6 +549,8 @@ def bench_size(
     # Training: both models and their optimisers are alive, so rounds can alternate.
     ours.train()
     peer.train()
+    from umt.utils.optim import fused_adamw_supported
+
     fused = fused_adamw_supported([*ours.parameters(), *peer.parameters()])
     ours_optimiser, peer_optimiser = _adamw(ours, fused), _adamw(peer, fused)
     train_fns: dict[str, Callable[[], object]] = {

@@ -116,11 +116,6 @@ class TranslationModule(pl.LightningModule):
             "loss_average": "token",
             **dict(optim or {}),
         }
-        from umt.models.translator import LOSS_AVERAGES
-
-        average = self.optim_config["loss_average"]
-        if average not in LOSS_AVERAGES:
-            raise ValueError(f"optim.loss_average must be one of {LOSS_AVERAGES}, got {average!r}")
         # Names of the matrix parameters (weight decay), taken before any FSDP flattening.
         self._decay_names = self._matrix_parameter_names()
         self.tasks = list(tasks or [])
@@ -190,6 +185,8 @@ class TranslationModule(pl.LightningModule):
         parameters = decay_parameters + other_parameters
         fused = cfg.get("fused")
         if fused is None:
+            from umt.utils.optim import fused_adamw_supported
+
             fused = fused_adamw_supported(parameters) and not self._uses_grad_scaler()
         optimizer = torch.optim.AdamW(
             [
@@ -301,14 +298,3 @@ def unwrapped_parameter_name(name: str) -> str:
     for prefix in _WRAPPER_PREFIXES:
         name = name.replace(prefix, "")
     return name
-
-
-def fused_adamw_supported(parameters: Sequence[torch.Tensor]) -> bool:
-    """Whether torch has a fused AdamW kernel for all ``parameters`` (same device kind, float)."""
-    kinds = {p.device.type for p in parameters}
-    dtypes = {p.dtype for p in parameters}
-    return (
-        len(kinds) == 1
-        and kinds <= {"cpu", "cuda"}
-        and dtypes <= {torch.float32, torch.bfloat16, torch.float16, torch.float64}
-    )
