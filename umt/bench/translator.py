@@ -260,8 +260,7 @@ class PeerTranslator(nn.Module):
         self.projection = nn.Linear(d, vocab.size)
         allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in MODALITIES])  # [M, K, V]
         self.register_buffer("allowed", allowed, persistent=False)
-        counted = allowed.sum(-1) > 1  # [M, K]: codebooks with a choice to make
-        self.used_slots = tuple(int(c.nonzero().max()) + 1 if bool(c.any()) else 1 for c in counted)
+        self.used_slots = tuple(vocab.modality_codebooks(m) for m in MODALITIES)
         self.sos_ids = tuple(vocab.sos(m) for m in MODALITIES)
 
     @property
@@ -453,8 +452,7 @@ class MatmulParameters:
 def ours_matmul_parameters(model, target: str) -> MatmulParameters:
     """Our model's split for ``target`` rows: sub-decoder and restricted head once per used slot."""
     modality = MODALITIES.index(target)
-    counted = model.counted_codebooks[modality].nonzero()
-    slots = int(counted.max()) + 1 if len(counted) else 1
+    slots = model.vocab.modality_codebooks(target)
     allowed = sum(getattr(model, f"allowed_ids_{modality}_{k}").numel() for k in range(slots))
     kv = _parameters(*(layer.cross_attn.kv for layer in model.decoder))
     return MatmulParameters(

@@ -182,7 +182,8 @@ def build(cfg: DictConfig, callbacks: list | None = None):
     from umt.models.translator import LOSS_AVERAGES
 
     if cfg.optim.loss_average not in LOSS_AVERAGES:
-        raise UserError(f"optim.loss_average must be token or example, got {cfg.optim.loss_average!r}")
+        choices = " or ".join(LOSS_AVERAGES)
+        raise UserError(f"optim.loss_average must be {choices}, got {cfg.optim.loss_average!r}")
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
     codebooks = {}
     if cfg.init_codebook_embeddings:
