@@ -5,7 +5,8 @@ one place. Each module defines ``register(subparsers)`` and keeps its heavy impo
 functions it runs, so ``umt --help`` stays fast.
 
 A :class:`~umt.errors.UserError` becomes one line on stderr (``umt: error: FILE: problem``) and
-exit status 2, with no traceback.
+exit status 2, with no traceback; so does an :class:`OSError` that reaches the top (a full disk, an
+unwritable folder), since atomic writes leave no partial file behind it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `umt lmx linearize x.mxl | head`
         return 0
+    except OSError as error:  # disk full, permission denied, ...: the machine's state, not a bug
+        print(f"umt: error: {os_error_line(error)}", file=sys.stderr)
+        return 2
     return int(status or 0)
+
+
+def os_error_line(error: OSError) -> str:
+    """``FILE: problem`` for an :class:`OSError` (``No space left on device``, ``Permission denied``)."""
+    problem = error.strerror or str(error)
+    return f"{error.filename}: {problem}" if error.filename else problem
 
 
 def report_failures(failures: dict[str, str]) -> int:

@@ -55,12 +55,10 @@ def checkpoint_vocabulary(checkpoint: str | Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-
     from umt.errors import UserError
     from umt.pretrained import export_checkpoint
     from umt.tokenizers.folders import fit_problem, load_tokenizer
+    from umt.utils.io import staging_dir
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
@@ -77,16 +75,8 @@ def run(args: argparse.Namespace) -> int:
         if problem is not None:
             raise UserError(problem, directory)
         hashes[modality], folders[modality] = tokenizer.fingerprint, Path(directory)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staging_dir(out) as staging:
         export_checkpoint(args.checkpoint, staging, tokenizer_hashes=hashes, tokenizer_dirs=folders)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     listed = ", ".join(f"{m} {h[:16]}" for m, h in sorted(hashes.items())) or "no tokenizers"
     print(f"{out}\t{listed}")
     return 0

@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -33,6 +31,7 @@ import torch
 
 from umt.errors import CheckpointError, InputError, UserError
 from umt.models.rqvae import RQVAE, RQVAEConfig, check_codes
+from umt.utils.io import staging_dir
 from umt.vocab import PAD_ID, Vocabulary
 
 FORMAT = "umt-image-tokenizer/1"
@@ -495,9 +494,7 @@ class ImageTokenizer:
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not (directory / CONFIG_FILE).exists():
             raise UserError("exists and is not a tokenizer folder; refusing to overwrite it", directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with staging_dir(directory) as staging:
             save_file(_state_dict_for_saving(self.model), str(staging / WEIGHTS_FILE))
             config = {
                 "format": FORMAT,
@@ -509,12 +506,6 @@ class ImageTokenizer:
             }
             (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             (staging / FINGERPRINT_FILE).write_text(self.fingerprint + "\n")
-            if directory.exists():
-                shutil.rmtree(directory)
-            staging.rename(directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> ImageTokenizer:

@@ -29,6 +29,7 @@ from umt.models.dac_discriminators import (
     discriminator_loss,
     generator_loss,
 )
+from umt.utils.io import read_path_list
 
 DEFAULT_LAMBDAS: dict[str, float] = {
     "mel/loss": 15.0,
@@ -240,11 +241,7 @@ def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
         if source.is_dir():
             files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         elif source.is_file():
-            try:
-                lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
-            except (OSError, UnicodeDecodeError) as error:
-                raise UserError(f"unreadable manifest ({error.__class__.__name__})", source) from None
-            files = [source.parent / line for line in lines if line and not line.startswith("#")]
+            files = read_path_list(source)
         else:
             raise UserError("no such folder or manifest", source)
     else:

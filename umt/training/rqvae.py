@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from umt.errors import CheckpointError, InputError, UserError
 from umt.models.rqvae import RQVAE, RQVAEConfig
 from umt.tokenizers.image import ImagePreprocessConfig, ImageTokenizer, preprocess, read_image
+from umt.utils.io import read_path_list
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -36,8 +37,7 @@ def list_image_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
         if source.is_dir():
             files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         elif source.is_file():
-            lines = [line.strip() for line in source.read_text().splitlines()]
-            files = [(source.parent / line) for line in lines if line and not line.startswith("#")]
+            files = read_path_list(source)
         else:
             raise UserError("no such folder or manifest", source)
     else:

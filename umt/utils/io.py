@@ -1,13 +1,41 @@
-"""File helpers: atomic writes, so that no partial output file is ever left behind."""
+"""File helpers: atomic writes that honour the umask, and lists of paths.
+
+Atomic writes leave no partial output behind: a reader sees the old complete file or the new one.
+``tempfile`` creates its files 0600 and its folders 0700, whatever the umask; every helper here
+gives what it renames into place the mode a plain ``open`` or ``mkdir`` would have given
+(0644 / 0755 under umask 022, 0664 / 0775 under 002), so a lab sharing runs on a group server can
+read them. Nothing this project writes is a secret.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
+def give_default_mode(path: str | Path) -> None:
+    """chmod ``path`` to what ``open`` (files: 0666) or ``mkdir`` (folders: 0777) less the umask gives."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
 
 
 @contextlib.contextmanager
@@ -25,6 +53,7 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        give_default_mode(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -56,8 +85,56 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp_name)
+        give_default_mode(tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def staging_dir(target: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``target`` to fill; on success it replaces ``target`` whole.
+
+    An existing ``target`` is removed only once the new folder is complete; on failure the
+    temporary folder is removed and ``target`` is untouched. Callers check first that ``target`` may
+    be replaced (a folder of the same kind, never an unrelated one).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        # some writers (safetensors' save_file) create their files 0600 too
+        for folder, _, names in os.walk(staging):
+            give_default_mode(folder)
+            for name in names:
+                give_default_mode(os.path.join(folder, name))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def read_path_list(list_file: str | Path) -> list[Path]:
+    """The paths in a list file: one a line, ``#`` comments and blank lines skipped; a relative
+    path is relative to the list's own folder (so a list works from any working directory)."""
+    from umt.errors import UserError
+
+    list_file = Path(list_file)
+    try:
+        lines = [line.strip() for line in list_file.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"unreadable list of files ({error.__class__.__name__})", list_file) from None
+    return [list_file.parent / line for line in lines if line and not line.startswith("#")]
+
+
+def path_for_list(path: str | Path, list_dir: str | Path) -> str:
+    """How to write ``path`` into a list file (or manifest) kept in ``list_dir``: relative to it when
+    ``path`` lies inside it (the folder can then move), else absolute. Never relative to the
+    working directory, which a reader of the list does not know."""
+    path, list_dir = Path(os.path.abspath(path)), Path(os.path.abspath(list_dir))
+    return path.relative_to(list_dir).as_posix() if path.is_relative_to(list_dir) else str(path)
