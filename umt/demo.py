@@ -35,7 +35,7 @@ from typing import Any
 
 from umt.errors import UserError
 from umt.tasks import BUILTIN_DATASET
-from umt.utils.io import atomic_write_text
+from umt.utils.io import atomic_write_text, path_for_list
 
 SETTINGS_FILE = "demo.json"
 TIMINGS_FILE = "timings.json"
@@ -329,10 +329,10 @@ def train_audio_tokenizer(context: DemoContext) -> Path:
 
 
 def _file_list(path: Path, files: list[str]) -> Path:
+    """Write the list of ``files`` that a tokenizer trains on (read back relative to its folder)."""
     if not files:
         raise UserError("the corpus's training split has no files for the tokenizer", path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, "".join(f + "\n" for f in files))
+    atomic_write_text(path, "".join(path_for_list(f, path.parent) + "\n" for f in files))
     return path
 
 
@@ -356,11 +356,16 @@ def bake_shards(context: DemoContext) -> dict[str, int]:
     for modality, key in field_of.items():
         manifest = context.shards / "manifests" / f"{modality}.jsonl"
         lines = [
-            json.dumps({"key": r["key"], "path": str(context.corpus / r[key]), "split": r["split"]})
+            json.dumps(
+                {
+                    "key": r["key"],
+                    "path": path_for_list(context.corpus / r[key], manifest.parent),
+                    "split": r["split"],
+                }
+            )
             for r in records
             if r.get(key)
         ]
-        manifest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(manifest, "".join(line + "\n" for line in lines))
         directory = context.tokenizer_dir(modality) if modality in ("image", "audio") else None
         tokenizer = load_tokenizer(modality, directory)
