@@ -309,3 +309,46 @@ def test_training_resumes_from_the_last_checkpoint_when_rerun(tmp_path, monkeypa
     cfg.resume = str(tmp_path / "nowhere.ckpt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         fit_rqvae(cfg)
+
+
+def test_ink_weighting_counts_missed_ink_more_than_smeared_paper():
+    """optim.ink_weight: the reconstruction loss is a mean weighted 1 + w on ink, 1 on paper."""
+    from umt.training.rqvae import RQVAELightning
+
+    module = RQVAELightning(tiny_rqvae_config().to_dict(), ink_weight=4.0)
+    target = torch.ones(1, 1, 4, 4)
+    target[..., 0, :] = -1.0  # one row of ink (a staff line), three of paper
+    weights = module._pixel_weights(target)
+    assert weights.sum() == 4 * 5 + 12 * 1
+    lost_line, grey_paper = torch.ones_like(target), target.clone()
+    grey_paper[..., 1:, :] = 0.0  # paper smeared half-way to ink
+    zero = torch.zeros(())
+    model = module.model
+    weighted = [float(model.compute_loss(x, zero, target, weights)["recon"]) for x in (lost_line, grey_paper)]
+    plain = [float(model.compute_loss(x, zero, target)["recon"]) for x in (lost_line, grey_paper)]
+    # squared error 4 on each of 4 ink pixels (weight 5), or 1 on each of 12 paper pixels (weight 1)
+    assert weighted == pytest.approx([4 * 4 * 5 / 32, 12 * 1 / 32])  # losing the line costs most
+    assert plain == pytest.approx([4 * 4 / 16, 12 / 16])  # unweighted, the smear cost nearly as much
+    assert RQVAELightning(tiny_rqvae_config().to_dict())._pixel_weights(target) is None
+
+
+def test_cosine_schedule_ends_at_zero_and_unknown_schedules_are_refused(tmp_path):
+    import lightning as L
+
+    from umt.errors import UserError
+    from umt.training.rqvae import RQVAELightning
+
+    module = RQVAELightning(tiny_rqvae_config().to_dict(), lr=1e-3, lr_schedule="cosine")
+    trainer = L.Trainer(max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.trainer = trainer
+    config = module.configure_optimizers()
+    optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(1e-3) and rates[5] == pytest.approx(5e-4)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(UserError, match="lr_schedule must be one of constant, cosine"):
+        RQVAELightning(tiny_rqvae_config().to_dict(), lr_schedule="linear")

@@ -431,13 +431,23 @@ class RQVAE(nn.Module):
         return self.decode(quantized), commitment, codes
 
     def compute_loss(
-        self, reconstructions: torch.Tensor, commitment: torch.Tensor, images: torch.Tensor
+        self,
+        reconstructions: torch.Tensor,
+        commitment: torch.Tensor,
+        images: torch.Tensor,
+        pixel_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Reconstruction (MSE or L1) + ``latent_loss_weight`` * commitment."""
-        if self.config.loss_type == "mse":
-            recon = F.mse_loss(reconstructions, images)
+        """Reconstruction (MSE or L1) + ``latent_loss_weight`` * commitment.
+
+        ``pixel_weights`` (``[B, C, H, W]`` like ``images``, or None for equal weights) make the
+        reconstruction a weighted mean over pixels.
+        """
+        error = reconstructions - images
+        error = error.square() if self.config.loss_type == "mse" else error.abs()
+        if pixel_weights is None:
+            recon = error.mean()
         else:
-            recon = F.l1_loss(reconstructions, images)
+            recon = (error * pixel_weights).sum() / pixel_weights.sum()
         total = recon + self.config.latent_loss_weight * commitment
         return {"loss": total, "recon": recon, "commitment": commitment}
 

@@ -166,6 +166,10 @@ def _resize(gray: np.ndarray, ratio: float) -> np.ndarray:
     return np.asarray(Image.fromarray(gray).resize(new_size, resample=resample), dtype=np.uint8)
 
 
+def _ceil_to(value: int, multiple: int) -> int:
+    return math.ceil(value / multiple) * multiple
+
+
 def preprocess(
     gray: np.ndarray, config: ImagePreprocessConfig | None = None, staff_height: float | None = None
 ) -> torch.Tensor:
@@ -186,11 +190,18 @@ def preprocess(
     gray[gray > np.median(gray) - config.white_offset] = 255
     stride = config.downsampling
     height, width = gray.shape
-    canvas_height = max(1, math.ceil(height / stride)) * stride + stride
-    canvas_width = max(1, math.ceil(width / stride)) * stride + stride
+    # One token larger than the next multiple of the stride (U-MusT's layout), or larger where a
+    # margin wider than a token (a small stride) would push the content off it.
+    canvas_height = max(_ceil_to(height, stride) + stride, _ceil_to(config.pad_top + height, stride))
+    canvas_width = max(_ceil_to(width, stride) + stride, _ceil_to(config.pad_left + width, stride))
     canvas = np.full((canvas_height, canvas_width), 255, dtype=np.uint8)
     canvas[config.pad_top : config.pad_top + height, config.pad_left : config.pad_left + width] = gray
     return torch.from_numpy(canvas).float().div_(127.5).sub_(1.0).unsqueeze(0)
+
+
+def to_uint8_image(x: torch.Tensor) -> np.ndarray:
+    """The inverse of :func:`preprocess`'s scaling: values in [-1, 1] ``[H, W]`` -> ``uint8 [H, W]``."""
+    return ((x.detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8).numpy()
 
 
 def shift_variants(x: torch.Tensor) -> list[torch.Tensor]:
