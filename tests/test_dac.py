@@ -356,3 +356,43 @@ def test_code_restart_reseeds_exactly_the_unused_codes_from_batch_latents():
             assert (candidates - row).abs().amax(dim=1).min() < 1e-6
     assert torch.count_nonzero(module.code_usage) == 0  # counting starts anew
     assert "code_usage" in module.state_dict()  # so a resumed run keeps counting where it was
+
+
+def test_training_without_critics_steps_the_generator_only(tmp_path):
+    """``adversarial: false``: mel and VQ losses alone; the critics stay untouched and Lightning
+    still counts two optimizer steps an iteration (so max_steps and checkpoints mean the same)."""
+    lightning = pytest.importorskip("lightning")
+    from omegaconf import OmegaConf
+
+    from umt.training.dac import DACTrainingModule
+
+    config = OmegaConf.load(CONF / "dac_tiny.yaml")
+    config.adversarial = False
+    torch.manual_seed(0)
+    module = DACTrainingModule(config)
+    generator_before = copy.deepcopy(module.generator.state_dict())
+    critic_before = copy.deepcopy(module.discriminator.state_dict())
+    t = torch.arange(2205) / 44100
+    data = [(0.5 * torch.sin(2 * torch.pi * f * t))[None] for f in (220, 330, 440, 550)]
+    trainer = lightning.Trainer(
+        max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
+    assert trainer.global_step == 4  # two iterations
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/mel/loss"]) and "train/adv/gen_loss" not in metrics
+    assert any(not torch.equal(v, generator_before[k]) for k, v in module.generator.state_dict().items())
+    assert all(torch.equal(v, critic_before[k]) for k, v in module.discriminator.state_dict().items())
+
+
+def test_excerpts_keep_their_recorded_level_without_a_peak(tmp_path):
+    """``data.peak: null``: a codec that will tokenize audio at its files' level trains at it."""
+    import soundfile
+
+    from umt.training.dac import AudioExcerptDataset
+
+    t = np.arange(22050) / 22050
+    soundfile.write(tmp_path / "a.wav", (0.1 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), 22050)
+    dataset = AudioExcerptDataset([tmp_path / "a.wav"], duration=0.1, length=3, seed=3, peak=None)
+    assert all(abs(float(dataset[i].abs().max()) - 0.1) < 1e-3 for i in range(3))

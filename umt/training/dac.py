@@ -59,7 +59,8 @@ class DACTrainingModule(L.LightningModule):
     (or ``{"audio": ...}``) at the model's sample rate.
 
     Config sections (all optional but ``model``): ``model`` (:class:`DACConfig` fields),
-    ``discriminator`` (periods, fft_sizes, bands, mpd_channels, mrd_channels), ``mel_loss``
+    ``adversarial`` (default true), ``discriminator`` (periods, fft_sizes, bands, mpd_channels,
+    mrd_channels), ``mel_loss``
     (:class:`MelSpectrogramLoss` args), ``lambdas``, ``optimizer`` (lr, betas, gamma), ``grad_clip``
     (generator, discriminator).
     """
@@ -77,6 +78,9 @@ class DACTrainingModule(L.LightningModule):
         self.optimizer_config = {"lr": 1e-4, "betas": (0.8, 0.99), "gamma": 0.999996}
         self.optimizer_config.update(_plain(config.get("optimizer")))
         self.grad_clip = {"generator": 1e3, "discriminator": 10.0, **_plain(config.get("grad_clip"))}
+        # Not in DAC's recipe: `adversarial: false` trains on the mel and VQ losses alone (about
+        # twice as many iterations a minute on a CPU, for a short run the critics cannot yet help).
+        self.adversarial = bool(config.get("adversarial", True))
         self.automatic_optimization = False
         # Not in DAC's recipe: every `every` steps, codes no frame chose since the last restart are
         # re-seeded from this batch's projected latents. Short runs of small codecs otherwise
@@ -100,27 +104,30 @@ class DACTrainingModule(L.LightningModule):
         out = self.generator(audio)
         recon = out["audio"]
 
-        # Critic step on detached reconstructions.
-        disc_loss = discriminator_loss(self.discriminator(recon.detach()), self.discriminator(audio))
-        opt_d.zero_grad()
-        self.manual_backward(disc_loss)
-        grad_norm_d = torch.nn.utils.clip_grad_norm_(
-            self.discriminator.parameters(), self.grad_clip["discriminator"]
-        )
-        opt_d.step()
-        sched_d.step()
-
-        # Generator step: the critic's real-audio maps are only targets, so no graph for them.
-        with torch.no_grad():
-            real_maps = self.discriminator(audio)
-        gen_loss, feat_loss = generator_loss(self.discriminator(recon), real_maps)
         losses = {
             "mel/loss": self.mel_loss(recon, audio),
-            "adv/gen_loss": gen_loss,
-            "adv/feat_loss": feat_loss,
             "vq/commitment_loss": out["vq/commitment_loss"],
             "vq/codebook_loss": out["vq/codebook_loss"],
         }
+        critic = {}
+        opt_d.zero_grad()
+        if self.adversarial:
+            # Critic step on detached reconstructions.
+            disc_loss = discriminator_loss(self.discriminator(recon.detach()), self.discriminator(audio))
+            self.manual_backward(disc_loss)
+            grad_norm_d = torch.nn.utils.clip_grad_norm_(
+                self.discriminator.parameters(), self.grad_clip["discriminator"]
+            )
+            critic = {"adv/disc_loss": disc_loss.detach(), "other/grad_norm_d": grad_norm_d.detach()}
+            # Generator terms: the critic's real-audio maps are only targets, so no graph for them.
+            with torch.no_grad():
+                real_maps = self.discriminator(audio)
+            losses["adv/gen_loss"], losses["adv/feat_loss"] = generator_loss(
+                self.discriminator(recon), real_maps
+            )
+        # stepped without gradients too (a no-op), so that Lightning counts two steps an iteration
+        opt_d.step()
+        sched_d.step()
         total = sum(self.lambdas[name] * value for name, value in losses.items())
         opt_g.zero_grad()
         self.manual_backward(total)
@@ -132,10 +139,9 @@ class DACTrainingModule(L.LightningModule):
 
         logged = {
             **{k: v.detach() for k, v in losses.items()},
+            **critic,
             "loss": total.detach(),
-            "adv/disc_loss": disc_loss.detach(),
             "other/grad_norm": grad_norm_g.detach(),
-            "other/grad_norm_d": grad_norm_d.detach(),
         }
         self.log_dict({f"train/{k}": v for k, v in logged.items()}, prog_bar=False, batch_size=audio.shape[0])
         return logged
@@ -174,7 +180,8 @@ class DACTrainingModule(L.LightningModule):
 
 
 class AudioExcerptDataset(Dataset):
-    """Random fixed-length excerpts ``[1, T]`` from audio files, peak-normalised to ``peak``.
+    """Random fixed-length excerpts ``[1, T]`` from audio files, peak-normalised to ``peak`` (``None``:
+    as recorded, for a codec that will tokenize audio at the level of its training files).
 
     ``length`` items per epoch; each draws a random file and offset (deterministic per index and
     ``seed``). Files are loaded and resampled lazily through :func:`umt.tokenizers.audio.load_audio`;
@@ -188,7 +195,7 @@ class AudioExcerptDataset(Dataset):
         duration: float = 0.38,
         sample_rate: int = 44100,
         length: int = 10_000,
-        peak: float = 0.9,
+        peak: float | None = 0.9,
         seed: int = 0,
         cache_files: int = 8,
     ) -> None:
@@ -225,6 +232,8 @@ class AudioExcerptDataset(Dataset):
             audio = torch.nn.functional.pad(audio, (0, self.samples - audio.shape[-1]))
         offset = rng.randrange(audio.shape[-1] - self.samples + 1)
         excerpt = audio[:, offset : offset + self.samples]
+        if self.peak is None:
+            return excerpt
         return excerpt * (self.peak / excerpt.abs().max().clamp_min(1e-5))
 
 
@@ -310,6 +319,7 @@ def train_dac(cfg: Mapping) -> Path:
         duration=float(data.get("duration", 0.38)),
         sample_rate=module.model_config.sample_rate,
         length=int(data.get("excerpts_per_epoch") or 1000 * batch_size),
+        peak=data.get("peak", 0.9),
         seed=seed,
         cache_files=int(data.get("cache_files", 8)),
     )
