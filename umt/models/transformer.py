@@ -160,10 +160,13 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     """Pre-LN block: ``x + SelfAttn(LN(x))``, then ``x + FF(LN(x))``."""
 
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, ff_dim: int, dropout: float, attention_dropout: float | None = None
+    ) -> None:
         super().__init__()
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.attn_norm = nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.attn = SelfAttention(d_model, n_heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -193,12 +196,15 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Pre-LN block: causal self-attention, cross-attention to the memory, feed-forward."""
 
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, ff_dim: int, dropout: float, attention_dropout: float | None = None
+    ) -> None:
         super().__init__()
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.self_norm = nn.LayerNorm(d_model)
-        self.self_attn = SelfAttention(d_model, n_heads, dropout)
+        self.self_attn = SelfAttention(d_model, n_heads, attention_dropout)
         self.cross_norm = nn.LayerNorm(d_model)
-        self.cross_attn = CrossAttention(d_model, n_heads, dropout)
+        self.cross_attn = CrossAttention(d_model, n_heads, attention_dropout)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)
