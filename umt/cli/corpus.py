@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--max-pieces", type=int, default=None, help="at most N pieces per corpus source")
     build.add_argument("--procedural", type=int, default=0, help="number of generated piano pieces")
     build.add_argument("--excerpts-per-piece", type=int, default=8, help="at most N excerpts per piece")
+    build.add_argument("--max-measures", type=int, default=4, help="excerpts are 1..N measures long")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--workers", type=int, default=1, help="parallel processes")
     build.add_argument(
@@ -48,6 +49,7 @@ def run_build(args: argparse.Namespace) -> int:
         max_pieces=args.max_pieces,
         procedural=args.procedural,
         max_excerpts_per_piece=args.excerpts_per_piece,
+        max_measures=args.max_measures,
         seed=args.seed,
         workers=args.workers,
         audio=not args.no_audio,

@@ -43,6 +43,7 @@ class BuildOptions:
     max_pieces: int | None = None  # per corpus source
     procedural: int = 0  # number of generated piano pieces
     max_excerpts_per_piece: int | None = 8
+    max_measures: int = 4  # an excerpt is 1..max_measures measures long
     seed: int = 0
     workers: int = 1
     audio: bool = True
@@ -130,7 +131,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
     try:
         score = _load(ref, options.seed)
         rng = np.random.default_rng(_stable_int(options.seed, "excerpts", ref.piece))
-        specs = ex.plan_excerpts(score, rng, options.max_excerpts_per_piece)
+        specs = ex.plan_excerpts(score, rng, options.max_excerpts_per_piece, options.max_measures)
     except Exception as error:  # a piece that cannot be read is reported, the others go on
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         return [], [{"piece": ref.piece, "key": None, "stage": "load", "reason": reason}], 0, 0
@@ -234,6 +235,8 @@ def build_corpus(options: BuildOptions) -> BuildSummary:
             raise FluidSynthMissing()
     if options.workers < 1:
         raise UserError(f"--workers must be at least 1, not {options.workers}")
+    if options.max_measures < 1:
+        raise UserError(f"--max-measures must be at least 1, not {options.max_measures}")
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     pieces = select_pieces(options)
