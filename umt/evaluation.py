@@ -95,6 +95,8 @@ class ExcerptResult:
     tokenizer_audio: np.ndarray | None = None
     tokenizer_image: np.ndarray | None = None
     """The input image through the image tokenizer (encode + decode): what its codes keep."""
+    image_ink_f1: float = 0.0
+    """:func:`umt.metrics.image.ink_f1` of the preprocessed input and :attr:`tokenizer_image`."""
     mel_distance: dict[str, float] = field(default_factory=dict)
 
 
@@ -114,6 +116,7 @@ class Evaluation:
                 {
                     "key": r.key,
                     "onset_f1": r.onset_f1,
+                    "image_ink_f1": r.image_ink_f1,
                     "repairs": r.repairs,
                     "cascade_error": r.cascade_error,
                     "mel_distance": r.mel_distance,
@@ -181,8 +184,10 @@ def evaluate_image_to_audio(
     import torch
 
     from umt.inference import GenerationConfig, musicxml_to_notes, to_gray
+    from umt.metrics.image import ink_f1
     from umt.metrics.ser import symbol_error_rate
     from umt.metrics.transcription import transcription_metrics
+    from umt.tokenizers.image import to_uint8_image
     from umt.tokenizers.lmx import delinearize
     from umt.tokenizers.midi import notes_from_midi
 
@@ -194,9 +199,13 @@ def evaluate_image_to_audio(
     seconds: dict[str, float] = {}
     metrics: dict[str, float] = {"excerpts": float(len(excerpts))}
 
-    source_rows = [pipeline.image_rows(to_gray(image), image) for image in images]
-    for result, rows in zip(results, source_rows):
-        result.tokenizer_image = pipeline.rows_to_image(rows)
+    source_rows = []
+    for result, image in zip(results, images):
+        x = pipeline.preprocess_image(to_gray(image))
+        source_rows.append(pipeline.preprocessed_image_rows(x, image))
+        result.tokenizer_image = pipeline.rows_to_image(source_rows[-1])
+        result.image_ink_f1 = ink_f1(to_uint8_image(x[0]), result.tokenizer_image)
+    metrics["image_round_trip_ink_f1"] = float(np.mean([r.image_ink_f1 for r in results]))
     if "omr" in tasks or "cascade" in tasks:
         say(f"OMR on {len(images)} images")
         start = time.perf_counter()

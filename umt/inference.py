@@ -370,20 +370,27 @@ class TranslationPipeline:
         return rows
 
     # ------------------------------------------------------------------ encoding
-    def image_rows(self, gray: np.ndarray, name: str = "<image>") -> np.ndarray:
-        """One system image ``uint8 [H, W]`` -> content rows ``[T, K]`` (height token first)."""
+    def preprocess_image(self, gray: np.ndarray) -> torch.Tensor:
+        """One system image ``uint8 [H, W]`` -> the image tokenizer's input ``float32 [1, Hc, Wc]``
+        in [-1, 1] (staff height normalised, padded to its grid)."""
         from umt.data.systems import staff_height as fallback_staff_height
         from umt.tokenizers.image import measure_staff_height, preprocess
 
-        tokenizer = self._image()
-        config = tokenizer.preprocess_config
+        config = self._image().preprocess_config
         staff_height = None
         if config.measure_staff_height:
             # The tokenizer's own measure first (what baking used), else the line-centre distance.
             staff_height = measure_staff_height(gray) or fallback_staff_height(gray)
-        x = preprocess(gray, config, staff_height)
+        return preprocess(gray, config, staff_height)
+
+    def image_rows(self, gray: np.ndarray, name: str = "<image>") -> np.ndarray:
+        """One system image ``uint8 [H, W]`` -> content rows ``[T, K]`` (height token first)."""
+        return self.preprocessed_image_rows(self.preprocess_image(gray), name)
+
+    def preprocessed_image_rows(self, x: torch.Tensor, name: str = "<image>") -> np.ndarray:
+        """:meth:`preprocess_image`'s output -> content rows ``[T, K]`` (height token first)."""
         try:
-            rows = tokenizer.tokenize(x, self.vocab)
+            rows = self._image().tokenize(x, self.vocab)
         except ValueError as error:
             raise InputError(str(error), name) from None
         return self._check_source(rows, "the system image", name)
@@ -506,7 +513,7 @@ class TranslationPipeline:
     @torch.no_grad()
     def rows_to_image(self, rows: np.ndarray, name: str = "<output>") -> np.ndarray:
         """Generated image rows -> grayscale ``uint8 [H, W]`` (several systems stacked)."""
-        from umt.tokenizers.image import unflatten_with_repairs
+        from umt.tokenizers.image import to_uint8_image, unflatten_with_repairs
 
         tokenizer = self._image()
         rows = np.asarray(rows)
@@ -521,8 +528,7 @@ class TranslationPipeline:
             raise InputError(f"the model generated no complete image column ({len(rows)} rows)", name)
         images = []
         for grid in grids:
-            image = tokenizer.decode(torch.from_numpy(grid)[None])[0, 0].clamp(-1.0, 1.0)
-            images.append(((image + 1.0) * 127.5).round().to(torch.uint8).numpy())
+            images.append(to_uint8_image(tokenizer.decode(torch.from_numpy(grid)[None])[0, 0]))
         return stack_images(images, gap=0)
 
     # ---------------------------------------------------------------- generation

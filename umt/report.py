@@ -176,6 +176,7 @@ def _rendered_score(musicxml: str) -> str:
 def _metric_rows(metrics: dict[str, float]) -> str:
     described = [
         ("excerpts", "held-out excerpts evaluated", "{:.0f}"),
+        ("image_round_trip_ink_f1", "image tokenizer: ink F1 of input vs its round trip", "{:.3f}"),
         ("omr_ser", "OMR symbol error rate, % (lower is better)", "{:.1f}"),
         ("omr_ser_no_tuplets", "OMR SER without tuplet tokens, %", "{:.1f}"),
         ("omr_repairs_per_excerpt", "LMX tokens dropped or repaired per excerpt", "{:.1f}"),
