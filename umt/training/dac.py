@@ -119,15 +119,17 @@ class DACTrainingModule(L.LightningModule):
                 self.discriminator.parameters(), self.grad_clip["discriminator"]
             )
             critic = {"adv/disc_loss": disc_loss.detach(), "other/grad_norm_d": grad_norm_d.detach()}
-            # Generator terms: the critic's real-audio maps are only targets, so no graph for them.
+        # stepped without gradients too (a no-op), so that Lightning counts two steps an iteration
+        opt_d.step()
+        sched_d.step()
+        if self.adversarial:
+            # Generator terms against the updated critic (its step changed the weights in place, so
+            # they must come after it); the real-audio maps are only targets, so no graph for them.
             with torch.no_grad():
                 real_maps = self.discriminator(audio)
             losses["adv/gen_loss"], losses["adv/feat_loss"] = generator_loss(
                 self.discriminator(recon), real_maps
             )
-        # stepped without gradients too (a no-op), so that Lightning counts two steps an iteration
-        opt_d.step()
-        sched_d.step()
         total = sum(self.lambdas[name] * value for name, value in losses.items())
         opt_g.zero_grad()
         self.manual_backward(total)
