@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+DEMO_ARGS ?=
 STAMP := $(VENV)/.umt-installed
 
 .PHONY: setup system-deps demo test lint bench gpu-check clean
@@ -30,8 +31,9 @@ system-deps:
 	  else echo "note: missing Debian packages: $$missing (install them as root)"; fi; \
 	fi
 
+# DEMO_ARGS: extra arguments, e.g. make demo DEMO_ARGS=--quick
 demo: setup
-	$(VENV)/bin/umt demo
+	$(VENV)/bin/umt demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q -n 2 --timeout 900

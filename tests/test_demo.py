@@ -3,9 +3,15 @@ refusing mixed settings; and the evaluation and report helpers it is made of."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +117,134 @@ def test_cascade_notes_follow_the_given_tempo():
 
 
 # ---------------------------------------------------------------------------- end to end
+QUICK = ["demo", "--quick", "--no-progress", "--workers", "2"]
+
+
+def run_umt(args: list[str], cwd: Path, mask: int = 0o022, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m umt ARGS`` as a user would type it, standing in ``cwd``, under umask ``mask``."""
+    return subprocess.run(
+        [sys.executable, "-m", "umt", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(mask),
+        **kwargs,
+    )
+
+
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "out"
-    status = umt_main(["demo", "--quick", "--out", str(out), "--no-progress", "--workers", "2"])
-    assert status == 0
-    return out
+    """The README's demo command in its quick form, typed in a fresh folder with a relative --out
+    (what a new user does), under umask 002 (a lab's group-shared server)."""
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth not installed (Debian package 'fluidsynth')")
+    here = tmp_path_factory.mktemp("newcomer")
+    done = run_umt([*QUICK, "--out", "runs/q"], cwd=here, mask=0o002)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "runs/q/report.html"
+    return here / "runs" / "q"
+
+
+@needs_fluidsynth
+def test_every_file_the_demo_writes_honours_the_umask(quick_demo):
+    modes = {p.relative_to(quick_demo): stat.S_IMODE(p.stat().st_mode) for p in quick_demo.rglob("*")}
+    assert len(modes) > 100  # corpus, tokenizers, shards, checkpoints, model, eval, report
+    wrong = {str(p): oct(m) for p, m in modes.items() if m != (0o775 if (quick_demo / p).is_dir() else 0o664)}
+    assert not wrong
+
+
+@needs_fluidsynth
+def test_the_demo_is_reproducible(tmp_path):
+    """The same preset and seed give the same figures and the same weights, on two threads (the
+    suite's workers run one), from an absolute --out in another working directory."""
+    two_threads = {**os.environ, "OMP_NUM_THREADS": "2"}
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for out in runs:
+        done = run_umt([*QUICK, "--out", str(out)], cwd=tmp_path, env=two_threads)
+        assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (json.loads((d / "eval" / "metrics.json").read_text()) for d in runs)
+    assert first["metrics"] == second["metrics"]
+    assert first["excerpts"] == second["excerpts"]  # every prediction too
+    for weights in ("run/model/model.safetensors", "tokenizers/image/tokenizer/model.safetensors",
+                    "tokenizers/audio/tokenizer/model.safetensors"):  # fmt: skip
+        assert (runs[0] / weights).read_bytes() == (runs[1] / weights).read_bytes(), weights
+
+
+@needs_fluidsynth
+def test_translate_export_and_eval_take_paths_relative_to_where_the_user_stands(quick_demo):
+    """The commands after the demo, typed in the folder the demo ran in, every path relative."""
+    here = quick_demo.parent.parent
+    image = next((quick_demo / "corpus" / "test").rglob("*.png")).relative_to(here)
+    model = "runs/q/run/model"
+    done = run_umt(["translate", "--checkpoint", model, "--task", "omr", str(image), "-o", "out",
+                    "--max-len", "16", "--quiet"], cwd=here)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (here / "out" / f"{image.stem}.lmx").is_file()
+    tokenizers = ["--tokenizer", f"{model}/tokenizers/image", "--tokenizer", f"{model}/tokenizers/audio"]
+    checkpoint = "runs/q/run/checkpoints/last.ckpt"
+    exported = run_umt(["export", checkpoint, "--out", "again", *tokenizers], cwd=here)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    weights = [(here / folder / "model.safetensors").read_bytes() for folder in ("again", model)]
+    assert weights[0] == weights[1]
+    script = Path(__file__).resolve().parents[1] / "eval" / "omr.py"
+    evaluated = subprocess.run(
+        [sys.executable, str(script), "--checkpoint", "again", "--corpus", "runs/q/corpus",
+         "--limit", "1", "--max-len", "16", "--out", "figures/omr.json"],
+        cwd=here, capture_output=True, text=True,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert json.loads((here / "figures" / "omr.json").read_text())["metrics"]["excerpts"] == 1
+
+
+@needs_fluidsynth
+def test_a_killed_demo_with_relative_paths_finishes_when_rerun(tmp_path):
+    """SIGKILL while the tokenizers train (the corpus and lists of files already written with
+    paths relative to the user's folder), then the same command again."""
+    command = [sys.executable, "-m", "umt", *QUICK, "--out", "runs/k"]
+    demo = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "runs/k/tokenizers/image-files.txt").exists() and time.monotonic() < deadline:
+        if demo.poll() is not None:
+            pytest.fail("the demo ended before the tokenizer stage")
+        time.sleep(0.05)
+    demo.kill()
+    demo.wait()
+    assert not (tmp_path / "runs/k/report.html").exists()
+    done = run_umt([*QUICK, "--out", "runs/k"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs/k/report.html").is_file()
+    assert json.loads((tmp_path / "runs/k/eval/metrics.json").read_text())["metrics"]["excerpts"] == 2
+
+
+def test_an_unwritable_out_is_one_line_and_writes_nothing(tmp_path, capsys):
+    """An --out that cannot be made (below a file: refused even to root)."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, not a folder")
+    assert umt_main([*QUICK, "--out", str(blocker / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"umt: error: {blocker}") and "Not a directory" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    from umt.utils import io
+
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def fsync_until_full(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 3:  # the settings and the first corpus files fit; then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", fsync_until_full)
+    out = tmp_path / "demo"
+    assert umt_main(["demo", "--quick", "--no-progress", "--workers", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("umt: error: ") and "No space left on device" in err[-1]
+    assert calls["n"] > 3
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
 
 
 @needs_fluidsynth
@@ -125,9 +253,20 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     metrics = json.loads((quick_demo / "eval" / "metrics.json").read_text())["metrics"]
     settings = json.loads((quick_demo / "demo.json").read_text())["settings"]
     assert metrics["excerpts"] == settings["eval_excerpts"] == 2
-    assert metrics["omr_ser"] >= 0.0 and 0.0 <= metrics["cascade_onset_f1"] <= 1.0
+    # the SER is the one of the predictions listed beside it, against the held-out gold LMX
+    from umt.evaluation import corpus_excerpts, read_lmx
+    from umt.metrics.ser import symbol_error_rate
+
+    listed = json.loads((quick_demo / "eval" / "metrics.json").read_text())["excerpts"]
+    held_out = corpus_excerpts(quick_demo / "corpus", "test", limit=2)
+    assert [e["key"] for e in listed] == [e.key for e in held_out]
+    recomputed = symbol_error_rate([read_lmx(e.lmx) for e in held_out], [e["predicted_lmx"] for e in listed])
+    assert metrics["omr_ser"] == pytest.approx(recomputed.ser)
+    assert 0.0 <= metrics["cascade_onset_f1"] <= 1.0
     # every metric in the JSON is the one printed in the report
     assert f"{metrics['omr_ser']:.1f}</td>" in report
+    assert f"{metrics['image_round_trip_ink_f1']:.3f}</td>" in report
+    assert 0 < metrics["image_round_trip_ink_f1"] <= 1
     assert f"{metrics['mel_distance_tokenizer']:.3f}</td>" in report
     assert f"{metrics['mel_distance_silence']:.3f}</td>" in report
     # inputs, reference audio, curves and piano rolls are inlined: the page stands alone

@@ -52,10 +52,12 @@ class DemoSettings:
     """Pieces per corpus source."""
     procedural: int = 36
     """Generated grand-staff piano pieces."""
-    excerpts_per_piece: int = 4
+    excerpts_per_piece: int = 6
+    max_measures: int = 2
+    """Excerpts are 1..max_measures measures long (one system each)."""
     # tokenizers
-    image_tokenizer_steps: int = 400
-    audio_tokenizer_steps: int = 600
+    image_tokenizer_steps: int = 3000
+    audio_tokenizer_steps: int = 300
     # translator
     translator_steps: int = 900
     batch_size: int = 8
@@ -255,6 +257,7 @@ def build_corpus(context: DemoContext) -> None:
             max_pieces=s.max_pieces,
             procedural=s.procedural,
             max_excerpts_per_piece=s.excerpts_per_piece,
+            max_measures=s.max_measures,
             seed=s.seed,
             workers=context.workers,
             progress=context.progress,
