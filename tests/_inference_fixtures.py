@@ -62,9 +62,13 @@ def make_tokenizer_dirs(root: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def make_model_folder(
-    root: Path, tasks: list[str] | None = None, seed: int = 0, tokenizer_dirs: dict[str, Path] | None = None
+    root: Path, tasks: list[str] | None = None, seed: int = 1, tokenizer_dirs: dict[str, Path] | None = None
 ) -> Path:
-    """An exported tiny model folder ``root/model`` (random weights) with its tokenizers inside."""
+    """An exported tiny model folder ``root/model`` (random weights) with its tokenizers inside.
+
+    Seed 1 by default: a random model whose greedy OMR output depends on its input (with the
+    layout-2 vocabulary, the one of seed 0 repeats one token whatever it is shown).
+    """
     from umt.models.translator import Translator, TranslatorConfig
     from umt.pretrained import export_checkpoint
     from umt.tokenizers.audio import AudioTokenizer

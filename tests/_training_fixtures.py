@@ -30,7 +30,7 @@ def random_rows(vocab: Vocabulary, modality: str, length: int, rng: np.random.Ge
             0, vocab[f"{modality}/cb0"].size, size=(length, vocab.modality_codebooks(modality))
         )
         return vocab.codes_to_ids(modality, codes)
-    token_range = vocab["lmx"] if modality == "lmx" else vocab["midi/pitch"]
+    token_range = vocab["lmx/token"] if modality == "lmx" else vocab["midi/pitch"]
     return vocab.single_stream_rows(rng.integers(token_range.start, token_range.stop, size=length))
 
 

@@ -428,7 +428,7 @@ def test_registry_resolves_lazily_and_suggests_names(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="has no class 'Vocabulery'; did you mean 'Vocabulary'"):
         tokenizer_registry.resolve_class("umt.vocab:Vocabulery")
     # The default table names every modality, imports nothing until asked.
-    assert tokenizer_registry.TOKENIZERS.names() == ["image", "audio", "lmx", "midi"]
+    assert tokenizer_registry.default_registry().names() == ["image", "audio", "lmx", "midi"]
     if not _has("umt.tokenizers.midi", "notes_from_midi", "encode_notes"):  # one clear line, up front
         with pytest.raises(UserError, match=r"umt\.tokenizers\.midi is not available"):
             tokenizer_registry.load_tokenizer("midi")
@@ -515,7 +515,7 @@ def test_cli_end_to_end(
 ) -> None:
     from umt.cli import main
 
-    monkeypatch.setattr(tokenizer_registry, "TOKENIZERS", fake_registry())
+    monkeypatch.setattr(tokenizer_registry, "default_registry", fake_registry)
     images = make_images(tmp_path / "data", 3)
     (tmp_path / "data" / "broken.png").write_bytes(b"not an image at all")
     manifest = tmp_path / "files.txt"  # the plain-list form

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from umt.bench import translator as bench
+from umt.modalities import PAPER_MODALITIES
 from umt.models.translator import Translator, TranslatorConfig
-from umt.vocab import MODALITIES, PAD_ID, default_vocabulary
+from umt.vocab import PAD_ID, default_vocabulary
 
 
 def test_results_compare_ratio_with_the_goal_of_their_measure() -> None:
@@ -119,8 +120,8 @@ def test_peer_is_x_transformers_with_a_sub_decoder_over_the_used_slots() -> None
     assert isinstance(peer.slot_decoder, x_transformers.Decoder)
     assert peer.decoder.to_logits is None  # the full-vocabulary `projection` is the output head
     assert (peer.projection.in_features, peer.projection.out_features) == (64, vocab.size)
-    assert peer.allowed.shape == (len(MODALITIES), vocab.num_codebooks, vocab.size)
-    used = dict(zip(MODALITIES, peer.used_slots))
+    assert peer.allowed.shape == (len(PAPER_MODALITIES), vocab.num_codebooks, vocab.size)
+    used = dict(zip(PAPER_MODALITIES, peer.used_slots))
     assert used["midi"] == 1 and used["audio"] == vocab.num_codebooks
     for wrapper in (peer.core.encoder, peer.decoder):  # PAD rows add nothing to sum_embeds
         assert not wrapper.token_emb.emb.weight[PAD_ID].any()
@@ -159,7 +160,7 @@ def test_peer_loss_is_a_finite_scalar_that_trains_the_sub_decoder() -> None:
             grads = [p.grad for p in module.parameters()]
             assert all(g is not None and torch.isfinite(g).all() for g in grads)
             assert any(g.abs().sum() > 0 for g in grads)
-        used = peer.used_slots[MODALITIES.index(target)]
+        used = peer.used_slots[PAPER_MODALITIES.index(target)]
         assert bool(peer.slot_positions.weight.grad[:used].abs().sum(-1).gt(0).all())
         assert not peer.slot_positions.weight.grad[used:].any()  # unused slots do not run
 
@@ -181,7 +182,7 @@ def _uncached_generate(
     peer: bench.PeerTranslator, src: torch.Tensor, src_mask: torch.Tensor, target: str, steps: int
 ) -> torch.Tensor:
     """Greedy decoding that recomputes the whole prefix and every slot from scratch each time."""
-    modality = MODALITIES.index(target)
+    modality = PAPER_MODALITIES.index(target)
     emb = peer.decoder.token_emb
     enc = peer.encode(src, src_mask)
     rows = torch.full((src.shape[0], steps + 1, peer.num_codebooks), PAD_ID, dtype=torch.long)
@@ -220,11 +221,11 @@ def test_peer_cached_greedy_decoding_matches_an_uncached_recomputation(target: s
     with torch.no_grad():
         cached = peer.generate(batch["src"], src_mask, target, steps=5)
         assert lengths["decoder"] == [1] * 5  # the prefix goes in, the cache makes it the last row only
-        assert lengths["slots"] == [1] * 5 * peer.used_slots[MODALITIES.index(target)]
+        assert lengths["slots"] == [1] * 5 * peer.used_slots[PAPER_MODALITIES.index(target)]
         reference = _uncached_generate(peer, batch["src"], src_mask, target, steps=5)
     assert cached.shape == (2, 6, vocab.num_codebooks)
     assert torch.equal(cached, reference)
-    modality = MODALITIES.index(target)
+    modality = PAPER_MODALITIES.index(target)
     used = peer.used_slots[modality]
     assert not cached[:, 1:, used:].any()  # codebooks the target does not use stay PAD
     for k in range(used):

@@ -149,7 +149,7 @@ def test_bucketing_keeps_short_and_long_targets_apart():
 
 
 def test_collate_frames_with_sos_eos_and_pads():
-    rows = VOCAB.single_stream_rows([VOCAB.lmx_id(VOCAB.lmx_token(VOCAB["lmx"].start))] * 3)
+    rows = VOCAB.single_stream_rows([VOCAB.lmx_id(VOCAB.lmx_token(VOCAB["lmx/token"].start))] * 3)
     audio = VOCAB.codes_to_ids("audio", np.zeros((2, 2), dtype=np.int64))
     batch = collate([(audio, rows, "audio", "lmx", 0), (audio[:1], rows[:1], "audio", "lmx", 1)], VOCAB, 7)
     assert batch["src"].shape == (2, 4, 2) and batch["tgt"].shape == (2, 5, 2)
@@ -161,7 +161,7 @@ def test_collate_frames_with_sos_eos_and_pads():
 
 
 def test_collate_gives_a_target_cut_before_its_end_no_eos():
-    rows = VOCAB.single_stream_rows([VOCAB["lmx"].start] * 3)
+    rows = VOCAB.single_stream_rows([VOCAB["lmx/token"].start] * 3)
     image = VOCAB.codes_to_ids("image", np.zeros((2, 2), dtype=np.int64))
     batch = collate([(image, rows, "image", "lmx", 0, False), (image, rows, "image", "lmx", 0, True)], VOCAB)
     assert batch["tgt_mask"].tolist() == [[True] * 4 + [False], [True] * 5]

@@ -83,7 +83,7 @@ def test_unflatten_repairs_model_output():
     sos = vocab.special_row(vocab.sos("image"))[None]
     eos = vocab.special_row(vocab.eos("image"))[None]
     stray = vocab.special_row(vocab.sos("lmx"))[None]
-    lmx = vocab.single_stream_rows([vocab.lmx_id(vocab.lmx_token(vocab["lmx"].start))])
+    lmx = vocab.single_stream_rows([vocab.lmx_id(vocab.lmx_token(vocab["lmx/token"].start))])
     partial = rows[1:3]  # two code rows: not a full column of 3
     garbage_after_eos = rows[1:4]
     noisy = np.concatenate([sos, rows[:5], stray, rows[5:], lmx, partial, eos, garbage_after_eos])

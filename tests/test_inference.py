@@ -112,7 +112,7 @@ def test_sources_are_framed_like_training(pipeline, systems, monkeypatch):
         assert mask.sum() == len(content) + 2 and mask[: len(content) + 2].all()
     assert seen["src_mod"].tolist() == [0, 0] and seen["tgt_mod"].tolist() == [2, 2]  # image -> lmx
     # The height token comes first in an image's content rows.
-    assert vocab["height"].contains(int(rows[0][0, 0]))
+    assert vocab["image/height"].contains(int(rows[0][0, 0]))
 
 
 def test_outputs_are_stripped_of_sos_and_eos(pipeline, systems):
@@ -121,7 +121,7 @@ def test_outputs_are_stripped_of_sos_and_eos(pipeline, systems):
     vocab = pipeline.vocab
     assert rows.shape[1] == vocab.num_codebooks and len(rows) <= 11
     assert not (rows[:, 0] == vocab.sos("lmx")).any() and not (rows[:, 0] == vocab.eos("lmx")).any()
-    assert all(vocab["lmx"].contains(int(i)) for i in rows[:, 0])
+    assert all(vocab["lmx/token"].contains(int(i)) for i in rows[:, 0])
 
 
 # ------------------------------------------------------------------------ batching, seeds

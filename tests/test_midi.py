@@ -192,7 +192,7 @@ def test_tolerant_decoder_counts_and_never_raises():
         s.id(50),
         tie,  # stray tie
         s.id(10),  # backward shift
-        v["lmx"].start,  # foreign
+        v["lmx/token"].start,  # foreign
         vel.id(0),
         drum.id(36),  # drum with note-off velocity
         vel.id(1),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests._training_fixtures import TINY_VOCAB, make_shards, tiny_vocab
-from umt.vocab import MODALITIES
+from umt.modalities import PAPER_MODALITIES
 
 
 def _module(**optim):
@@ -165,7 +165,7 @@ def test_training_uses_block_weights_only_inside_block_forwards(target: str) -> 
         "src_mask": torch.ones(2, 6, dtype=torch.bool),
         "tgt": tgt,
         "tgt_mask": torch.ones(2, 5, dtype=torch.bool),
-        "tgt_modality": torch.full((2,), MODALITIES.index(target)),
+        "tgt_modality": torch.full((2,), PAPER_MODALITIES.index(target)),
     }
     loss, _ = model.loss(batch)
     loss.backward()

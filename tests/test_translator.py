@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from umt.modalities import PAPER_MODALITIES
 from umt.models.positions import image_positions
 from umt.models.translator import Translator, TranslatorConfig, sample_logits
-from umt.vocab import MODALITIES, PAD_ID, VocabConfig, Vocabulary
+from umt.vocab import PAD_ID, VocabConfig, Vocabulary
 
 VOCAB = Vocabulary(
     VocabConfig(image_codebook_size=16, audio_codebook_size=16, max_image_height=4, midi_max_shift=10)
 )
 K = VOCAB.num_codebooks
-IMAGE, AUDIO, LMX, MIDI = (MODALITIES.index(m) for m in MODALITIES)
+IMAGE, AUDIO, LMX, MIDI = (PAPER_MODALITIES.index(m) for m in PAPER_MODALITIES)
 
 
 def make_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> Translator:
@@ -28,7 +29,7 @@ def make_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -
 
 def lmx_rows(values: list[int]) -> torch.Tensor:
     """SOS, LMX tokens ``values`` (indices into the LMX range), EOS -> rows ``[T, K]``."""
-    ids = [VOCAB.sos("lmx"), *(VOCAB["lmx"].start + v for v in values), VOCAB.eos("lmx")]
+    ids = [VOCAB.sos("lmx"), *(VOCAB["lmx/token"].start + v for v in values), VOCAB.eos("lmx")]
     return torch.from_numpy(VOCAB.single_stream_rows(ids))
 
 
@@ -167,7 +168,9 @@ def test_image_positions_follow_vertical_flattening() -> None:
     v = VOCAB
     code = v.codebook_range("image", 0).start
     ids = [v.sos("image"), v.height(2), *[code] * 5, v.sep, v.height(3), *[code] * 4, v.eos("image"), PAD_ID]
-    rows, cols = image_positions(torch.tensor([ids]), v["height"].start, v["height"].stop, max_rows=4)
+    rows, cols = image_positions(
+        torch.tensor([ids]), v["image/height"].start, v["image/height"].stop, max_rows=4
+    )
     special = 4
     # System 1 (H=2): 5 codes -> rows 0,1,0,1,0 in columns 0,0,1,1,2. System 2 (H=3): columns 3,3,3,4.
     assert rows[0].tolist() == [
@@ -215,7 +218,7 @@ def generation_inputs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
 def test_cached_and_uncached_generation_are_identical(target: str) -> None:
     model = make_model(seed=2, dtype=torch.float64).eval()
     src, src_mask = generation_inputs([5, 3, 4])
-    tgt_modality = torch.full((3,), MODALITIES.index(target))
+    tgt_modality = torch.full((3,), PAPER_MODALITIES.index(target))
     for options in (
         {"temperature": 0.0},
         {"temperature": 1.0},
@@ -252,11 +255,11 @@ def test_batched_generation_matches_one_by_one() -> None:
         assert (batched[i, alone.shape[1] :] == PAD_ID).all()
 
 
-@pytest.mark.parametrize("target", MODALITIES)
+@pytest.mark.parametrize("target", PAPER_MODALITIES)
 def test_generated_ids_are_allowed_for_target(target: str) -> None:
     model = make_model(seed=5).eval()
     src, src_mask = generation_inputs([4, 4])
-    tgt_modality = torch.full((2,), MODALITIES.index(target))
+    tgt_modality = torch.full((2,), PAPER_MODALITIES.index(target))
     out = model.generate(
         src, src_mask, None, tgt_modality, 16, temperature=1.5, generator=torch.Generator().manual_seed(0)
     )
@@ -273,7 +276,7 @@ def test_generated_ids_are_allowed_for_target(target: str) -> None:
                 assert allowed[k, row[k]], (target, k, int(row[k]))
             if target in ("image", "audio"):
                 # Codebooks 1.. are PAD exactly on special rows.
-                special = row[0] < VOCAB["height"].stop
+                special = VOCAB.is_special(int(row[0]))
                 assert bool((row[1:] == PAD_ID).all()) == bool(special)
             ended = int(row[0]) == eos
 
@@ -315,21 +318,21 @@ def test_greedy_generation_is_the_argmax_of_teacher_forced_logits() -> None:
     src, src_mask = generation_inputs([6, 2, 4, 5, 3])
     out = model.generate(src, src_mask, None, MIXED_TARGETS, 12, temperature=0.0)
     ends = [
-        int((example[:, 0] == VOCAB.eos(MODALITIES[m])).nonzero()[0]) + 1
-        if (example[:, 0] == VOCAB.eos(MODALITIES[m])).any()
+        int((example[:, 0] == VOCAB.eos(PAPER_MODALITIES[m])).nonzero()[0]) + 1
+        if (example[:, 0] == VOCAB.eos(PAPER_MODALITIES[m])).any()
         else out.shape[1]
         for example, m in zip(out, MIXED_TARGETS.tolist())
     ]
     tgt_mask = torch.arange(out.shape[1])[None] < torch.tensor(ends)[:, None]
     logits = model(src, src_mask, out, tgt_mask, MIXED_TARGETS)  # [B, T-1, K, V]
-    special = out[:, 1:, :1] < VOCAB["height"].stop  # [B, T-1, 1]
-    multi_stream = torch.tensor([MODALITIES[m] in ("image", "audio") for m in MIXED_TARGETS.tolist()])
+    special = torch.from_numpy(VOCAB.special_mask)[out[:, 1:, :1]]  # [B, T-1, 1]
+    multi_stream = torch.tensor([PAPER_MODALITIES[m] in ("image", "audio") for m in MIXED_TARGETS.tolist()])
     is_pad = torch.arange(VOCAB.size) == PAD_ID
     barred = torch.where(special[..., None], ~is_pad, is_pad)  # [B, T-1, 1, V]
     barred = barred & multi_stream[:, None, None, None] & (torch.arange(K) > 0)[None, None, :, None]
     expected = logits.masked_fill(barred, float("-inf")).argmax(-1)  # [B, T-1, K]
     for i, end in enumerate(ends):
-        assert torch.equal(out[i, 1:end], expected[i, : end - 1]), MODALITIES[int(MIXED_TARGETS[i])]
+        assert torch.equal(out[i, 1:end], expected[i, : end - 1]), PAPER_MODALITIES[int(MIXED_TARGETS[i])]
 
 
 @pytest.mark.parametrize("targets", [MIXED_TARGETS, torch.full((3,), AUDIO)])
@@ -375,7 +378,7 @@ def test_init_codebook_embeddings_sets_rows_and_round_trips() -> None:
     expected = table.project(normalised[[0, 17, 63]])
     torch.testing.assert_close(model.embed_ids(ids), expected)
     # Other ids are untouched by the code table.
-    lmx_id = torch.tensor([VOCAB["lmx"].start])
+    lmx_id = torch.tensor([VOCAB["lmx/token"].start])
     torch.testing.assert_close(model.embed_ids(lmx_id), model.token_embedding(lmx_id))
     # Gradients reach the code vectors and the projection.
     model.embed_ids(ids).sum().backward()

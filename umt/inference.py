@@ -481,7 +481,7 @@ class TranslationPipeline:
     # ------------------------------------------------------------------ decoding
     def rows_to_lmx(self, rows: np.ndarray) -> list[str]:
         """Generated content rows -> LMX tokens (ids of other kinds are left out)."""
-        lmx = self.vocab["lmx"]
+        lmx = self.vocab["lmx/token"]
         return [self.vocab.lmx_token(int(i)) for i in np.asarray(rows)[:, 0] if lmx.contains(int(i))]
 
     def rows_to_notes(self, windows: Sequence[np.ndarray], start_times: Sequence[float] | None = None):

@@ -44,6 +44,16 @@ def export_checkpoint(
         hparams = ckpt["hyper_parameters"]
     except (OSError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"not a readable training checkpoint ({error})", checkpoint) from None
+    vocab = vocabulary_from_dict(hparams.get("vocab"))
+    stored = ckpt.get("umt_vocab_hash")
+    if stored is not None and stored != vocab.layout_hash:
+        from umt.migrate import migration_hint
+
+        raise CheckpointError(
+            f"checkpoint vocabulary hash {stored} does not match its vocab config ({vocab.layout_hash})"
+            + migration_hint(stored, hparams.get("vocab")),
+            checkpoint,
+        )
     trained = dict(ckpt.get("umt_tokenizer_hashes") or {})
     fingerprints = dict(tokenizer_hashes or {})
     for modality, folder in (tokenizer_dirs or {}).items():
@@ -59,7 +69,6 @@ def export_checkpoint(
                 checkpoint,
             )
     fingerprints = {**trained, **fingerprints}
-    vocab = vocabulary_from_dict(hparams.get("vocab"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k.removeprefix("translator."): v.contiguous() for k, v in ckpt["state_dict"].items()}
@@ -98,8 +107,11 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"unknown format {config.get('format')!r} (expected {EXPORT_FORMAT})", path)
     vocab = vocabulary_from_dict(config["vocab"])
     if vocab.layout_hash != config["vocab_hash"]:
+        from umt.migrate import migration_hint
+
         raise CheckpointError(
-            f"vocabulary hash {config['vocab_hash']} disagrees with its vocab config ({vocab.layout_hash})",
+            f"vocabulary hash {config['vocab_hash']} disagrees with its vocab config ({vocab.layout_hash})"
+            + migration_hint(config["vocab_hash"], config["vocab"]),
             path,
         )
     return config

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from umt.modalities import check_modality
 from umt.utils.registry import Registry
-from umt.vocab import check_modality
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Task:
 
     name: str
     source: str
-    """Source modality (one of :data:`umt.vocab.MODALITIES`)."""
+    """Source modality (one of :data:`umt.modalities.MODALITY_SPECS`)."""
     target: str
     datasets: tuple[str, ...]
     description: str = ""

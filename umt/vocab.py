@@ -1,45 +1,40 @@
 """The unified vocabulary: one id space for score images, audio, LMX and MIDI events.
 
 Every sequence position is a *row* of ``K`` ids (``K = num_codebooks``, 4 in the paper). Image
-and audio codes fill all ``K`` codebooks; single-stream modalities (LMX, MIDI) put their id in
-codebook 0 and :data:`PAD_ID` in codebooks ``1..K-1``. Special rows (SOS, EOS, SEP, image height)
-likewise carry their id in codebook 0 and PAD elsewhere.
+and audio codes fill their codebooks; single-stream modalities (LMX, MIDI) put their id in
+codebook 0 and :data:`PAD_ID` in codebooks ``1..K-1``. Special rows (SOS, EOS, an image's SEP and
+height) likewise carry their id in codebook 0 and PAD elsewhere.
 
-The layout is a list of typed, disjoint :class:`TokenRange` s, in this order::
+The layout (version 2) is ``PAD`` followed by one block per modality, in the order of
+:attr:`VocabConfig.modalities`; each block is its :class:`~umt.modalities.ModalitySpec`'s ranges,
+named ``modality/range``. The paper's layout::
 
-    pad | sos[4] | eos[4] | sep | height[1..H] | image/cb0..cbK | audio/cb0..cbK | lmx[224]
-        | midi/shift[0..S] | midi/pitch[128] | midi/velocity[2] | midi/tie | midi/program[128]
-        | midi/drum[128]
+    pad | image/sos eos sep height[1..H] cb0..cbK | audio/sos eos cb0..cbK | lmx/sos eos token[224]
+        | midi/sos eos shift[0..S] pitch[128] velocity[2] tie program[128] drum[128]
 
-Sizes come from :class:`VocabConfig`, so the paper's vocabulary and the tiny ones in the tests are
-the same code. :meth:`Vocabulary.layout_hash` fingerprints the layout; every artifact that stores
-ids (token shards, checkpoints) records it, and loading refuses a mismatch. The golden-id tests in
-``tests/test_vocab.py`` freeze the default layout.
+A new modality appends its block, so every existing id stays where it was, and the layouts that do
+not hold it keep their hash. Sizes come from :class:`VocabConfig`, so the paper's vocabulary and
+the tiny ones in the tests are the same code. :meth:`Vocabulary.layout_hash` fingerprints the
+layout; every artifact that stores ids (token shards, checkpoints, model folders) records it, and
+loading refuses a mismatch. Layout 1 (all SOS and EOS ids in front) is converted by ``umt
+migrate`` (:mod:`umt.migrate`). The golden-id tests in ``tests/test_vocab.py`` freeze the paper's
+layout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
-
-MODALITIES: tuple[str, ...] = ("image", "audio", "lmx", "midi")
-"""The four modalities, in the order used by SOS/EOS ids and modality embeddings."""
-
-MULTI_STREAM_MODALITIES: frozenset[str] = frozenset({"image", "audio"})
+from umt.modalities import PAPER_MODALITIES, ModalitySpec, check_modality, get_spec
 
 PAD_ID = 0
-LAYOUT_VERSION = 1
-
-MIDI_NUM_PITCHES = 128
-MIDI_NUM_VELOCITIES = 2  # note-off (0) and note-on (1), as in MT3 / YourMT3
-MIDI_NUM_PROGRAMS = 128
+LAYOUT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -56,8 +51,15 @@ class VocabConfig:
     """Largest system height in token rows (416 px at 16x downsampling)."""
     midi_max_shift: int = 2000
     """Largest absolute time shift in 10 ms ticks (2000 -> 2001 shift values, 20 s segments)."""
+    modalities: tuple[str, ...] = PAPER_MODALITIES
+    """The modalities whose blocks the vocabulary holds, in block order (append, never reorder)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "modalities", tuple(self.modalities))  # a list from YAML / JSON
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities must be a non-empty list without repeats: {list(self.modalities)}")
+        for modality in self.modalities:
+            check_modality(modality)
         if self.num_codebooks < 1:
             raise ValueError(f"num_codebooks must be >= 1, got {self.num_codebooks}")
         for name in ("image_codebooks", "audio_codebooks"):
@@ -106,28 +108,21 @@ class Vocabulary:
     config: VocabConfig = field(default_factory=VocabConfig)
 
     # ------------------------------------------------------------------ layout
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities it holds, in block order (the order of modality indices too)."""
+        return self.config.modalities
+
+    @cached_property
+    def specs(self) -> dict[str, ModalitySpec]:
+        return {name: get_spec(name) for name in self.modalities}
+
     @cached_property
     def ranges(self) -> dict[str, TokenRange]:
-        """All ranges by name, in layout order."""
-        cfg = self.config
-        sizes: list[tuple[str, int]] = [
-            ("pad", 1),
-            ("sos", len(MODALITIES)),
-            ("eos", len(MODALITIES)),
-            ("sep", 1),
-            ("height", cfg.max_image_height),
-        ]
-        sizes += [(f"image/cb{k}", cfg.image_codebook_size) for k in range(cfg.image_codebooks)]
-        sizes += [(f"audio/cb{k}", cfg.audio_codebook_size) for k in range(cfg.audio_codebooks)]
-        sizes += [
-            ("lmx", len(LMX_TOKENS)),
-            ("midi/shift", cfg.midi_max_shift + 1),
-            ("midi/pitch", MIDI_NUM_PITCHES),
-            ("midi/velocity", MIDI_NUM_VELOCITIES),
-            ("midi/tie", 1),
-            ("midi/program", MIDI_NUM_PROGRAMS),
-            ("midi/drum", MIDI_NUM_PITCHES),
-        ]
+        """All ranges by name (``pad``, then ``modality/range`` block by block), in layout order."""
+        sizes = [("pad", 1)]
+        for name, spec in self.specs.items():
+            sizes += [(f"{name}/{part}", size) for part, size in spec.block(self.config)]
         ranges: dict[str, TokenRange] = {}
         start = 0
         for name, size in sizes:
@@ -139,7 +134,9 @@ class Vocabulary:
         try:
             return self.ranges[name]
         except KeyError:
-            raise KeyError(f"no token range {name!r}; ranges: {', '.join(self.ranges)}") from None
+            from umt.utils.registry import did_you_mean
+
+            raise KeyError(f"no token range {name!r}{did_you_mean(name, self.ranges)}") from None
 
     @property
     def size(self) -> int:
@@ -150,45 +147,73 @@ class Vocabulary:
     def num_codebooks(self) -> int:
         return self.config.num_codebooks
 
+    def spec(self, modality: str) -> ModalitySpec:
+        """The spec of a modality this vocabulary holds (did-you-mean error otherwise)."""
+        try:
+            return self.specs[modality]
+        except KeyError:
+            check_modality(modality)
+            raise ValueError(
+                f"modality {modality!r} is not in this vocabulary ({', '.join(self.modalities)})"
+            ) from None
+
+    def modality_index(self, modality: str) -> int:
+        """Position of ``modality`` in :attr:`modalities` (its modality-embedding index)."""
+        self.spec(modality)
+        return self.modalities.index(modality)
+
     # ------------------------------------------------------------ special ids
     def sos(self, modality: str) -> int:
-        return self["sos"].id(modality_index(modality))
+        self.spec(modality)
+        return self[f"{modality}/sos"].start
 
     def eos(self, modality: str) -> int:
-        return self["eos"].id(modality_index(modality))
+        self.spec(modality)
+        return self[f"{modality}/eos"].start
 
     @property
     def sep(self) -> int:
-        return self["sep"].start
+        """The image modality's system separator."""
+        return self["image/sep"].start
 
     def height(self, rows: int) -> int:
         """The id of an image-height token for a system ``rows`` token rows high (1-based)."""
         if not 1 <= rows <= self.config.max_image_height:
             raise ValueError(f"image height {rows} outside 1..{self.config.max_image_height}")
-        return self["height"].id(rows - 1)
+        return self["image/height"].id(rows - 1)
 
     def height_value(self, token_id: int) -> int:
-        return self["height"].value(token_id) + 1
+        return self["image/height"].value(token_id) + 1
+
+    @cached_property
+    def special_mask(self) -> np.ndarray:
+        """Boolean ``[V]``: PAD and every modality's specials (SOS, EOS, SEP, height...)."""
+        mask = np.zeros(self.size, dtype=bool)
+        mask[PAD_ID] = True
+        for name, spec in self.specs.items():
+            for part in spec.special_names(self.config):
+                token_range = self[f"{name}/{part}"]
+                mask[token_range.start : token_range.stop] = True
+        return mask
 
     def is_special(self, token_id: int) -> bool:
-        """PAD, SOS, EOS, SEP or a height token."""
-        return token_id < self["height"].stop
+        """PAD, or a SOS, EOS or other special id of some modality."""
+        return bool(self.special_mask[token_id])
 
     # ------------------------------------------------------------- codebooks
     def codebook_range(self, modality: str, codebook: int) -> TokenRange:
-        """The range of ``modality`` codes in ``codebook`` (image and audio only)."""
-        if modality not in MULTI_STREAM_MODALITIES:
+        """The range of ``modality`` codes in ``codebook`` (multi-stream modalities only)."""
+        if not self.spec(modality).multi_stream:
             raise ValueError(f"{modality} is single-stream: it has no codebook ranges")
         return self[f"{modality}/cb{codebook}"]
 
     def modality_codebooks(self, modality: str) -> int:
         """How many of the K codebooks the modality uses (1 for single-stream ones)."""
-        check_modality(modality)
-        if modality == "image":
-            return self.config.image_codebooks
-        if modality == "audio":
-            return self.config.audio_codebooks
-        return 1
+        return self.spec(modality).codebooks(self.config)
+
+    def content_ranges(self, modality: str) -> list[TokenRange]:
+        """The modality's content ranges (its block without the specials), in order."""
+        return [self[f"{modality}/{part}"] for part, _ in self.spec(modality).content(self.config)]
 
     def codes_to_ids(self, modality: str, codes: np.ndarray) -> np.ndarray:
         """Codebook indices ``[..., C]`` (``C`` = the modality's codebooks) to id rows ``[..., K]``."""
@@ -229,40 +254,56 @@ class Vocabulary:
         """One row ``[K]`` carrying a special id in codebook 0."""
         return self.single_stream_rows([token_id])[0]
 
-    # ------------------------------------------------------------------ LMX
+    # ------------------------------------------------------------ word lists
     @cached_property
-    def _lmx_index(self) -> dict[str, int]:
-        start = self["lmx"].start
-        return {token: start + index for index, token in enumerate(LMX_TOKENS)}
+    def _word_ids(self) -> dict[str, dict[str, int]]:
+        index = {}
+        for name, spec in self.specs.items():
+            words = spec.words()
+            if words is not None:
+                start = self[f"{name}/token"].start
+                index[name] = {word: start + position for position, word in enumerate(words)}
+        return index
+
+    def word_id(self, modality: str, word: str) -> int:
+        """The id of a token string of a word-list modality (LMX, text)."""
+        try:
+            words = self._word_ids[modality]
+        except KeyError:
+            raise ValueError(f"{modality} has no word list") from None
+        try:
+            return words[word]
+        except KeyError:
+            raise ValueError(f"{word!r} is not a {modality} token") from None
+
+    def word(self, modality: str, token_id: int) -> str:
+        """The token string of an id of a word-list modality."""
+        return self.spec(modality).words()[self[f"{modality}/token"].value(token_id)]
 
     def lmx_id(self, token: str) -> int:
         try:
-            return self._lmx_index[token]
+            return self._word_ids["lmx"][token]
         except KeyError:
             raise ValueError(f"{token!r} is not an LMX token") from None
 
     def lmx_token(self, token_id: int) -> str:
-        return LMX_TOKENS[self["lmx"].value(token_id)]
+        return self.word("lmx", token_id)
 
     # ----------------------------------------------------------------- masks
     def allowed_ids(self, modality: str, codebook: int) -> list[TokenRange | int]:
         """Ranges and single ids a ``modality`` target may hold in ``codebook``."""
-        check_modality(modality)
+        spec = self.spec(modality)
         if not 0 <= codebook < self.num_codebooks:
             raise ValueError(f"codebook {codebook} outside 0..{self.num_codebooks - 1}")
-        num = self.modality_codebooks(modality)
-        if codebook >= num:
+        if codebook >= self.modality_codebooks(modality):
             return [PAD_ID]
-        if modality in MULTI_STREAM_MODALITIES:
+        if spec.multi_stream:
             content: list[TokenRange | int] = [self[f"{modality}/cb{codebook}"]]
-        elif modality == "lmx":
-            content = [self["lmx"]]
         else:
-            content = [r for name, r in self.ranges.items() if name.startswith("midi/")]
+            content = list(self.content_ranges(modality))
         if codebook == 0:
             content.append(self.eos(modality))
-            if modality == "image":
-                content += [self.sep, self["height"]]
+            content += [self[f"{modality}/{part}"] for part in spec.target_specials]
         else:
             # Codebooks 1.. of a special row (EOS, SEP, height) are PAD.
             content.append(PAD_ID)
@@ -284,10 +325,9 @@ class Vocabulary:
         """A JSON-able description of the layout (what the hash covers)."""
         return {
             "layout_version": LAYOUT_VERSION,
-            "config": asdict(self.config),
-            "modalities": list(MODALITIES),
+            "config": {**asdict(self.config), "modalities": list(self.modalities)},
             "ranges": [[r.name, r.start, r.size] for r in self.ranges.values()],
-            "lmx_tokens": list(LMX_TOKENS),
+            "words": {name: list(spec.words()) for name, spec in self.specs.items() if spec.words()},
         }
 
     @cached_property
@@ -298,19 +338,6 @@ class Vocabulary:
 
     def __repr__(self) -> str:
         return f"Vocabulary(size={self.size}, K={self.num_codebooks}, hash={self.layout_hash})"
-
-
-def modality_index(modality: str) -> int:
-    """Position of ``modality`` in :data:`MODALITIES`, with a did-you-mean error."""
-    check_modality(modality)
-    return MODALITIES.index(modality)
-
-
-def check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        from umt.utils.registry import did_you_mean
-
-        raise ValueError(f"unknown modality {modality!r}{did_you_mean(modality, MODALITIES)}")
 
 
 def vocabulary_from_dict(values: dict | None) -> Vocabulary:
@@ -324,8 +351,3 @@ def default_vocabulary() -> Vocabulary:
 
 
 _DEFAULT = Vocabulary()
-
-
-def iter_ranges(vocab: Vocabulary, prefix: str) -> Iterable[TokenRange]:
-    """The ranges whose name starts with ``prefix`` (e.g. ``"midi/"``)."""
-    return (r for name, r in vocab.ranges.items() if name.startswith(prefix))

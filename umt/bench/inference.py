@@ -31,7 +31,7 @@ def _sources(vocab, modality: str, count: int, length: int, seed: int) -> list[n
                 rows = np.concatenate([vocab.special_row(vocab.height(height))[None], rows[:size]])
             sources.append(rows)
         else:
-            ids = rng.integers(vocab["lmx"].start, vocab["lmx"].stop, size)
+            ids = rng.integers(vocab["lmx/token"].start, vocab["lmx/token"].stop, size)
             sources.append(vocab.single_stream_rows(ids))
     return sources
 

@@ -80,7 +80,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from umt.vocab import MODALITIES, PAD_ID
+from umt.vocab import PAD_ID
 
 SIZES = ("tiny", "paper")
 TARGETS = ("midi", "audio")
@@ -258,10 +258,12 @@ class PeerTranslator(nn.Module):
         self.num_codebooks = vocab.num_codebooks
         self.slot_positions = nn.Embedding(self.num_codebooks, d)
         self.projection = nn.Linear(d, vocab.size)
-        allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in MODALITIES])  # [M, K, V]
+        masks = [torch.from_numpy(vocab.allowed_mask(m)) for m in vocab.modalities]
+        allowed = torch.stack(masks)  # [M, K, V]
         self.register_buffer("allowed", allowed, persistent=False)
-        self.used_slots = tuple(vocab.modality_codebooks(m) for m in MODALITIES)
-        self.sos_ids = tuple(vocab.sos(m) for m in MODALITIES)
+        self.used_slots = tuple(vocab.modality_codebooks(m) for m in vocab.modalities)
+        self.sos_ids = tuple(vocab.sos(m) for m in vocab.modalities)
+        self.modality_index = vocab.modality_index
 
     @property
     def decoder(self) -> nn.Module:
@@ -315,7 +317,7 @@ class PeerTranslator(nn.Module):
         attention layers run the new position only); the slot decoder gets one new slot per call
         with its own cache. Codebooks the target does not use stay PAD.
         """
-        modality = MODALITIES.index(target)
+        modality = self.modality_index(target)
         used = self.used_slots[modality]
         allowed = self.allowed[modality]  # [K, V]
         enc = self.encode(src, src_mask)
@@ -400,8 +402,8 @@ def _inputs(vocab, workload: Workload, device, target: str):
         "src_mask": torch.ones(batch, source_len, dtype=torch.bool, device=device),
         "tgt": tgt.to(device),
         "tgt_mask": torch.ones(batch, target_len, dtype=torch.bool, device=device),
-        "src_modality": torch.full((batch,), MODALITIES.index("audio"), device=device),
-        "tgt_modality": torch.full((batch,), MODALITIES.index(target), device=device),
+        "src_modality": torch.full((batch,), vocab.modality_index("audio"), device=device),
+        "tgt_modality": torch.full((batch,), vocab.modality_index(target), device=device),
     }
 
 
@@ -451,7 +453,7 @@ class MatmulParameters:
 
 def ours_matmul_parameters(model, target: str) -> MatmulParameters:
     """Our model's split for ``target`` rows: sub-decoder and restricted head once per used slot."""
-    modality = MODALITIES.index(target)
+    modality = model.vocab.modality_index(target)
     slots = model.vocab.modality_codebooks(target)
     allowed = sum(getattr(model, f"allowed_ids_{modality}_{k}").numel() for k in range(slots))
     kv = _parameters(*(layer.cross_attn.kv for layer in model.decoder))
@@ -472,7 +474,7 @@ def peer_matmul_parameters(model: PeerTranslator, target: str) -> MatmulParamete
         for kind, (_, block, _) in zip(layers.layer_types, layers.layers)
         if kind == "c"
     )
-    slots = model.used_slots[MODALITIES.index(target)]
+    slots = model.used_slots[model.modality_index(target)]
     return MatmulParameters(
         source=_parameters(model.core.encoder.attn_layers) + kv,
         target=_parameters(layers) - kv + slots * _parameters(model.slot_decoder, model.projection),
@@ -564,12 +566,12 @@ def bench_size(
     ours.eval()
     peer.eval()
     with torch.no_grad():
-        for modality in MODALITIES:
+        for modality in vocab.modalities:
             ours.head.bias[vocab.eos(modality)] = -1e4
             peer.projection.bias[vocab.eos(modality)] = -1e4
 
     def ours_decode(target: str) -> Callable[[], object]:
-        modality = torch.full((workload.batch,), MODALITIES.index(target), device=device)
+        modality = torch.full((workload.batch,), vocab.modality_index(target), device=device)
 
         def decode() -> object:
             with autocast():

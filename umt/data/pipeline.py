@@ -48,7 +48,7 @@ import torch
 from umt.data.shards import ShardSet
 from umt.errors import InputError
 from umt.tasks import Mixture, get_task
-from umt.vocab import PAD_ID, Vocabulary, modality_index
+from umt.vocab import PAD_ID, Vocabulary
 
 TIME_ALIGNED = frozenset({frozenset({"audio", "midi"})})
 """Modality pairs whose sequences run along the same time axis (sliced consistently)."""
@@ -342,7 +342,7 @@ def collate(
     would teach the model to stop where the window was cut). Returns
     ``src`` Long[B, S+2, K], ``src_mask`` Bool[B, S+2] (True = real), ``tgt`` Long[B, T+2, K],
     ``tgt_mask`` Bool[B, T+2], ``src_modality`` / ``tgt_modality`` Long[B] (indices into
-    :data:`umt.vocab.MODALITIES`), ``task`` Long[B] (the mixture's task index) and ``batch_index``
+    :attr:`umt.vocab.Vocabulary.modalities`), ``task`` Long[B] (the mixture's task index) and ``batch_index``
     Long[] (the sampler's batch number).
     """
     K = vocab.num_codebooks
@@ -375,8 +375,8 @@ def collate(
         "src_mask": src_mask,
         "tgt": tgt,
         "tgt_mask": tgt_mask,
-        "src_modality": torch.tensor([modality_index(e[2]) for e in examples], dtype=torch.long),
-        "tgt_modality": torch.tensor([modality_index(e[3]) for e in examples], dtype=torch.long),
+        "src_modality": torch.tensor([vocab.modality_index(e[2]) for e in examples], dtype=torch.long),
+        "tgt_modality": torch.tensor([vocab.modality_index(e[3]) for e in examples], dtype=torch.long),
         "task": torch.tensor([e[4] for e in examples], dtype=torch.long),
         "batch_index": torch.tensor(batch_index, dtype=torch.long),
     }

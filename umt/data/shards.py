@@ -40,6 +40,7 @@ from umt.errors import InputError
 from umt.utils.io import atomic_path
 
 SHARD_FORMAT = "umt-shards/1"
+LAYOUT_HINT = " (shards baked before vocabulary layout 2 convert with `umt migrate DIR --out NEW`)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ class ShardSet:
             for field_name, want in expected.items():
                 have = getattr(info, field_name)
                 if want is not None and have != want:
-                    raise InputError(f"shard {field_name} is {have!r}, expected {want!r}", path)
+                    hint = LAYOUT_HINT if field_name == "vocab_hash" else ""
+                    raise InputError(f"shard {field_name} is {have!r}, expected {want!r}{hint}", path)
             if self.info is None:
                 self.info = info
             elif info != self.info:

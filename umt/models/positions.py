@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from umt.vocab import MODALITIES, Vocabulary
+from umt.vocab import Vocabulary
 
 
 def image_positions(
@@ -58,10 +58,11 @@ class ModalityPositions(nn.Module):
         super().__init__()
         self.max_len = max_len
         self.max_rows = max_rows
-        self.image_index = MODALITIES.index("image")
-        self.height_start = vocab["height"].start
-        self.height_stop = vocab["height"].stop
-        self.sequence = nn.Embedding(len(MODALITIES) * max_len, d_model)
+        # the planar scheme reads an image's own height tokens (umt.modalities.image)
+        self.image_index = vocab.modality_index("image") if "image" in vocab.modalities else -1
+        self.height_start = vocab["image/height"].start if self.image_index >= 0 else 0
+        self.height_stop = vocab["image/height"].stop if self.image_index >= 0 else 0
+        self.sequence = nn.Embedding(len(vocab.modalities) * max_len, d_model)
         self.image_row = nn.Embedding(max_rows + 1, d_model)
         self.image_column = nn.Embedding(max_len, d_model)
 

@@ -8,7 +8,7 @@ Shapes: ``B`` batch, ``S`` source rows, ``T`` target rows, ``K`` codebooks, ``V`
   (:mod:`umt.models.positions`: 2-D for images, 1-D otherwise). Every encoder position also gets a
   learned embedding of the *target* modality, which tells the encoder the task.
 * Source modality: taken from ``src_modality`` when given, otherwise from the SOS id in
-  ``src[:, 0, 0]`` (``vocab.sos(modality)``). Modality indices are ``MODALITIES.index(name)``.
+  ``src[:, 0, 0]`` (``vocab.sos(modality)``). Modality indices are ``vocab.modality_index(name)``.
 * Encoder and decoder: pre-LN blocks (:mod:`umt.models.transformer`).
 * Codebook sub-decoder (:mod:`umt.models.subdecoder`) turns each decoder state into ``K`` logits
   rows; one output projection ``Linear(d, V)`` is shared by all slots. Logits are masked with
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from umt.models.positions import ModalityPositions
 from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
-from umt.vocab import MODALITIES, MULTI_STREAM_MODALITIES, PAD_ID, Vocabulary
+from umt.vocab import PAD_ID, Vocabulary
 
 IGNORE_INDEX = -100
 LOSS_AVERAGES = ("token", "example")
@@ -137,11 +137,11 @@ class Translator(nn.Module):
         d = config.d_model
         self.token_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
         self.codebook_vectors = nn.ModuleDict()
-        for modality in sorted(MULTI_STREAM_MODALITIES):
-            dim = getattr(config, f"{modality}_code_dim")
+        for modality in sorted(m for m in vocab.modalities if vocab.spec(m).multi_stream):
+            dim = getattr(config, f"{modality}_code_dim", 0)
             if dim:
                 self.codebook_vectors[modality] = CodebookVectors(self._code_count(modality), dim, d)
-        self.target_modality_embedding = nn.Embedding(len(MODALITIES), d)
+        self.target_modality_embedding = nn.Embedding(len(vocab.modalities), d)
         self.source_positions = ModalityPositions(vocab, config.max_source_len, max_rows, d)
         self.target_positions = ModalityPositions(vocab, config.max_target_len, max_rows, d)
         self.embedding_dropout = nn.Dropout(config.dropout)
@@ -165,21 +165,26 @@ class Translator(nn.Module):
         )
         self.head = nn.Linear(d, vocab.size)
 
-        allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in MODALITIES])  # [M, K, V]
+        modalities = vocab.modalities
+        allowed = torch.stack([torch.from_numpy(vocab.allowed_mask(m)) for m in modalities])  # [M, K, V]
         self.register_buffer("allowed", allowed, persistent=False)
         self.register_buffer("counted_codebooks", allowed.sum(-1) > 1, persistent=False)  # [M, K]
         # The output projection is evaluated only on the ids allowed for (modality, codebook):
         # ~1k of the ~11k ids for a codebook, which makes the K-slot head cheap.
         local_index = torch.full(allowed.shape, -1, dtype=torch.long)
-        for m in range(len(MODALITIES)):
+        for m in range(len(vocab.modalities)):
             for k in range(vocab.num_codebooks):
                 ids = allowed[m, k].nonzero()[:, 0]
                 self.register_buffer(f"allowed_ids_{m}_{k}", ids, persistent=False)
                 local_index[m, k, ids] = torch.arange(len(ids))
         self.register_buffer("local_index", local_index, persistent=False)  # [M, K, V] -> position in ids
-        self.special_stop = vocab["height"].stop  # ids below are PAD / SOS / EOS / SEP / height
-        self.sos_start = vocab["sos"].start
-        self.eos_start = vocab["eos"].start
+        self.register_buffer("special_ids", torch.from_numpy(vocab.special_mask), persistent=False)  # [V]
+        sos = torch.tensor([vocab.sos(m) for m in modalities])
+        self.register_buffer("sos_ids", sos, persistent=False)  # [M]
+        self.register_buffer("eos_ids", torch.tensor([vocab.eos(m) for m in modalities]), persistent=False)
+        modality_of_sos = torch.full((vocab.size,), -1, dtype=torch.long)
+        modality_of_sos[sos] = torch.arange(len(sos))
+        self.register_buffer("modality_of_sos", modality_of_sos, persistent=False)  # [V], -1: not a SOS
         self.reset_parameters()
 
     # ---------------------------------------------------------------- set-up
@@ -218,8 +223,8 @@ class Translator(nn.Module):
         from there on); the shared table rows of those ids are zeroed and keep learning a residual.
         Creates the table (and records ``<modality>_code_dim`` in :attr:`config`) if needed.
         """
-        if modality not in MULTI_STREAM_MODALITIES:
-            raise ValueError(f"{modality} has no codebooks (only {sorted(MULTI_STREAM_MODALITIES)} do)")
+        if not self.vocab.spec(modality).multi_stream:
+            raise ValueError(f"{modality} is single-stream: it has no codebooks")
         num = self.vocab.modality_codebooks(modality)
         if len(codebook_vectors) != num:
             raise ValueError(f"{modality} uses {num} codebooks, got {len(codebook_vectors)} vector tables")
@@ -283,8 +288,8 @@ class Translator(nn.Module):
 
     def source_modality_of(self, src: Tensor) -> Tensor:
         """Modality indices ``[B]`` read from the SOS id in ``src[:, 0, 0]``."""
-        index = src[:, 0, 0] - self.sos_start
-        if bool(((index < 0) | (index >= len(MODALITIES))).any()):
+        index = self.modality_of_sos[src[:, 0, 0]]
+        if bool((index < 0).any()):
             raise ValueError(
                 "src[:, 0, 0] must be a SOS id (vocab.sos(modality)) to infer the source modality"
             )
@@ -447,7 +452,7 @@ class Translator(nn.Module):
             local_labels = self.local_index[modality, k, labels[members]]
             if bool((local_labels < 0).any()):
                 raise ValueError(
-                    f"a {MODALITIES[modality]} target holds an id not allowed in codebook {k} "
+                    f"a {self.vocab.modalities[modality]} target holds an id not allowed in codebook {k} "
                     f"(ids {sorted(set(labels[members][local_labels < 0].tolist()))[:5]})"
                 )
             logits = _at_least_float32(self._restricted_head(element_states[members], modality, k))
@@ -527,8 +532,8 @@ class Translator(nn.Module):
         memory_kv = self._memory_kv(memory)
         memory_mask = src_mask[:, None, None, :]
         out = torch.full((batch, max_len, self.num_codebooks), PAD_ID, dtype=torch.long, device=src.device)
-        out[:, 0, 0] = self.sos_start + tgt_modality
-        eos = self.eos_start + tgt_modality
+        out[:, 0, 0] = self.sos_ids[tgt_modality]
+        eos = self.eos_ids[tgt_modality]
         done = torch.zeros(batch, dtype=torch.bool, device=src.device)
         caches = None
         if use_cache:
@@ -627,7 +632,7 @@ class Translator(nn.Module):
             if k > 0:
                 embedded = F.embedding(row[:, k - 1], table)
                 if k == 1:
-                    special = (row[:, 0] < self.special_stop).long()
+                    special = self.special_ids[row[:, 0]].long()
             if caches is not None:
                 state = self.subdecoder.step(hidden + embedded if k > 0 else hidden, k, caches)
             else:

@@ -286,9 +286,9 @@ def unflatten_with_repairs(rows: np.ndarray, vocab: Vocabulary) -> tuple[list[np
         raise ValueError(f"rows must be [T, {vocab.num_codebooks}], got shape {rows.shape}")
     num = vocab.modality_codebooks("image")
     ranges = [vocab.codebook_range("image", k) for k in range(num)]
-    eos_ids = set(vocab["eos"].start + i for i in range(vocab["eos"].size))
-    sos_ids = set(vocab["sos"].start + i for i in range(vocab["sos"].size))
-    height_range = vocab["height"]
+    eos_ids = {vocab.eos(m) for m in vocab.modalities}
+    sos_ids = {vocab.sos(m) for m in vocab.modalities}
+    height_range = vocab["image/height"]
     repairs = UnflattenRepairs()
     grids: list[np.ndarray] = []
     height: int | None = None
@@ -356,7 +356,7 @@ def image_positions(rows: np.ndarray, vocab: Vocabulary) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64)
     positions = np.zeros((rows.shape[0], 2), dtype=np.int64)
     cb0 = vocab.codebook_range("image", 0)
-    height_range = vocab["height"]
+    height_range = vocab["image/height"]
     height, count = 1, 0
     for index, first in enumerate(rows[:, 0].tolist()):
         if height_range.contains(first):

@@ -1,8 +1,9 @@
-"""Which tokenizer class serves which modality: one explicit table, imported lazily.
+"""Which tokenizer class serves which modality, imported lazily.
 
-:data:`TOKENIZERS` maps a modality to ``"module:Class"``. Nothing is imported until a tokenizer is
-asked for, so ``import umt`` stays light and a modality whose tokenizer is not installed (or not
-written yet) fails only when used, with a clear message.
+The modality specs (:mod:`umt.modalities`) name each modality's tokenizer as ``"module:Class"``
+and say whether it is trained; :func:`default_registry` is that table. Nothing is imported until a
+tokenizer is asked for, so ``import umt`` stays light and a modality whose tokenizer is not
+installed (or not written yet) fails only when used, with a clear message.
 
 * Neural tokenizers (``image``, ``audio``) implement :class:`umt.tokenizers.base.NeuralTokenizer`
   and are restored from a self-describing folder with ``Class.from_pretrained(directory)``.
@@ -21,23 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from umt.errors import UserError
+from umt.modalities import MODALITY_SPECS
 from umt.utils.registry import Registry, did_you_mean
-
-NEURAL_MODALITIES: frozenset[str] = frozenset({"image", "audio"})
-"""Modalities whose tokenizer is a trained model restored from a folder."""
 
 
 def default_registry() -> Registry[Any]:
-    """The built-in modality -> ``"module:Class"`` table."""
+    """The modality -> ``"module:Class"`` table of the registered modality specs."""
     registry: Registry[Any] = Registry("tokenizer modality")
-    registry.add("image", "umt.tokenizers.image:ImageTokenizer")
-    registry.add("audio", "umt.tokenizers.audio:AudioTokenizer")
-    registry.add("lmx", "umt.tokenizers.rule_based:LmxFileTokenizer")
-    registry.add("midi", "umt.tokenizers.rule_based:MidiFileTokenizer")
+    for name in MODALITY_SPECS:
+        registry.add(name, MODALITY_SPECS.get(name).tokenizer)
     return registry
-
-
-TOKENIZERS: Registry[Any] = default_registry()
 
 
 def resolve_class(target: str | type) -> type:
@@ -62,7 +56,7 @@ def resolve_class(target: str | type) -> type:
 
 def tokenizer_class(modality: str, registry: Registry[Any] | None = None) -> type:
     """The tokenizer class registered for ``modality`` (did-you-mean for unknown names)."""
-    registry = TOKENIZERS if registry is None else registry
+    registry = default_registry() if registry is None else registry
     if modality not in registry:
         raise UserError(f"unknown modality {modality!r}{did_you_mean(modality, registry.names())}")
     return resolve_class(registry.get(modality))
@@ -70,7 +64,7 @@ def tokenizer_class(modality: str, registry: Registry[Any] | None = None) -> typ
 
 def needs_directory(modality: str) -> bool:
     """Whether the modality's tokenizer is restored from a folder (``--tokenizer DIR``)."""
-    return modality in NEURAL_MODALITIES
+    return modality in MODALITY_SPECS and MODALITY_SPECS.get(modality).trained_tokenizer
 
 
 def load_tokenizer(

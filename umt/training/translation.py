@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import lightning.pytorch as pl
@@ -256,8 +257,11 @@ class TranslationModule(pl.LightningModule):
 
         stored = checkpoint.get("umt_vocab_hash")
         if stored is not None and stored != self.vocab.layout_hash:
+            from umt.migrate import migration_hint
+
             raise CheckpointError(
                 f"checkpoint vocabulary hash {stored} does not match this config's {self.vocab.layout_hash}"
+                + migration_hint(stored, asdict(self.vocab.config))
             )
         trained = checkpoint.get("umt_tokenizer_hashes")
         current = self._data_tokenizer_hashes()

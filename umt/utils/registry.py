@@ -35,6 +35,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def remove(self, name: str) -> None:
+        if name not in self._items:
+            raise KeyError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}")
+        del self._items[name]
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

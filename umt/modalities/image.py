@@ -1,0 +1,40 @@
+"""Score images: a system (one line of music) as RQ-VAE codes, column by column.
+
+Rows are code columns read top to bottom, ``height`` rows a column; a system starts with a height
+token (its height in rows) and systems of a page are separated by ``sep``. Positions are planar
+(row in column, column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from umt.modalities.spec import ModalitySpec
+
+if TYPE_CHECKING:
+    from umt.vocab import VocabConfig
+
+
+@dataclass(frozen=True)
+class ImageSpec(ModalitySpec):
+    def specials(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        return (("sep", 1), ("height", config.max_image_height))
+
+    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        return tuple((f"cb{k}", config.image_codebook_size) for k in range(config.image_codebooks))
+
+    def codebooks(self, config: VocabConfig) -> int:
+        return config.image_codebooks
+
+
+IMAGE = ImageSpec(
+    name="image",
+    description="score images (systems) as RQ-VAE codes",
+    tokenizer="umt.tokenizers.image:ImageTokenizer",
+    trained_tokenizer=True,
+    multi_stream=True,
+    positions="planar",
+    suffixes=(".png", ".jpg", ".jpeg", ".pdf"),
+    target_specials=("sep", "height"),
+)

@@ -1,0 +1,95 @@
+"""What a modality is, in one object: :class:`ModalitySpec`.
+
+A spec owns the modality's block of the unified vocabulary (:mod:`umt.vocab`): its own SOS and
+EOS, any other special ids it needs (an image's system separator and height tokens), and its
+content ranges (codebooks x codes for a multi-stream modality, a token list or typed event ranges
+for a single-stream one). The vocabulary is ``PAD`` followed by the blocks of the modalities it
+holds, in order, so appending a modality appends a block and moves no existing id.
+
+A spec also says how the modality's rows are laid out in time and space (``positions``,
+``frames_per_second``), which tokenizer serves it (``tokenizer``, ``"module:Class"``, imported only
+when asked for; ``trained_tokenizer``: restored from a folder rather than built from rules) and
+which files hold it (``suffixes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the vocabulary imports the specs, not the other way round
+    from umt.vocab import VocabConfig
+
+POSITION_SCHEMES = ("sequence", "planar")
+"""``sequence``: one learned position per row; ``planar``: row-in-column plus column (images)."""
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality of the unified vocabulary. Subclasses say what its block holds."""
+
+    name: str
+    description: str
+    tokenizer: str
+    """``"module:Class"`` of its tokenizer (imported only when asked for)."""
+    trained_tokenizer: bool = False
+    """Whether the tokenizer is a trained model restored from a folder (``--tokenizer DIR``)."""
+    multi_stream: bool = False
+    """Whether a row holds one code per codebook (image, audio) or one id in codebook 0."""
+    positions: str = "sequence"
+    frames_per_second: float | None = None
+    """Rows (or, for event tokens, time ticks) per second; ``None``: no time axis."""
+    suffixes: tuple[str, ...] = ()
+    """File suffixes of its inputs and outputs, preferred first."""
+    target_specials: tuple[str, ...] = ()
+    """Special ranges (besides EOS) a target of this modality may produce in codebook 0."""
+
+    def __post_init__(self) -> None:
+        if "/" in self.name or not self.name:
+            raise ValueError(f"modality name {self.name!r} must be non-empty and hold no '/'")
+        if self.positions not in POSITION_SCHEMES:
+            raise ValueError(
+                f"{self.name}: positions must be one of {POSITION_SCHEMES}, not {self.positions!r}"
+            )
+
+    # ------------------------------------------------------------- the block
+    def specials(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        """Special ranges after SOS and EOS, as ``(name, size)``."""
+        return ()
+
+    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        """Content ranges, as ``(name, size)``; a multi-stream modality names them ``cb0``, ``cb1``..."""
+        raise NotImplementedError
+
+    def block(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        """The whole block in id order: ``sos``, ``eos``, the other specials, the content."""
+        return (("sos", 1), ("eos", 1), *self.specials(config), *self.content(config))
+
+    def special_names(self, config: VocabConfig) -> tuple[str, ...]:
+        return ("sos", "eos", *(name for name, _ in self.specials(config)))
+
+    def codebooks(self, config: VocabConfig) -> int:
+        """How many of the ``K`` codebooks its rows use (1 for a single-stream modality)."""
+        return 1
+
+    def words(self) -> tuple[str, ...] | None:
+        """The token strings of a word-list modality (its ``token`` range, in order), else ``None``."""
+        return None
+
+
+@dataclass(frozen=True)
+class WordListSpec(ModalitySpec):
+    """A single-stream modality whose content is a fixed list of token strings (LMX, toy text)."""
+
+    tokens: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.tokens or len(set(self.tokens)) != len(self.tokens):
+            raise ValueError(f"{self.name}: tokens must be a non-empty list without duplicates")
+
+    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        return (("token", len(self.tokens)),)
+
+    def words(self) -> tuple[str, ...]:
+        return self.tokens
