@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from umt.tasks import TASKS
 from umt.vocab import VocabConfig, Vocabulary
 
 TINY_VOCAB = dict(
@@ -28,7 +29,7 @@ TINY_VOCAB = dict(
     max_image_height=8,
     midi_max_shift=2000,  # 20 s MIDI segments
 )
-ALL_TASKS = ["omr", "amt", "i2a", "a2i", "m2a", "l2i"]
+ALL_TASKS = TASKS.names()  # every registered model task
 IMAGE_CODE_BIAS = 4.0
 NOTE_TOKEN_BIAS = 3.0
 NOTE_TOKENS = ("measure", "C4", "E4", "G4", "quarter", "half")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,12 @@ import numpy as np
 import torch
 
 from umt.errors import CheckpointError, InputError, UserError
+from umt.modalities import get_spec
+from umt.modalities.image import PDF_SUFFIXES
+from umt.modalities.lmx import LMX_TEXT_SUFFIXES
+from umt.modalities.spec import FileWriter, Units
+from umt.tasks import CASCADE_TASK, get_task
+from umt.tasks import TASKS as REGISTERED_TASKS
 from umt.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -49,15 +55,11 @@ if TYPE_CHECKING:
     from umt.tokenizers.lmx import Delinearized
     from umt.tokenizers.midi import Note
 
-TASKS: tuple[str, ...] = ("omr", "amt", "i2a", "a2i", "m2a", "l2i", "cascade-i2a")
-"""The tasks :func:`translate_files` runs (the model tasks of :mod:`umt.tasks` and the cascade)."""
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
-PDF_SUFFIXES = frozenset({".pdf"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff"})
-MIDI_SUFFIXES = frozenset({".mid", ".midi"})
-MUSICXML_SUFFIXES = frozenset({".musicxml", ".xml", ".mxl"})
-LMX_SUFFIXES = frozenset({".lmx", ".txt"})
+def file_tasks() -> tuple[str, ...]:
+    """The tasks :func:`translate_files` runs: every registered task, and the cascade."""
+    return (*REGISTERED_TASKS.names(), CASCADE_TASK)
+
 
 WINDOW_SECONDS = 20.0
 """Length of the audio windows and MIDI segments the paper's models are trained on."""
@@ -152,7 +154,7 @@ def read_lmx_systems(path: str | Path) -> list[list[str]]:
     from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
 
     path = Path(path)
-    if path.suffix.lower() in LMX_SUFFIXES:
+    if path.suffix.lower() in LMX_TEXT_SUFFIXES:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -329,14 +331,13 @@ class TranslationPipeline:
 
     def check_task(self, task: str) -> None:
         """Refuse a task the model was not trained for (when the folder lists its tasks)."""
-        from umt.tasks import TASKS as REGISTERED
-
-        if task not in REGISTERED:
-            raise UserError(f"unknown task {task!r} (tasks: {', '.join(REGISTERED)})")
+        if task not in REGISTERED_TASKS:
+            raise UserError(f"unknown task {task!r} (tasks: {', '.join(REGISTERED_TASKS)})")
         if self.tasks and task not in self.tasks:
             raise CheckpointError(f"the model was trained for {', '.join(self.tasks)}, not {task}", self.name)
-        spec = REGISTERED.get(task)
+        spec = get_task(task)
         for modality in (spec.source, spec.target):
+            self.vocab.spec(modality)  # the model's vocabulary holds it
             if modality == "image":
                 self._image()
             elif modality == "audio":
@@ -545,7 +546,6 @@ class TranslationPipeline:
         order. ``progress(n)`` is called after each batch with the number of units done in it.
         """
         from umt.data.pipeline import collate
-        from umt.tasks import get_task
 
         self.check_task(task)
         spec = get_task(task)
@@ -746,10 +746,11 @@ class _Job:
 
     path: Path
     stem: str
+    source: Units = field(default_factory=lambda: Units([]))
     units: list[np.ndarray] = field(default_factory=list)
-    starts: list[float] = field(default_factory=list)
+    """What the stage at hand translates (the source's units, then the cascade's MIDI segments)."""
     outputs: list[Generated] = field(default_factory=list)
-    files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+    files: dict[str, FileWriter] = field(default_factory=dict)
     """Output suffix -> writer of that file (called with the final path, writes atomically)."""
     notes: list = field(default_factory=list)
     truncated: int = 0
@@ -786,16 +787,7 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
-def _expect(path: Path, suffixes: Iterable[str], what: str) -> None:
-    if path.suffix.lower() not in suffixes:
-        raise InputError(f"not {what} (expected {', '.join(sorted(suffixes))})", path)
-    if path.is_dir():
-        raise InputError("is a directory", path)
-    if not path.exists():
-        raise InputError("no such file", path)
-
-
-def _png_writer(image: np.ndarray) -> Callable[[Path], None]:
+def png_writer(image: np.ndarray) -> FileWriter:
     def write(path: Path) -> None:
         from PIL import Image
 
@@ -807,7 +799,7 @@ def _png_writer(image: np.ndarray) -> Callable[[Path], None]:
     return write
 
 
-def _wav_writer(audio: np.ndarray, sample_rate: int) -> Callable[[Path], None]:
+def wav_writer(audio: np.ndarray, sample_rate: int) -> FileWriter:
     def write(path: Path) -> None:
         import soundfile
 
@@ -819,7 +811,7 @@ def _wav_writer(audio: np.ndarray, sample_rate: int) -> Callable[[Path], None]:
     return write
 
 
-def _text_writer(text: str) -> Callable[[Path], None]:
+def text_writer(text: str) -> FileWriter:
     def write(path: Path) -> None:
         from umt.utils.io import atomic_write_text
 
@@ -828,7 +820,7 @@ def _text_writer(text: str) -> Callable[[Path], None]:
     return write
 
 
-def _midi_writer(notes: list) -> Callable[[Path], None]:
+def midi_writer(notes: list) -> FileWriter:
     def write(path: Path) -> None:
         from umt.tokenizers.midi import midi_bytes_from_notes
         from umt.utils.io import atomic_write_bytes
@@ -838,15 +830,14 @@ def _midi_writer(notes: list) -> Callable[[Path], None]:
     return write
 
 
-def _score_files(job: _Job, tokens_per_unit: Sequence[Sequence[str]]) -> Delinearized:
-    """The OMR outputs of a job: ``.musicxml`` (one part, a system break between the systems of
-    a page) and ``.lmx`` (one line per system)."""
+def score_files(tokens_per_unit: Sequence[Sequence[str]]) -> tuple[dict[str, FileWriter], Delinearized]:
+    """LMX systems -> ``.musicxml`` (one part, a system break between the systems of a page) and
+    ``.lmx`` (one line per system) writers, and the score."""
     from umt.tokenizers.lmx import delinearize, format_lmx
 
-    score = delinearize([list(tokens) for tokens in tokens_per_unit])
-    job.files[".musicxml"] = _text_writer(score.musicxml)
-    job.files[".lmx"] = _text_writer(format_lmx([list(t) for t in tokens_per_unit]))
-    return score
+    systems = [list(tokens) for tokens in tokens_per_unit]
+    score = delinearize(systems)
+    return {".musicxml": text_writer(score.musicxml), ".lmx": text_writer(format_lmx(systems))}, score
 
 
 def translate_files(
@@ -860,18 +851,20 @@ def translate_files(
 ) -> TranslateSummary:
     """Translate files for ``task`` into ``out_dir`` (see the module docstring for the units).
 
-    Outputs per input ``NAME.ext``: omr -> ``NAME.musicxml`` + ``NAME.lmx``; amt -> ``NAME.mid``;
-    i2a / m2a -> ``NAME.wav`` (44.1 kHz); a2i / l2i -> ``NAME.png``; cascade-i2a -> ``NAME.musicxml``,
-    ``NAME.mid`` and ``NAME.wav``. Task or checkpoint problems raise; a bad input is recorded in
-    ``failures`` and the others go on; nothing is written for a failed input.
+    The task's source modality reads each input (:meth:`~umt.modalities.ModalitySpec.read_units`)
+    and its target modality writes the outputs (``output_files``): omr -> ``NAME.musicxml`` +
+    ``NAME.lmx``; amt -> ``NAME.mid``; i2a / m2a -> ``NAME.wav`` (44.1 kHz); a2i / l2i ->
+    ``NAME.png``; cascade-i2a -> ``NAME.musicxml``, ``NAME.mid`` and ``NAME.wav``. Task or
+    checkpoint problems raise; a bad input is recorded in ``failures`` and the others go on;
+    nothing is written for a failed input.
     """
-    if task not in TASKS:
-        raise UserError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
+    if task not in file_tasks():
+        raise UserError(f"unknown task {task!r} (tasks: {', '.join(file_tasks())})")
     generation = generation or GenerationConfig()
     m2a_pipeline = m2a_pipeline or pipeline
-    model_task = "omr" if task == "cascade-i2a" else task
+    model_task = "omr" if task == CASCADE_TASK else task
     pipeline.check_task(model_task)
-    if task == "cascade-i2a":
+    if task == CASCADE_TASK:
         m2a_pipeline.check_task("m2a")
     out = Path(out_dir)
     paths = [Path(p) for p in inputs]
@@ -903,7 +896,7 @@ def translate_files(
             fail(job, error)
             continue
         decoded.append(job)
-    if task == "cascade-i2a":
+    if task == CASCADE_TASK:
         for job in decoded:
             job.units = []
         ready = []
@@ -920,7 +913,7 @@ def translate_files(
             try:
                 pieces = [m2a_pipeline.rows_to_audio(o.rows, str(job.path)) for o in job.outputs]
                 audio = m2a_pipeline.join_segments_audio(pieces)
-                job.files[".wav"] = _wav_writer(audio, m2a_pipeline.sample_rate)
+                job.files[".wav"] = wav_writer(audio, m2a_pipeline.sample_rate)
             except Exception as error:
                 fail(job, error)
                 continue
@@ -945,22 +938,11 @@ def translate_files(
 
 
 def _encode_job(pipeline: TranslationPipeline, task: str, job: _Job) -> None:
-    path, name = job.path, str(job.path)
-    if task in ("omr", "i2a", "cascade-i2a"):
-        _expect(path, IMAGE_SUFFIXES | PDF_SUFFIXES, "an image or PDF")
-        job.units = [pipeline.image_rows(system, name) for system in load_systems(path)]
-    elif task in ("amt", "a2i"):
-        _expect(path, AUDIO_SUFFIXES, "an audio file")
-        job.units = pipeline.audio_windows(pipeline.load_audio(path, name), name)
-        job.starts = [i * pipeline.window_seconds for i in range(len(job.units))]
-    elif task == "m2a":
-        _expect(path, MIDI_SUFFIXES, "a MIDI file")
-        job.units = pipeline.midi_segments(pipeline.load_notes(path, name), name)
-    elif task == "l2i":
-        _expect(path, MUSICXML_SUFFIXES | LMX_SUFFIXES, "a MusicXML or LMX file")
-        job.units = pipeline.lmx_units(read_lmx_systems(path), name)
+    source = "image" if task == CASCADE_TASK else get_task(task).source
+    job.source = get_spec(source).read_units(job.path, pipeline)
+    job.units = list(job.source.rows)
     if not job.units:
-        raise InputError("nothing to translate", path)
+        raise InputError("nothing to translate", job.path)
 
 
 def _run_stage(
@@ -1000,23 +982,13 @@ def _progress_bar(total: int, task: str, enabled: bool):
 def _decode_job(pipeline: TranslationPipeline, task: str, job: _Job) -> None:
     name = str(job.path)
     rows = [o.rows for o in job.outputs]
-    if task in ("omr", "cascade-i2a"):
-        score = _score_files(job, [pipeline.rows_to_lmx(r) for r in rows])
-        if task == "cascade-i2a":
-            job.notes = musicxml_to_notes(score.musicxml, name)
-            job.files[".mid"] = _midi_writer(job.notes)
-            # The WAV comes from the second stage; keep the score files first in the output order.
-    elif task == "amt":
-        result = pipeline.rows_to_notes(rows, job.starts)
-        job.files[".mid"] = _midi_writer(result.notes)
-    elif task == "i2a":
-        audio = np.concatenate([pipeline.rows_to_audio(r, name) for r in rows])
-        job.files[".wav"] = _wav_writer(audio, pipeline.sample_rate)
-    elif task == "m2a":
-        audio = pipeline.join_segments_audio([pipeline.rows_to_audio(r, name) for r in rows])
-        job.files[".wav"] = _wav_writer(audio, pipeline.sample_rate)
-    elif task in ("a2i", "l2i"):
-        job.files[".png"] = _png_writer(stack_images([pipeline.rows_to_image(r, name) for r in rows]))
+    if task == CASCADE_TASK:
+        job.files, score = score_files([pipeline.rows_to_lmx(r) for r in rows])
+        job.notes = musicxml_to_notes(score.musicxml, name)
+        job.files[".mid"] = midi_writer(job.notes)
+        # The WAV comes from the second stage; the score files stay first in the output order.
+        return
+    job.files.update(get_spec(get_task(task).target).output_files(rows, pipeline, job.source, name))
 
 
 def describe(pipeline: TranslationPipeline) -> str:

@@ -54,6 +54,10 @@ class Task:
 
 TASKS: Registry[Task] = Registry("task")
 
+CASCADE_TASK = "cascade-i2a"
+"""Not a model task: image -> LMX (the OMR task of one model) -> MIDI -> audio (the M2A task of
+the same or another model), run by :func:`umt.inference.translate_files`."""
+
 
 def get_task(name: str) -> Task:
     """The registered task ``name`` (``KeyError`` with a did-you-mean hint otherwise)."""

@@ -14,25 +14,30 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-TASK_HELP = {
-    "omr": "score image/PDF -> MusicXML (+ .lmx)",
-    "amt": "audio -> MIDI",
-    "i2a": "score image/PDF -> audio (WAV)",
-    "a2i": "audio -> score image (PNG)",
-    "m2a": "MIDI -> audio (WAV)",
-    "l2i": "MusicXML/MXL/LMX -> score image (PNG)",
-    "cascade-i2a": "score image -> MusicXML -> MIDI -> audio (OMR, then the model's M2A task)",
-}
+
+def task_help() -> dict[str, str]:
+    """Every task ``umt translate`` runs, with what it reads and writes (from the task registry and
+    the modality specs)."""
+    from umt.modalities import get_spec
+    from umt.tasks import CASCADE_TASK, TASKS
+
+    helps = {}
+    for name in TASKS:
+        task = TASKS.get(name)
+        helps[name] = f"{get_spec(task.source).input_help} -> {get_spec(task.target).output_help}"
+    helps[CASCADE_TASK] = "score image -> MusicXML -> MIDI -> audio (OMR, then the model's M2A task)"
+    return helps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
     parser.add_argument("--checkpoint", required=True, metavar="DIR", help="exported model folder")
+    helps = task_help()
     parser.add_argument(
         "--task",
         required=True,
-        choices=tuple(TASK_HELP),
-        help="; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()),
+        choices=tuple(helps),
+        help="; ".join(f"{name}: {text}" for name, text in helps.items()),
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
@@ -71,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from umt.cli import report_failures
     from umt.inference import GenerationConfig, TranslationPipeline, translate_files
+    from umt.tasks import CASCADE_TASK
 
     generation = GenerationConfig(
         temperature=args.temperature,
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     m2a = None
     if args.m2a_checkpoint:
-        if args.task != "cascade-i2a":
+        if args.task != CASCADE_TASK:
             from umt.errors import UserError
 
             raise UserError("--m2a-checkpoint is only used by --task cascade-i2a")

@@ -29,7 +29,6 @@ import numpy as np
 
 from umt.errors import InputError
 
-PDF_SUFFIXES = frozenset({".pdf"})
 PDF_DPI = 200
 """Resolution at which PDF pages are rasterised (the tokenizer rescales to its staff height)."""
 MAX_PDF_PAGES = 500

@@ -1,13 +1,20 @@
-"""Performance audio as DAC codes: one row a codec frame (hop 512 at 44.1 kHz in the paper)."""
+"""Performance audio as DAC codes: one row a codec frame (hop 512 at 44.1 kHz in the paper).
+
+A recording is cut into windows of the model's length (20 s), one unit each, encoded on its own as
+the training clips were. Generated audio is joined in time: units that came with start times (MIDI
+segments, audio windows) are placed at them, others follow one another.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from umt.modalities.spec import ModalitySpec
+from umt.modalities.spec import FileWriter, ModalitySpec, Units
 
 if TYPE_CHECKING:
+    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
 
 
@@ -19,6 +26,22 @@ class AudioSpec(ModalitySpec):
     def codebooks(self, config: VocabConfig) -> int:
         return config.audio_codebooks
 
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.check_suffix(path)
+        windows = pipeline.audio_windows(pipeline.load_audio(path, str(path)), str(path))
+        return Units(windows, [i * pipeline.window_seconds for i in range(len(windows))])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        import numpy as np
+
+        from umt.inference import wav_writer
+
+        pieces = [pipeline.rows_to_audio(rows, name) for rows in outputs]
+        audio = pipeline.join_segments_audio(pieces) if source.starts is not None else np.concatenate(pieces)
+        return {".wav": wav_writer(audio, pipeline.sample_rate)}
+
 
 AUDIO = AudioSpec(
     name="audio",
@@ -28,5 +51,8 @@ AUDIO = AudioSpec(
     multi_stream=True,
     # The paper's codec; a tokenizer folder states its own rate (sample_rate / hop_length).
     frames_per_second=44100 / 512,
-    suffixes=(".wav", ".flac", ".ogg", ".mp3"),
+    suffixes=(".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"),
+    file_kind="an audio file",
+    input_help="audio",
+    output_help="audio (WAV)",
 )

@@ -2,18 +2,24 @@
 
 Rows are code columns read top to bottom, ``height`` rows a column; a system starts with a height
 token (its height in rows) and systems of a page are separated by ``sep``. Positions are planar
-(row in column, column).
+(row in column, column). A page or PDF is cut into its systems, one unit each; generated systems
+are stacked into one PNG.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from umt.modalities.spec import ModalitySpec
+from umt.modalities.spec import FileWriter, ModalitySpec, Units
 
 if TYPE_CHECKING:
+    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
+
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+PDF_SUFFIXES = (".pdf",)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,19 @@ class ImageSpec(ModalitySpec):
     def codebooks(self, config: VocabConfig) -> int:
         return config.image_codebooks
 
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        from umt.inference import load_systems
+
+        self.check_suffix(path)
+        return Units([pipeline.image_rows(system, str(path)) for system in load_systems(path)])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        from umt.inference import png_writer, stack_images
+
+        return {".png": png_writer(stack_images([pipeline.rows_to_image(rows, name) for rows in outputs]))}
+
 
 IMAGE = ImageSpec(
     name="image",
@@ -35,6 +54,9 @@ IMAGE = ImageSpec(
     trained_tokenizer=True,
     multi_stream=True,
     positions="planar",
-    suffixes=(".png", ".jpg", ".jpeg", ".pdf"),
+    suffixes=RASTER_SUFFIXES + PDF_SUFFIXES,
     target_specials=("sep", "height"),
+    file_kind="an image or PDF",
+    input_help="score image/PDF",
+    output_help="score image (PNG)",
 )

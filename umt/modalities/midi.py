@@ -1,14 +1,20 @@
 """MIDI as MT3/YourMT3-style events: absolute time shifts in 10 ms ticks within a segment,
-pitch, note-on/off, tie section marker, program and drum pitch (:mod:`umt.tokenizers.midi`)."""
+pitch, note-on/off, tie section marker, program and drum pitch (:mod:`umt.tokenizers.midi`).
+
+A MIDI file is read as one unit per segment of the model's length (20 s); generated segments are
+decoded together (tie sections carry notes across them), each at its unit's start time.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from umt.modalities.spec import ModalitySpec
+from umt.modalities.spec import FileWriter, ModalitySpec, Units
 
 if TYPE_CHECKING:
+    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
 
 NUM_PITCHES = 128
@@ -28,6 +34,18 @@ class MidiSpec(ModalitySpec):
             ("drum", NUM_PITCHES),
         )
 
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.check_suffix(path)
+        segments = pipeline.midi_segments(pipeline.load_notes(path, str(path)), str(path))
+        return Units(segments, [i * pipeline.window_seconds for i in range(len(segments))])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        from umt.inference import midi_writer
+
+        return {".mid": midi_writer(pipeline.rows_to_notes(outputs, source.starts).notes)}
+
 
 MIDI = MidiSpec(
     name="midi",
@@ -35,4 +53,7 @@ MIDI = MidiSpec(
     tokenizer="umt.tokenizers.rule_based:MidiFileTokenizer",
     frames_per_second=100.0,
     suffixes=(".mid", ".midi"),
+    file_kind="a MIDI file",
+    input_help="MIDI",
+    output_help="MIDI",
 )

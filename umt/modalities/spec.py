@@ -8,17 +8,37 @@ holds, in order, so appending a modality appends a block and moves no existing i
 
 A spec also says how the modality's rows are laid out in time and space (``positions``,
 ``frames_per_second``), which tokenizer serves it (``tokenizer``, ``"module:Class"``, imported only
-when asked for; ``trained_tokenizer``: restored from a folder rather than built from rules) and
-which files hold it (``suffixes``).
+when asked for; ``trained_tokenizer``: restored from a folder rather than built from rules), which
+files hold it (``suffixes``), and how a file becomes the units a model translates
+(:meth:`ModalitySpec.read_units`) and generated units become files
+(:meth:`ModalitySpec.output_files`). Those two run with a
+:class:`~umt.inference.TranslationPipeline` at hand (its vocabulary, tokenizers and limits) and
+import what they need when called, so importing a spec stays light.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the vocabulary imports the specs, not the other way round
+    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
+
+FileWriter = Callable[[Path], None]
+"""Writes one output file, atomically, at the path it is given."""
+
+
+@dataclass
+class Units:
+    """What a model translates of one input file: content rows ``[T, K]`` per unit (a system, a
+    window, a segment), and for a modality with a time axis each unit's start in seconds."""
+
+    rows: list[Any]
+    starts: list[float] | None = None
+
 
 POSITION_SCHEMES = ("sequence", "planar")
 """``sequence``: one learned position per row; ``planar``: row-in-column plus column (images)."""
@@ -43,6 +63,12 @@ class ModalitySpec:
     """File suffixes of its inputs and outputs, preferred first."""
     target_specials: tuple[str, ...] = ()
     """Special ranges (besides EOS) a target of this modality may produce in codebook 0."""
+    file_kind: str = ""
+    """Its files in a sentence, for messages (e.g. "an image or PDF")."""
+    input_help: str = ""
+    """What an input file of this modality is, for ``--help`` (e.g. "score image/PDF")."""
+    output_help: str = ""
+    """What its output files are (e.g. "score image (PNG)")."""
 
     def __post_init__(self) -> None:
         if "/" in self.name or not self.name:
@@ -75,6 +101,38 @@ class ModalitySpec:
     def words(self) -> tuple[str, ...] | None:
         """The token strings of a word-list modality (its ``token`` range, in order), else ``None``."""
         return None
+
+    # ---------------------------------------------------------------- files
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        """An input file -> the units to translate (:class:`~umt.errors.InputError` for a bad one)."""
+        from umt.errors import UserError
+
+        raise UserError(f"{self.name} files cannot be read as a translation source")
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        """Generated rows of one input's units -> its output files, by suffix (nothing written yet).
+
+        ``source``: the input's units (their start times place time-axis outputs); ``name``: the
+        input, for messages.
+        """
+        from umt.errors import UserError
+
+        raise UserError(f"{self.name} outputs cannot be written to files")
+
+    def check_suffix(self, path: Path, suffixes: tuple[str, ...] | None = None) -> None:
+        """Refuse a path that is not a file of this modality (one line each: suffix, folder, missing)."""
+        from umt.errors import InputError
+
+        suffixes = suffixes or self.suffixes
+        if path.suffix.lower() not in suffixes:
+            kind = self.file_kind or f"a {self.name} file"
+            raise InputError(f"not {kind} (expected {', '.join(sorted(suffixes))})", path)
+        if path.is_dir():
+            raise InputError("is a directory", path)
+        if not path.exists():
+            raise InputError("no such file", path)
 
 
 @dataclass(frozen=True)

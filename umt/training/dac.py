@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset
 
+from umt.modalities.audio import AUDIO
 from umt.models.dac import DAC, DACConfig
 from umt.models.dac_discriminators import (
     Discriminator,
@@ -239,7 +240,7 @@ class AudioExcerptDataset(Dataset):
         return excerpt * (self.peak / excerpt.abs().max().clamp_min(1e-5))
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+AUDIO_SUFFIXES = AUDIO.suffixes
 
 
 def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:

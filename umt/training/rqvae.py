@@ -25,11 +25,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from umt.errors import CheckpointError, InputError, UserError
+from umt.modalities.image import RASTER_SUFFIXES as IMAGE_SUFFIXES
 from umt.models.rqvae import RQVAE, RQVAEConfig
 from umt.tokenizers.image import ImagePreprocessConfig, ImageTokenizer, preprocess, read_image
 from umt.utils.io import read_path_list
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LR_SCHEDULES = ("constant", "cosine")
 
 
