@@ -10,7 +10,6 @@ the paper's, so the paper's ids stay where they were.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from umt.cli import main as umt_main
 from umt.data.shards import ShardInfo, ShardWriter
 from umt.modalities import PAPER_MODALITIES, WordListSpec, register_modality, unregister_modality
-from umt.modalities.spec import Units
+from umt.modalities.spec import ModalityFiles, Units
 from umt.tasks import TASKS, Task
 from umt.tokenizers.lmx import parse_lmx_text
 from umt.utils.io import atomic_write_text
@@ -40,35 +39,35 @@ TINY_VOCAB = dict(
 MODALITIES = (*PAPER_MODALITIES, "solfege")
 
 
-@dataclass(frozen=True)
-class SolfegeSpec(WordListSpec):
+class SolfegeFiles(ModalityFiles):
     """Solfege syllables, a line of a ``.sol`` text file one unit."""
 
     def read_units(self, path: Path, pipeline: Any) -> Units:
         from umt.errors import InputError
 
-        self.check_suffix(path)
+        self.spec.check_suffix(path)
         lines = [line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         try:
-            ids = [[pipeline.vocab.word_id(self.name, word) for word in line] for line in lines]
+            ids = [[pipeline.vocab.word_id(self.spec.name, word) for word in line] for line in lines]
         except ValueError as error:
             raise InputError(str(error), path) from None
         return Units([pipeline.vocab.single_stream_rows(line) for line in ids])
 
     def output_files(self, outputs: list[Any], pipeline: Any, source: Units, name: str) -> dict:
         vocab = pipeline.vocab
-        block = vocab[f"{self.name}/token"]
+        block = vocab[f"{self.spec.name}/token"]
         lines = [
-            " ".join(vocab.word(self.name, int(i)) for i in rows[:, 0] if block.contains(int(i)))
+            " ".join(vocab.word(self.spec.name, int(i)) for i in rows[:, 0] if block.contains(int(i)))
             for rows in outputs
         ]
         return {".sol": lambda path: atomic_write_text(path, "\n".join(lines) + "\n")}
 
 
-SOLFEGE = SolfegeSpec(
+SOLFEGE = WordListSpec(
     name="solfege",
     description="solfege syllables (a test's toy modality)",
-    tokenizer="tests.test_toy_modality:SolfegeSpec",  # rule-based: the spec's word list is all it needs
+    tokenizer="tests.test_toy_modality:SolfegeFiles",  # rule-based: the word list is all it needs
+    files=SolfegeFiles,
     suffixes=(".sol",),
     file_kind="a solfege text file",
     input_help="solfege text",

@@ -161,6 +161,10 @@ class DemoContext:
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
+    def timings(self) -> dict[str, float]:
+        """Seconds per finished stage, from ``timings.json``."""
+        return read_timings(self.out)
+
     @property
     def corpus(self) -> Path:
         return self.out / "corpus"

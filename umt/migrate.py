@@ -148,13 +148,11 @@ def _permute_rows(state: dict, prefix: str, new_id: np.ndarray) -> None:
 def _migrate_model_folder(source: Path, out: Path) -> str:
     from safetensors.torch import load_file, save_file
 
-    from umt.pretrained import EXPORT_FORMAT
-
     try:
         config = json.loads((source / "config.json").read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"corrupt config.json ({error})", source / "config.json") from None
-    if config.get("format") != EXPORT_FORMAT:
+    if not str(config.get("format", "")).startswith("umt-translator/"):  # umt.pretrained's folders
         raise CheckpointError(f"unknown format {config.get('format')!r}", source / "config.json")
     vocab_config = _layout_1_config(config.get("vocab_hash", ""), config.get("vocab"), source)
     state = load_file(str(source / "model.safetensors"))

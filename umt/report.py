@@ -199,10 +199,9 @@ def _metric_rows(metrics: dict[str, float]) -> str:
 
 
 def _budget_rows(context: Any, shard_counts: dict[str, int]) -> str:
-    from umt.demo import read_timings
     from umt.pretrained import read_config
 
-    timings = read_timings(context.out)
+    timings = context.timings()
     config = read_config(context.model_dir)
     model = config["model"]
     rows = [

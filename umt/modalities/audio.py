@@ -8,13 +8,11 @@ segments, audio windows) are placed at them, others follow one another.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from umt.modalities.spec import FileWriter, ModalitySpec, Units
+from umt.modalities.spec import ModalitySpec
 
 if TYPE_CHECKING:
-    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
 
 
@@ -26,22 +24,6 @@ class AudioSpec(ModalitySpec):
     def codebooks(self, config: VocabConfig) -> int:
         return config.audio_codebooks
 
-    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
-        self.check_suffix(path)
-        windows = pipeline.audio_windows(pipeline.load_audio(path, str(path)), str(path))
-        return Units(windows, [i * pipeline.window_seconds for i in range(len(windows))])
-
-    def output_files(
-        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
-    ) -> dict[str, FileWriter]:
-        import numpy as np
-
-        from umt.inference import wav_writer
-
-        pieces = [pipeline.rows_to_audio(rows, name) for rows in outputs]
-        audio = pipeline.join_segments_audio(pieces) if source.starts is not None else np.concatenate(pieces)
-        return {".wav": wav_writer(audio, pipeline.sample_rate)}
-
 
 AUDIO = AudioSpec(
     name="audio",
@@ -51,6 +33,7 @@ AUDIO = AudioSpec(
     multi_stream=True,
     # The paper's codec; a tokenizer folder states its own rate (sample_rate / hop_length).
     frames_per_second=44100 / 512,
+    files="umt.inference.modality_files:AudioFiles",
     suffixes=(".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff"),
     file_kind="an audio file",
     input_help="audio",

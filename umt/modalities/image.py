@@ -9,13 +9,11 @@ are stacked into one PNG.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from umt.modalities.spec import FileWriter, ModalitySpec, Units
+from umt.modalities.spec import ModalitySpec
 
 if TYPE_CHECKING:
-    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -33,19 +31,6 @@ class ImageSpec(ModalitySpec):
     def codebooks(self, config: VocabConfig) -> int:
         return config.image_codebooks
 
-    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
-        from umt.inference import load_systems
-
-        self.check_suffix(path)
-        return Units([pipeline.image_rows(system, str(path)) for system in load_systems(path)])
-
-    def output_files(
-        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
-    ) -> dict[str, FileWriter]:
-        from umt.inference import png_writer, stack_images
-
-        return {".png": png_writer(stack_images([pipeline.rows_to_image(rows, name) for rows in outputs]))}
-
 
 IMAGE = ImageSpec(
     name="image",
@@ -54,6 +39,7 @@ IMAGE = ImageSpec(
     trained_tokenizer=True,
     multi_stream=True,
     positions="planar",
+    files="umt.inference.modality_files:ImageFiles",
     suffixes=RASTER_SUFFIXES + PDF_SUFFIXES,
     target_specials=("sep", "height"),
     file_kind="an image or PDF",

@@ -8,13 +8,11 @@ decoded together (tie sections carry notes across them), each at its unit's star
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from umt.modalities.spec import FileWriter, ModalitySpec, Units
+from umt.modalities.spec import ModalitySpec
 
 if TYPE_CHECKING:
-    from umt.inference import TranslationPipeline
     from umt.vocab import VocabConfig
 
 NUM_PITCHES = 128
@@ -34,24 +32,13 @@ class MidiSpec(ModalitySpec):
             ("drum", NUM_PITCHES),
         )
 
-    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
-        self.check_suffix(path)
-        segments = pipeline.midi_segments(pipeline.load_notes(path, str(path)), str(path))
-        return Units(segments, [i * pipeline.window_seconds for i in range(len(segments))])
-
-    def output_files(
-        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
-    ) -> dict[str, FileWriter]:
-        from umt.inference import midi_writer
-
-        return {".mid": midi_writer(pipeline.rows_to_notes(outputs, source.starts).notes)}
-
 
 MIDI = MidiSpec(
     name="midi",
     description="MIDI note events (MT3 / YourMT3 style)",
     tokenizer="umt.tokenizers.rule_based:MidiFileTokenizer",
     frames_per_second=100.0,
+    files="umt.inference.modality_files:MidiFiles",
     suffixes=(".mid", ".midi"),
     file_kind="a MIDI file",
     input_help="MIDI",

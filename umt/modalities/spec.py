@@ -65,6 +65,8 @@ class ModalitySpec:
     """Special ranges (besides EOS) a target of this modality may produce in codebook 0."""
     file_kind: str = ""
     """Its files in a sentence, for messages (e.g. "an image or PDF")."""
+    files: str | type | None = None
+    """``"module:Class"`` (or the class) of its :class:`ModalityFiles`: file -> units -> files."""
     input_help: str = ""
     """What an input file of this modality is, for ``--help`` (e.g. "score image/PDF")."""
     output_help: str = ""
@@ -103,23 +105,29 @@ class ModalitySpec:
         return None
 
     # ---------------------------------------------------------------- files
-    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
-        """An input file -> the units to translate (:class:`~umt.errors.InputError` for a bad one)."""
+    def file_io(self) -> ModalityFiles:
+        """Its :class:`ModalityFiles` (``files``, imported when first asked for)."""
         from umt.errors import UserError
 
-        raise UserError(f"{self.name} files cannot be read as a translation source")
+        if self.files is None:
+            raise UserError(f"{self.name} has no file reader or writer")
+        target = self.files
+        if isinstance(target, str):
+            import importlib
+
+            module, _, name = target.partition(":")
+            target = getattr(importlib.import_module(module), name)
+        return target(self)
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        """An input file -> the units to translate (:class:`~umt.errors.InputError` for a bad one)."""
+        return self.file_io().read_units(path, pipeline)
 
     def output_files(
         self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
     ) -> dict[str, FileWriter]:
-        """Generated rows of one input's units -> its output files, by suffix (nothing written yet).
-
-        ``source``: the input's units (their start times place time-axis outputs); ``name``: the
-        input, for messages.
-        """
-        from umt.errors import UserError
-
-        raise UserError(f"{self.name} outputs cannot be written to files")
+        """Generated rows of one input's units -> its output files, by suffix (nothing written yet)."""
+        return self.file_io().output_files(outputs, pipeline, source, name)
 
     def check_suffix(self, path: Path, suffixes: tuple[str, ...] | None = None) -> None:
         """Refuse a path that is not a file of this modality (one line each: suffix, folder, missing)."""
@@ -151,3 +159,33 @@ class WordListSpec(ModalitySpec):
 
     def words(self) -> tuple[str, ...]:
         return self.tokens
+
+
+class ModalityFiles:
+    """How a modality's files become units to translate, and generated units become files.
+
+    A :class:`ModalitySpec` names its subclass in ``files``; the built-in ones are in
+    :mod:`umt.inference.modality_files`. Both methods run with a
+    :class:`~umt.inference.TranslationPipeline` at hand (its vocabulary, tokenizers and limits).
+    """
+
+    def __init__(self, spec: ModalitySpec) -> None:
+        self.spec = spec
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        """An input file -> the units to translate (:class:`~umt.errors.InputError` for a bad one)."""
+        from umt.errors import UserError
+
+        raise UserError(f"{self.spec.name} files cannot be read as a translation source")
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        """Generated rows of one input's units -> its output files, by suffix (nothing written yet).
+
+        ``source``: the input's units (their start times place time-axis outputs); ``name``: the
+        input, for messages.
+        """
+        from umt.errors import UserError
+
+        raise UserError(f"{self.spec.name} outputs cannot be written to files")

@@ -36,7 +36,6 @@ from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
 from umt.vocab import PAD_ID, Vocabulary
 
-IGNORE_INDEX = -100
 LOSS_AVERAGES = ("token", "example")
 """How :meth:`Translator.loss` averages: over target tokens or over examples."""
 

@@ -428,13 +428,6 @@ def decode_segments(
     ).notes
 
 
-def decode_segment(
-    ids: Sequence[int], vocab: Vocabulary, start_time: float = 0.0, segment_seconds: float = 20.0
-) -> DecodeResult:
-    """Decode one segment on its own (its tie section continues nothing, so it is counted)."""
-    return decode_segments_with_problems([ids], vocab, segment_seconds, start_times=[start_time])
-
-
 # ---------------------------------------------------------------------------------- event names
 _NAMED_RANGES = ("shift", "pitch", "velocity", "program", "drum")
 

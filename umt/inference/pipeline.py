@@ -1,39 +1,10 @@
-"""Inference: an exported model folder -> translations of score images, audio, MIDI and MusicXML.
-
-:class:`TranslationPipeline` wraps a :class:`~umt.models.translator.Translator` restored by
-:func:`umt.pretrained.from_pretrained` with the tokenizers stored in (or given for) its folder.
-Sources are framed exactly as training frames them (:func:`umt.data.pipeline.collate`: the
-modality's SOS row, the content rows, its EOS row; PAD to the right), translated in batches
-(inputs sorted by length, batched, order restored) and decoded per target modality.
-
-Units. The model translates *units* of the size it was trained on; inputs are cut into them and the
-outputs put back together:
-
-* score images: one unit per system (a page is split into systems by
-  :func:`umt.data.systems.split_systems`, a PDF into pages first);
-* audio: one unit per ``window_seconds`` window (20 s, 1723 audio token rows at 44.1 kHz / hop 512);
-  transcriptions of consecutive windows are stitched by the MIDI decoder (tie sections), generated
-  audio is concatenated;
-* MIDI: one unit per 20 s segment of :func:`umt.tokenizers.midi.encode_notes` (each segment's rows
-  end with the segment's EOS id, as the baked shards hold them);
-* MusicXML / LMX: one unit per system (:func:`umt.tokenizers.lmx.linearize_systems`), a system
-  longer than the model's source length cut at measure boundaries.
-
-Sampling is deterministic for a given ``seed`` and batch size (one ``torch.Generator`` drives the
-whole run); greedy decoding (``temperature == 0``) gives the same outputs for any batch size.
-
-The file-level runner :func:`translate_files` (used by ``umt translate`` and ``infer.py``) reads
-the inputs, reports a bad input as one line and goes on with the others, and writes each input's
-outputs atomically once everything for it has succeeded.
-"""
+"""The translation pipeline: a Translator with its vocabulary and tokenizers; per-modality encoding
+of inputs and decoding of outputs; batched generation; the high-level API."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +12,23 @@ import numpy as np
 import torch
 
 from umt.errors import CheckpointError, InputError, UserError
-from umt.modalities import get_spec
-from umt.modalities.image import PDF_SUFFIXES
-from umt.modalities.lmx import LMX_TEXT_SUFFIXES
-from umt.modalities.spec import FileWriter, Units
-from umt.tasks import CASCADE_TASK, get_task
+from umt.inference.generation import (
+    WINDOW_SECONDS,
+    Generated,
+    GenerationConfig,
+    generate_units,
+    select_device,
+)
+from umt.inference.inputs import (
+    musicxml_to_notes,
+    notes_from_pretty_midi,
+    read_lmx_systems,
+    split_measures,
+    stack_images,
+    to_gray,
+)
 from umt.tasks import TASKS as REGISTERED_TASKS
+from umt.tasks import get_task
 from umt.vocab import Vocabulary
 
 if TYPE_CHECKING:
@@ -54,189 +36,6 @@ if TYPE_CHECKING:
     from umt.tokenizers.image import ImageTokenizer
     from umt.tokenizers.lmx import Delinearized
     from umt.tokenizers.midi import Note
-
-
-def file_tasks() -> tuple[str, ...]:
-    """The tasks :func:`translate_files` runs: every registered task, and the cascade."""
-    return (*REGISTERED_TASKS.names(), CASCADE_TASK)
-
-
-WINDOW_SECONDS = 20.0
-"""Length of the audio windows and MIDI segments the paper's models are trained on."""
-SYSTEM_GAP_PX = 16
-"""White rows between systems when generated system images are stacked into one page."""
-
-
-@dataclass
-class GenerationConfig:
-    """How outputs are generated (see :meth:`umt.models.translator.Translator.generate`)."""
-
-    temperature: float = 0.0
-    """0 = greedy."""
-    top_k: int = 0
-    top_p: float = 1.0
-    max_len: int | None = None
-    """Largest output length in rows, SOS and EOS included (``None``: the model's ``max_target_len``)."""
-    batch_size: int = 8
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"top-p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise UserError(f"top-k must be >= 0, got {self.top_k}")
-        if self.batch_size < 1:
-            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.max_len is not None and self.max_len < 2:
-            raise UserError(f"max-len must be >= 2 (SOS and one more row), got {self.max_len}")
-
-
-def select_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (CUDA if available, else Apple MPS, else CPU) or an explicit torch device name."""
-    if isinstance(name, torch.device):
-        return name
-    if name in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise UserError(f"unknown device {name!r} ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
-# ============================================================================ inputs
-def to_gray(image: Any, name: str = "<image>") -> np.ndarray:
-    """A path, PIL image or array (``[H, W]``, ``[H, W, 3|4]``) -> grayscale ``uint8 [H, W]``."""
-    from umt.tokenizers.image import read_image
-
-    if isinstance(image, str | Path):
-        return read_image(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("L"), dtype=np.uint8)
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        from PIL import Image
-
-        array = np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
-    if array.ndim != 2 or array.size == 0:
-        raise InputError(f"expected a grayscale [H, W] or colour [H, W, 3] image, got {array.shape}", name)
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return array
-
-
-def load_systems(source: Any, split_pages: bool = True) -> list[np.ndarray]:
-    """The system images of an input: a PNG/JPG file or array (a page is split into its systems, a
-    single system passes through), or a PDF (every page, split). ``uint8 [H, W]`` each, in reading
-    order."""
-    from umt.data.systems import read_pdf_pages, split_systems
-
-    if isinstance(source, str | Path) and Path(source).suffix.lower() in PDF_SUFFIXES:
-        pages = read_pdf_pages(source)
-    else:
-        pages = [to_gray(source)]
-    if not split_pages:
-        return pages
-    return [system for page in pages for system in split_systems(page)]
-
-
-def read_lmx_systems(path: str | Path) -> list[list[str]]:
-    """The LMX systems of a MusicXML/MXL file or an LMX text file (unknown tokens refused)."""
-    from umt.tokenizers.lmx import linearize_systems, parse_lmx_text
-    from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
-
-    path = Path(path)
-    if path.suffix.lower() in LMX_TEXT_SUFFIXES:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError("no such file", path) from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read LMX text ({error})", path) from None
-        systems = parse_lmx_text(text)
-        known = set(LMX_TOKENS)
-        for system in systems:
-            unknown = [token for token in system if token not in known]
-            if unknown:
-                raise InputError(f"unknown LMX token {unknown[0]!r}", path)
-    else:
-        systems = linearize_systems(path)
-    systems = [system for system in systems if system]
-    if not systems:
-        raise InputError("holds no music (no LMX tokens)", path)
-    return systems
-
-
-def split_measures(tokens: Sequence[str], limit: int) -> list[list[str]]:
-    """Cut an LMX token list at ``measure`` tokens into pieces of at most ``limit`` tokens (a single
-    measure longer than ``limit`` is cut where it must)."""
-    measures: list[list[str]] = []
-    for token in tokens:
-        if token == "measure" or not measures:
-            measures.append([])
-        measures[-1].append(token)
-    pieces: list[list[str]] = [[]]
-    for measure in measures:
-        if pieces[-1] and len(pieces[-1]) + len(measure) > limit:
-            pieces.append([])
-        pieces[-1].extend(measure)
-    out = []
-    for piece in pieces:
-        out.extend(piece[i : i + limit] for i in range(0, len(piece), limit))
-    return [piece for piece in out if piece]
-
-
-def notes_from_pretty_midi(midi: Any) -> list[Note]:
-    """The notes of a ``pretty_midi.PrettyMIDI`` as :class:`umt.tokenizers.midi.Note` s."""
-    from umt.tokenizers.midi import Note, sort_notes
-
-    notes = [
-        Note(n.pitch, instrument.program, instrument.is_drum, float(n.start), float(n.end), n.velocity)
-        for instrument in midi.instruments
-        for n in instrument.notes
-    ]
-    return sort_notes(notes)
-
-
-def musicxml_to_notes(musicxml: str, name: str = "<musicxml>", qpm: float | None = None) -> list[Note]:
-    """MusicXML text -> notes at ``qpm`` quarter notes per minute (default: the score's own tempo;
-    music21 + :func:`umt.data.synth.score_to_midi`)."""
-    from music21 import converter, stream
-
-    from umt.data.excerpts import tempo_at
-    from umt.data.synth import score_to_midi
-
-    try:
-        score = converter.parseData(musicxml, format="musicxml")
-    except Exception as error:  # music21 raises many types for odd documents
-        raise InputError(
-            f"music21 cannot read the MusicXML ({type(error).__name__}: {error})", name
-        ) from None
-    if isinstance(score, stream.Opus):
-        score = score.scores[0] if score.scores else None
-    if not isinstance(score, stream.Score) or not score.parts:
-        raise InputError("the MusicXML has no parts", name)
-    notes = notes_from_pretty_midi(score_to_midi(score, tempo_at(score, 0.0) if qpm is None else qpm))
-    if not notes:
-        raise InputError("the MusicXML holds no notes", name)
-    return notes
-
-
-# ========================================================================== pipeline
-@dataclass
-class Generated:
-    """One unit's output: content rows ``[T, K]`` (no SOS / EOS) and whether EOS ended it."""
-
-    rows: np.ndarray
-    finished: bool
 
 
 @dataclass
@@ -545,40 +344,10 @@ class TranslationPipeline:
         Units are sorted by length (longest first), batched, generated and returned in the input
         order. ``progress(n)`` is called after each batch with the number of units done in it.
         """
-        from umt.data.pipeline import collate
-
         self.check_task(task)
-        spec = get_task(task)
-        generation = generation or GenerationConfig()
-        limit = int(self.model.config.max_target_len)
-        max_len = min(generation.max_len or limit, limit)
-        order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
-        results: list[Generated | None] = [None] * len(sources)
-        generator = torch.Generator(device=self.device).manual_seed(int(generation.seed))
-        empty = np.zeros((0, self.vocab.num_codebooks), dtype=np.int64)
-        eos = self.vocab.eos(spec.target)
-        for start in range(0, len(order), generation.batch_size):
-            chosen = order[start : start + generation.batch_size]
-            # The training collate frames the sources (SOS, rows, EOS, PAD), so inference matches it.
-            batch = collate([(sources[i], empty, spec.source, spec.target, 0) for i in chosen], self.vocab)
-            out = self.model.generate(
-                batch["src"].to(self.device),
-                batch["src_mask"].to(self.device),
-                batch["src_modality"].to(self.device),
-                batch["tgt_modality"].to(self.device),
-                max_len=max_len,
-                temperature=generation.temperature,
-                top_k=generation.top_k,
-                top_p=generation.top_p,
-                generator=generator,
-            ).cpu()
-            for index, rows in zip(chosen, out.numpy()):
-                ends = np.flatnonzero(rows[1:, 0] == eos)
-                stop = int(ends[0]) + 1 if ends.size else len(rows)
-                results[index] = Generated(rows[1:stop].copy(), bool(ends.size))
-            if progress is not None:
-                progress(len(chosen))
-        return results  # type: ignore[return-value]
+        return generate_units(
+            self.model, self.vocab, get_task(task), sources, generation, self.device, progress
+        )
 
     # --------------------------------------------------------- high-level API
     def omr_tokens(
@@ -694,20 +463,6 @@ class TranslationPipeline:
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def stack_images(images: Sequence[np.ndarray], gap: int = SYSTEM_GAP_PX) -> np.ndarray:
-    """Grayscale images stacked top to bottom on white, left-aligned, ``gap`` white rows between."""
-    if not images:
-        raise ValueError("no image to stack")
-    width = max(image.shape[1] for image in images)
-    height = sum(image.shape[0] for image in images) + gap * (len(images) - 1)
-    page = np.full((height, width), 255, dtype=np.uint8)
-    top = 0
-    for image in images:
-        page[top : top + image.shape[0], : image.shape[1]] = image
-        top += image.shape[0] + gap
-    return page
-
-
 def check_image_tokenizer(tokenizer: ImageTokenizer, vocab: Vocabulary, name: str) -> None:
     """Refuse an image tokenizer whose codes do not fit the model's vocabulary."""
     _check_fit(tokenizer, vocab, name)
@@ -737,268 +492,3 @@ def _load_tokenizer(modality: str, directory: Path) -> Any:
 
 def _name(item: Any) -> str:
     return str(item) if isinstance(item, str | Path) else f"<{type(item).__name__}>"
-
-
-# ======================================================================= file runner
-@dataclass
-class _Job:
-    """One input file on its way through the stages."""
-
-    path: Path
-    stem: str
-    source: Units = field(default_factory=lambda: Units([]))
-    units: list[np.ndarray] = field(default_factory=list)
-    """What the stage at hand translates (the source's units, then the cascade's MIDI segments)."""
-    outputs: list[Generated] = field(default_factory=list)
-    files: dict[str, FileWriter] = field(default_factory=dict)
-    """Output suffix -> writer of that file (called with the final path, writes atomically)."""
-    notes: list = field(default_factory=list)
-    truncated: int = 0
-
-
-@dataclass
-class TranslateSummary:
-    """What :func:`translate_files` did."""
-
-    written: list[Path] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-    """Input -> problem (one line)."""
-    truncated: int = 0
-    """Units whose output hit ``max_len`` before the model's EOS."""
-
-
-def _problem(error: BaseException, path: Path) -> str:
-    """One line for a failed input, without repeating the file name the message already has."""
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    prefix = f"{path}: "
-    if isinstance(error, UserError):
-        return message.removeprefix(prefix)
-    return f"{type(error).__name__}: {message}".removeprefix(prefix)
-
-
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """Output base names: each input's stem, with ``_2``, ``_3`` ... when stems repeat."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = path.stem or "output"
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return stems
-
-
-def png_writer(image: np.ndarray) -> FileWriter:
-    def write(path: Path) -> None:
-        from PIL import Image
-
-        from umt.utils.io import atomic_write
-
-        with atomic_write(path, "wb") as handle:
-            Image.fromarray(image).save(handle, format="PNG")
-
-    return write
-
-
-def wav_writer(audio: np.ndarray, sample_rate: int) -> FileWriter:
-    def write(path: Path) -> None:
-        import soundfile
-
-        from umt.utils.io import atomic_path
-
-        with atomic_path(path, suffix=".wav") as tmp:
-            soundfile.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
-
-    return write
-
-
-def text_writer(text: str) -> FileWriter:
-    def write(path: Path) -> None:
-        from umt.utils.io import atomic_write_text
-
-        atomic_write_text(path, text)
-
-    return write
-
-
-def midi_writer(notes: list) -> FileWriter:
-    def write(path: Path) -> None:
-        from umt.tokenizers.midi import midi_bytes_from_notes
-        from umt.utils.io import atomic_write_bytes
-
-        atomic_write_bytes(path, midi_bytes_from_notes(notes))
-
-    return write
-
-
-def score_files(tokens_per_unit: Sequence[Sequence[str]]) -> tuple[dict[str, FileWriter], Delinearized]:
-    """LMX systems -> ``.musicxml`` (one part, a system break between the systems of a page) and
-    ``.lmx`` (one line per system) writers, and the score."""
-    from umt.tokenizers.lmx import delinearize, format_lmx
-
-    systems = [list(tokens) for tokens in tokens_per_unit]
-    score = delinearize(systems)
-    return {".musicxml": text_writer(score.musicxml), ".lmx": text_writer(format_lmx(systems))}, score
-
-
-def translate_files(
-    pipeline: TranslationPipeline,
-    task: str,
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    generation: GenerationConfig | None = None,
-    m2a_pipeline: TranslationPipeline | None = None,
-    progress: bool = True,
-) -> TranslateSummary:
-    """Translate files for ``task`` into ``out_dir`` (see the module docstring for the units).
-
-    The task's source modality reads each input (:meth:`~umt.modalities.ModalitySpec.read_units`)
-    and its target modality writes the outputs (``output_files``): omr -> ``NAME.musicxml`` +
-    ``NAME.lmx``; amt -> ``NAME.mid``; i2a / m2a -> ``NAME.wav`` (44.1 kHz); a2i / l2i ->
-    ``NAME.png``; cascade-i2a -> ``NAME.musicxml``, ``NAME.mid`` and ``NAME.wav``. Task or
-    checkpoint problems raise; a bad input is recorded in ``failures`` and the others go on;
-    nothing is written for a failed input.
-    """
-    if task not in file_tasks():
-        raise UserError(f"unknown task {task!r} (tasks: {', '.join(file_tasks())})")
-    generation = generation or GenerationConfig()
-    m2a_pipeline = m2a_pipeline or pipeline
-    model_task = "omr" if task == CASCADE_TASK else task
-    pipeline.check_task(model_task)
-    if task == CASCADE_TASK:
-        m2a_pipeline.check_task("m2a")
-    out = Path(out_dir)
-    paths = [Path(p) for p in inputs]
-    summary = TranslateSummary()
-    jobs = [_Job(path, stem) for path, stem in zip(paths, output_stems(paths))]
-
-    def fail(job: _Job, error: BaseException) -> None:
-        summary.failures[str(job.path)] = _problem(error, job.path)
-
-    # Stage 1: read and encode every input.
-    live: list[_Job] = []
-    for job in jobs:
-        try:
-            _encode_job(pipeline, task, job)
-        except Exception as error:  # any reader's error for a bad file is that file's problem only
-            fail(job, error)
-            continue
-        live.append(job)
-
-    # Stage 2: generate.
-    live = _run_stage(pipeline, model_task, live, generation, progress, summary)
-
-    # Stage 3: decode (and, for the cascade, the second model stage).
-    decoded: list[_Job] = []
-    for job in live:
-        try:
-            _decode_job(pipeline, task, job)
-        except Exception as error:  # a malformed model output must not stop the other inputs
-            fail(job, error)
-            continue
-        decoded.append(job)
-    if task == CASCADE_TASK:
-        for job in decoded:
-            job.units = []
-        ready = []
-        for job in decoded:
-            try:
-                job.units = m2a_pipeline.midi_segments(job.notes, str(job.path))
-            except (UserError, ValueError) as error:
-                fail(job, error)
-                continue
-            ready.append(job)
-        ready = _run_stage(m2a_pipeline, "m2a", ready, generation, progress, summary)
-        decoded = []
-        for job in ready:
-            try:
-                pieces = [m2a_pipeline.rows_to_audio(o.rows, str(job.path)) for o in job.outputs]
-                audio = m2a_pipeline.join_segments_audio(pieces)
-                job.files[".wav"] = wav_writer(audio, m2a_pipeline.sample_rate)
-            except Exception as error:
-                fail(job, error)
-                continue
-            decoded.append(job)
-
-    # Stage 4: write (each file atomically; a job's files only once all of it succeeded).
-    for job in decoded:
-        written = []
-        try:
-            for suffix, writer in job.files.items():
-                target = out / f"{job.stem}{suffix}"
-                writer(target)
-                written.append(target)
-        except OSError as error:
-            for target in written:
-                with contextlib.suppress(OSError):
-                    target.unlink()
-            fail(job, UserError(f"cannot write output ({error})"))
-            continue
-        summary.written.extend(written)
-    return summary
-
-
-def _encode_job(pipeline: TranslationPipeline, task: str, job: _Job) -> None:
-    source = "image" if task == CASCADE_TASK else get_task(task).source
-    job.source = get_spec(source).read_units(job.path, pipeline)
-    job.units = list(job.source.rows)
-    if not job.units:
-        raise InputError("nothing to translate", job.path)
-
-
-def _run_stage(
-    pipeline: TranslationPipeline,
-    task: str,
-    jobs: list[_Job],
-    generation: GenerationConfig,
-    progress: bool,
-    summary: TranslateSummary,
-) -> list[_Job]:
-    units = [unit for job in jobs for unit in job.units]
-    if not units:
-        return jobs
-    bar = _progress_bar(len(units), task, progress)
-    try:
-        outputs = pipeline.generate(task, units, generation, progress=bar.update if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    position = 0
-    for job in jobs:
-        job.outputs = outputs[position : position + len(job.units)]
-        position += len(job.units)
-        job.truncated += sum(not o.finished for o in job.outputs)
-        summary.truncated += sum(not o.finished for o in job.outputs)
-    return jobs
-
-
-def _progress_bar(total: int, task: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"translate {task}", unit="unit", file=sys.stderr, dynamic_ncols=True)
-
-
-def _decode_job(pipeline: TranslationPipeline, task: str, job: _Job) -> None:
-    name = str(job.path)
-    rows = [o.rows for o in job.outputs]
-    if task == CASCADE_TASK:
-        job.files, score = score_files([pipeline.rows_to_lmx(r) for r in rows])
-        job.notes = musicxml_to_notes(score.musicxml, name)
-        job.files[".mid"] = midi_writer(job.notes)
-        # The WAV comes from the second stage; the score files stay first in the output order.
-        return
-    job.files.update(get_spec(get_task(task).target).output_files(rows, pipeline, job.source, name))
-
-
-def describe(pipeline: TranslationPipeline) -> str:
-    """A one-line JSON description (for logs)."""
-    return json.dumps(
-        {
-            "model": pipeline.name,
-            "tasks": list(pipeline.tasks),
-            "device": str(pipeline.device),
-            "image_tokenizer": getattr(pipeline.image_tokenizer, "fingerprint", None),
-            "audio_tokenizer": getattr(pipeline.audio_tokenizer, "fingerprint", None),
-        }
-    )

@@ -1,0 +1,131 @@
+"""Each modality's files: how an input file becomes units (:meth:`read_units`) and generated units become
+files (:meth:`output_files`). The modality specs name these classes (``ModalitySpec.files``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from umt.inference.inputs import load_systems, read_lmx_systems, stack_images
+from umt.modalities.spec import FileWriter, ModalityFiles, Units
+
+if TYPE_CHECKING:
+    from umt.inference.pipeline import TranslationPipeline
+    from umt.tokenizers.lmx import Delinearized
+
+
+class ImageFiles(ModalityFiles):
+    """A page or PDF is cut into its systems, one unit each; generated systems are stacked into a PNG."""
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.spec.check_suffix(path)
+        return Units([pipeline.image_rows(system, str(path)) for system in load_systems(path)])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        return {".png": png_writer(stack_images([pipeline.rows_to_image(rows, name) for rows in outputs]))}
+
+
+class AudioFiles(ModalityFiles):
+    """A recording is cut into windows of the model's length (20 s), each encoded on its own as the
+    training clips were. Generated audio is joined in time: units that came with start times (MIDI
+    segments, audio windows) are placed at them, others follow one another."""
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.spec.check_suffix(path)
+        windows = pipeline.audio_windows(pipeline.load_audio(path, str(path)), str(path))
+        return Units(windows, [i * pipeline.window_seconds for i in range(len(windows))])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        pieces = [pipeline.rows_to_audio(rows, name) for rows in outputs]
+        audio = pipeline.join_segments_audio(pieces) if source.starts is not None else np.concatenate(pieces)
+        return {".wav": wav_writer(audio, pipeline.sample_rate)}
+
+
+class LmxFiles(ModalityFiles):
+    """A MusicXML score (or an LMX text file) is read as one unit per system, a system longer than the
+    model reads cut at measures; generated systems become one MusicXML score (a system break
+    between them) and the LMX text."""
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.spec.check_suffix(path)
+        return Units(pipeline.lmx_units(read_lmx_systems(path), str(path)))
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        return score_files([pipeline.rows_to_lmx(rows) for rows in outputs])[0]
+
+
+class MidiFiles(ModalityFiles):
+    """A MIDI file is read as one unit per segment of the model's length (20 s); generated segments
+    are decoded together (tie sections carry notes across them), each at its unit's start time."""
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        self.spec.check_suffix(path)
+        segments = pipeline.midi_segments(pipeline.load_notes(path, str(path)), str(path))
+        return Units(segments, [i * pipeline.window_seconds for i in range(len(segments))])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        return {".mid": midi_writer(pipeline.rows_to_notes(outputs, source.starts).notes)}
+
+
+def png_writer(image: np.ndarray) -> FileWriter:
+    def write(path: Path) -> None:
+        from PIL import Image
+
+        from umt.utils.io import atomic_write
+
+        with atomic_write(path, "wb") as handle:
+            Image.fromarray(image).save(handle, format="PNG")
+
+    return write
+
+
+def wav_writer(audio: np.ndarray, sample_rate: int) -> FileWriter:
+    def write(path: Path) -> None:
+        import soundfile
+
+        from umt.utils.io import atomic_path
+
+        with atomic_path(path, suffix=".wav") as tmp:
+            soundfile.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
+
+    return write
+
+
+def text_writer(text: str) -> FileWriter:
+    def write(path: Path) -> None:
+        from umt.utils.io import atomic_write_text
+
+        atomic_write_text(path, text)
+
+    return write
+
+
+def midi_writer(notes: list) -> FileWriter:
+    def write(path: Path) -> None:
+        from umt.tokenizers.midi import midi_bytes_from_notes
+        from umt.utils.io import atomic_write_bytes
+
+        atomic_write_bytes(path, midi_bytes_from_notes(notes))
+
+    return write
+
+
+def score_files(tokens_per_unit: Sequence[Sequence[str]]) -> tuple[dict[str, FileWriter], Delinearized]:
+    """LMX systems -> ``.musicxml`` (one part, a system break between the systems of a page) and
+    ``.lmx`` (one line per system) writers, and the score."""
+    from umt.tokenizers.lmx import delinearize, format_lmx
+
+    systems = [list(tokens) for tokens in tokens_per_unit]
+    score = delinearize(systems)
+    return {".musicxml": text_writer(score.musicxml), ".lmx": text_writer(format_lmx(systems))}, score
