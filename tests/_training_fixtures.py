@@ -6,22 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests._vocab import TINY_VOCAB, tiny_vocab  # noqa: F401  (re-exported for the training tests)
 from umt.data.shards import ShardInfo, ShardWriter
-from umt.vocab import VocabConfig, Vocabulary
-
-TINY_VOCAB = dict(
-    num_codebooks=2,
-    image_codebooks=2,
-    image_codebook_size=8,
-    audio_codebooks=2,
-    audio_codebook_size=8,
-    max_image_height=4,
-    midi_max_shift=20,
-)
-
-
-def tiny_vocab() -> Vocabulary:
-    return Vocabulary(VocabConfig(**TINY_VOCAB))
+from umt.vocab import Vocabulary
 
 
 def random_rows(vocab: Vocabulary, modality: str, length: int, rng: np.random.Generator) -> np.ndarray:

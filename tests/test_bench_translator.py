@@ -119,7 +119,8 @@ def test_peer_is_x_transformers_with_a_sub_decoder_over_the_used_slots() -> None
     assert isinstance(peer.core, x_transformers.XTransformer)
     assert isinstance(peer.slot_decoder, x_transformers.Decoder)
     assert peer.decoder.to_logits is None  # the full-vocabulary `projection` is the output head
-    assert (peer.projection.in_features, peer.projection.out_features) == (64, vocab.size)
+    width = TranslatorConfig.tiny().d_model
+    assert (peer.projection.in_features, peer.projection.out_features) == (width, vocab.size)
     assert peer.allowed.shape == (len(PAPER_MODALITIES), vocab.num_codebooks, vocab.size)
     used = dict(zip(PAPER_MODALITIES, peer.used_slots))
     assert used["midi"] == 1 and used["audio"] == vocab.num_codebooks
@@ -168,7 +169,7 @@ def test_peer_loss_is_a_finite_scalar_that_trains_the_sub_decoder() -> None:
 def test_x_transformers_slot_cache_gives_the_uncached_outputs() -> None:
     """With a cache the slot decoder's attention layers run only the new (last) slot."""
     peer = _tiny_peer().eval()
-    slots = torch.randn(3, default_vocabulary().num_codebooks, 64)
+    slots = torch.randn(3, default_vocabulary().num_codebooks, TranslatorConfig.tiny().d_model)
     with torch.no_grad():
         full = peer.slot_decoder(slots)
         cache, cached = None, []

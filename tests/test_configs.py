@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from umt.training.config import compose, validate
+from umt.training.config import compose, conf_dir, validate
 
 EXPERIMENTS = sorted(
     p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")
@@ -40,12 +40,18 @@ def test_table_iii_rows_exist():
     assert rows <= set(EXPERIMENTS)
 
 
-def test_mixture_files_agree_with_the_registry():
+def test_registered_mixtures_and_model_presets_are_hydra_options():
+    """One source: the mixtures and model presets are defined in Python and composed by Hydra."""
+    from umt.models.translator import TranslatorConfig
     from umt.tasks import MIXTURES, mixture_from_dict
 
     for name in MIXTURES.names():
         cfg = compose([f"mixture={name}", "data.root=/x"])
         assert mixture_from_dict(name, OmegaConf.to_container(cfg.mixture)) == MIXTURES.get(name)
+    for name, preset in (("tiny", TranslatorConfig.tiny()), ("paper", TranslatorConfig.paper())):
+        cfg = compose([f"model={name}", "data.root=/x"])
+        assert TranslatorConfig(**OmegaConf.to_container(cfg.model)) == preset
+    assert not (Path(conf_dir()) / "mixture").exists() and not (Path(conf_dir()) / "model").exists()
 
 
 def test_typo_and_missing_values_fail():

@@ -12,11 +12,13 @@ import contextlib
 import fcntl
 import io
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import mido
 import pytest
 
+from tests._vocab import TINY_CONFIG
 from umt.errors import InputError
 from umt.tokenizers.midi import (
     Note,
@@ -31,19 +33,10 @@ from umt.tokenizers.midi import (
     parse_event_names,
     seconds_to_ticks,
 )
-from umt.vocab import VocabConfig, Vocabulary, default_vocabulary
+from umt.vocab import Vocabulary, default_vocabulary
 
 VOCAB = default_vocabulary()
-TINY = Vocabulary(
-    VocabConfig(
-        num_codebooks=2,
-        image_codebooks=2,
-        audio_codebooks=2,
-        image_codebook_size=8,
-        audio_codebook_size=8,
-        midi_max_shift=99,
-    )
-)
+TINY = Vocabulary(replace(TINY_CONFIG, midi_max_shift=99))  # 1 s segments
 
 
 def names(segments, vocab=VOCAB) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests._vocab import TINY_VOCAB
 from umt.cli import main as umt_main
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
 from umt.errors import CheckpointError, InputError
@@ -20,11 +21,6 @@ from umt.migrate import PER_ID_WEIGHTS, v1_layout_hash, v1_to_v2
 from umt.models.translator import Translator, TranslatorConfig
 from umt.pretrained import export_checkpoint, from_pretrained
 from umt.vocab import VocabConfig, Vocabulary, default_vocabulary
-
-TINY = dict(
-    num_codebooks=2, image_codebooks=2, image_codebook_size=8, audio_codebooks=2,
-    audio_codebook_size=16, max_image_height=3, midi_max_shift=10,
-)  # fmt: skip
 
 
 def test_layout_1_hash_and_ids_are_the_ones_it_froze() -> None:
@@ -50,7 +46,7 @@ def _layout_1_shards(directory: Path, config: VocabConfig, rows_v2: list[np.ndar
 
 
 def test_shards_are_converted_into_a_new_folder(tmp_path: Path, capsys) -> None:
-    config = VocabConfig(**TINY)
+    config = VocabConfig(**TINY_VOCAB)
     vocab = Vocabulary(config)
     rows = [
         vocab.single_stream_rows([vocab.lmx_id(t) for t in ("measure", "C4", "quarter")][: n + 1])
@@ -60,7 +56,7 @@ def test_shards_are_converted_into_a_new_folder(tmp_path: Path, capsys) -> None:
     (tmp_path / "old" / "notes.txt").write_text("beside the shards\n")
     with pytest.raises(InputError, match="umt migrate"):
         ShardSet(tmp_path / "old", vocab_hash=vocab.layout_hash)
-    sizes = [f"--vocab={key}={value}" for key, value in TINY.items()]
+    sizes = [f"--vocab={key}={value}" for key, value in TINY_VOCAB.items() if key != "modalities"]
     argv = ["migrate", str(tmp_path / "old"), "--out", str(tmp_path / "new")]
     assert umt_main([*argv, *sizes]) == 0
     assert "converted 2 shard files" in capsys.readouterr().out
@@ -80,7 +76,7 @@ def test_shards_are_converted_into_a_new_folder(tmp_path: Path, capsys) -> None:
         str(tmp_path / "new"),
         "--out",
         str(tmp_path / "x"),
-        *(f"--vocab={k}={v}" for k, v in TINY.items()),
+        *sizes,
     ]
     assert umt_main(again) == 2
     assert "already in vocabulary layout 2" in capsys.readouterr().err
@@ -113,7 +109,7 @@ def _layout_1_checkpoint(path: Path, model: Translator, config: TranslatorConfig
         1: {"step": torch.tensor(3.0), "exp_avg": torch.ones(config.d_model)},  # not per-id
     }
     ckpt = {
-        "hyper_parameters": {"model": config.to_dict(), "vocab": dict(TINY), "tasks": ["omr"]},
+        "hyper_parameters": {"model": config.to_dict(), "vocab": dict(TINY_VOCAB), "tasks": ["omr"]},
         "state_dict": state,
         "optimizer_states": [{"state": moments, "param_groups": []}],
         "global_step": 7,
@@ -132,7 +128,7 @@ def _source(vocab: Vocabulary) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_checkpoints_and_model_folders_translate_as_before(tmp_path: Path, capsys) -> None:
-    vocab = Vocabulary(VocabConfig(**TINY))
+    vocab = Vocabulary(VocabConfig(**TINY_VOCAB))
     model, config = _tiny_translator(vocab)
     src, mask = _source(vocab)
     lmx = torch.tensor([vocab.modality_index("lmx")])

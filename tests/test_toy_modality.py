@@ -10,12 +10,14 @@ the paper's, so the paper's ids stay where they were.
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests._vocab import TINY_CONFIG
 from umt.cli import main as umt_main
 from umt.data.shards import ShardInfo, ShardWriter
 from umt.modalities import PAPER_MODALITIES, WordListSpec, register_modality, unregister_modality
@@ -23,19 +25,10 @@ from umt.modalities.spec import ModalityFiles, Units
 from umt.tasks import TASKS, Task
 from umt.tokenizers.lmx import parse_lmx_text
 from umt.utils.io import atomic_write_text
-from umt.vocab import VocabConfig, Vocabulary
+from umt.vocab import Vocabulary
 
 WORDS = ("do", "re", "mi", "fa", "sol")
 PITCHES = {"do": "C4", "re": "D4", "mi": "E4", "fa": "F4", "sol": "G4"}
-TINY_VOCAB = dict(
-    num_codebooks=2,
-    image_codebooks=2,
-    image_codebook_size=8,
-    audio_codebooks=2,
-    audio_codebook_size=8,
-    max_image_height=4,
-    midi_max_shift=20,
-)  # fmt: skip  (conf/experiment/tiny.yaml's sizes)
 MODALITIES = (*PAPER_MODALITIES, "solfege")
 
 
@@ -81,7 +74,7 @@ def solfege():
     register_modality(SOLFEGE)
     TASKS.add("s2l", Task("s2l", "solfege", "lmx", ("toy",), "solfege to LMX"))
     TASKS.add("l2s", Task("l2s", "lmx", "solfege", ("toy",), "LMX to solfege"))
-    yield Vocabulary(VocabConfig(**TINY_VOCAB, modalities=MODALITIES))
+    yield Vocabulary(replace(TINY_CONFIG, modalities=MODALITIES))
     TASKS.remove("s2l")
     TASKS.remove("l2s")
     unregister_modality("solfege")
@@ -109,7 +102,7 @@ def test_a_new_modality_trains_exports_and_translates_files(
 
     vocab = solfege
     # The paper's ids stay where they were; the new block is appended.
-    paper = Vocabulary(VocabConfig(**TINY_VOCAB))
+    paper = Vocabulary(TINY_CONFIG)
     assert list(vocab.ranges.items())[: len(paper.ranges)] == list(paper.ranges.items())
     assert vocab.sos("solfege") == paper.size
 

@@ -8,14 +8,12 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from tests._vocab import TINY_CONFIG
 from umt.modalities import PAPER_MODALITIES, WordListSpec, register_modality, unregister_modality
 from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
 from umt.vocab import PAD_ID, VocabConfig, Vocabulary, default_vocabulary
 
-TINY = VocabConfig(
-    num_codebooks=2, image_codebooks=2, image_codebook_size=8, audio_codebooks=2,
-    audio_codebook_size=16, max_image_height=3, midi_max_shift=10,
-)  # fmt: skip
+TINY = TINY_CONFIG
 
 
 def test_default_layout_golden_ids() -> None:
@@ -112,8 +110,9 @@ def test_ranges_are_disjoint_and_cover_every_id() -> None:
 
 def test_sizes_come_from_config() -> None:
     vocab = Vocabulary(TINY)
-    assert vocab["image/cb1"].size == 8 and vocab["audio/cb1"].size == 16
-    assert vocab["midi/shift"].size == 11
+    assert vocab["image/cb1"].size == TINY.image_codebook_size == 8
+    assert vocab["audio/cb1"].size == TINY.audio_codebook_size
+    assert vocab["midi/shift"].size == TINY.midi_max_shift + 1
     assert "image/cb2" not in vocab.ranges
     assert vocab.layout_hash != default_vocabulary().layout_hash
 

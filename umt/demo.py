@@ -9,7 +9,7 @@ the demo at any point and run the same command again to finish it):
    corpus's training split (``conf/tokenizer/{rqvae,dac}_demo.yaml``);
 3. ``shards/music21/{image,lmx,midi,audio}``: the training split baked into token shards;
 4. ``run/``: the image-to-audio-direction Translator (``conf/experiment/demo.yaml``) trained with
-   the curriculum OMR -> + MIDI-to-audio -> + image-to-audio (``conf/mixture/demo.yaml``, its
+   the curriculum OMR -> + MIDI-to-audio -> + image-to-audio (``umt.tasks.MIXTURES["demo"]``, its
    steps scaled to ``translator_steps``, OMR weighted ``omr_weight``); ``run/model`` is the
    exported model folder;
 5. ``eval/``: OMR, the cascade and direct image-to-audio on held-out systems
@@ -396,7 +396,7 @@ def translator_config(context: DemoContext):
     from umt.training.config import compose, validate
 
     s = context.settings
-    scale = s.translator_steps / 900  # conf/mixture/demo.yaml's steps are for a 900-step run
+    scale = s.translator_steps / 900  # the demo mixture's steps are for a 900-step run
     overrides = [
         "experiment=demo",
         f"data.root='{context.shards}'",

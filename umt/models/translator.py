@@ -84,23 +84,25 @@ class TranslatorConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> TranslatorConfig:
-        """A few-thousand-parameter model for tests and smoke runs."""
+        """A small model for tests and CPU smoke runs (Hydra's ``model=tiny``)."""
         values = dict(
-            d_model=64,
-            n_heads=4,
-            encoder_layers=2,
-            decoder_layers=2,
-            ff_dim=128,
-            max_source_len=512,
-            max_target_len=512,
-            subdecoder_heads=4,
+            d_model=32,
+            n_heads=2,
+            encoder_layers=1,
+            decoder_layers=1,
+            ff_dim=64,
+            max_source_len=256,
+            max_target_len=256,
+            subdecoder_heads=2,
         )
         values.update(overrides)
         return cls(**values)
 
     @classmethod
     def paper(cls, **overrides: Any) -> TranslatorConfig:
-        """The paper's size: 12 + 12 layers, width 1024, 16 heads, feed-forward 4096."""
+        """The paper's size: 12 + 12 layers, width 1024, 16 heads, feed-forward 4096, a sub-decoder
+        with 8 heads (U-MusT README "Model at a glance"; its config/nn_params/mm_translator.yaml,
+        encoder_params/mm_encoder.yaml and decoder_params/mm_decoder.yaml). Hydra's ``model=paper``."""
         values = dict(d_model=1024, n_heads=16, encoder_layers=12, decoder_layers=12, ff_dim=4096)
         values.update(overrides)
         return cls(**values)

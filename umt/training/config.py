@@ -96,6 +96,9 @@ class DataNode:
 
 @dataclass
 class OptimNode:
+    """The translator's optimiser (AdamW, linear warm-up, cosine decay): the one place its defaults
+    live (:class:`~umt.training.translation.TranslationModule` fills missing keys from here)."""
+
     lr: float = 1e-4
     min_lr: float = 1e-5
     warmup_steps: int = 2000
@@ -104,10 +107,10 @@ class OptimNode:
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     fused: Optional[bool] = None  # noqa: UP045
+    """Fused AdamW kernel; None: where torch has one and no fp16 gradient scaler is used."""
     loss_average: str = "token"
     """"token": mean cross-entropy over every counted target token (tasks weigh in by their
     tokens); "example": per-example means averaged (tasks weigh in by their sampling rates)."""
-    """Fused AdamW kernel; None: where torch has one and no fp16 gradient scaler is used."""
 
 
 @dataclass
@@ -173,10 +176,21 @@ def train_schema() -> type:
 
 
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore (idempotent)."""
+    """Put the schema, the model presets and the registered mixtures in Hydra's ConfigStore
+    (idempotent). The presets (:meth:`TranslatorConfig.tiny`, :meth:`TranslatorConfig.paper`) and
+    the mixtures (:data:`umt.tasks.MIXTURES`) are defined once, in Python; Hydra composes them as
+    the ``model`` and ``mixture`` groups (``model=tiny``, ``mixture=omr``) beside ``conf/``."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=train_schema())
+    from umt.models.translator import TranslatorConfig
+    from umt.tasks import MIXTURES
+
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=train_schema())
+    store.store(group="model", name="tiny", node=TranslatorConfig.tiny().to_dict())
+    store.store(group="model", name="paper", node=TranslatorConfig.paper().to_dict())
+    for name in MIXTURES.names():
+        store.store(group="mixture", name=name, node=MIXTURES.get(name).to_dict())
 
 
 def validate(cfg: DictConfig) -> DictConfig:

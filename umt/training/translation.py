@@ -35,6 +35,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from umt.training.config import OptimNode
 from umt.vocab import Vocabulary, vocabulary_from_dict
 
 
@@ -106,17 +107,9 @@ class TranslationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.vocab = vocabulary_from_dict(vocab)
         self.translator = build_translator(model, self.vocab)
-        self.optim_config = {
-            "lr": 1e-4,
-            "min_lr": 1e-5,
-            "warmup_steps": 2000,
-            "decay_steps": None,
-            "weight_decay": 0.01,
-            "betas": [0.9, 0.999],
-            "fused": None,
-            "loss_average": "token",
-            **dict(optim or {}),
-        }
+        # The defaults are OptimNode's, the typed config node Hydra validates (one source); an
+        # unknown key fails here too.
+        self.optim_config = asdict(OptimNode(**dict(optim or {})))
         # Names of the matrix parameters (weight decay), taken before any FSDP flattening.
         self._decay_names = self._matrix_parameter_names()
         self.tasks = list(tasks or [])
