@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-MODALITY_CHOICES = ("image", "audio", "lmx", "midi")
+from umt.modalities import MODALITY_SPECS  # light: the specs import no tokenizer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("modality", choices=MODALITY_CHOICES)
+    parser.add_argument("modality", choices=MODALITY_SPECS.names())
     parser.add_argument(
         "--manifest", required=True, help="JSON Lines ({key, path, split}) or a list of paths"
     )
