@@ -2,8 +2,8 @@
 
 umt translate --checkpoint DIR --task omr|amt|i2a|a2i|m2a|l2i|cascade-i2a INPUT... -o OUTDIR
     [--device auto|cpu|cuda[:N]] [--batch-size N] [--temperature T] [--top-p P] [--top-k K]
-    [--max-len N] [--seed S] [--m2a-checkpoint DIR] [--image-tokenizer DIR] [--audio-tokenizer DIR]
-    [--quiet]
+    [--max-len N] [--seed S] [--repetition-penalty R] [--m2a-checkpoint DIR]
+    [--image-tokenizer DIR] [--audio-tokenizer DIR] [--quiet]
 
 ``infer.py`` at the repository root runs the same command (``python infer.py --checkpoint ...``).
 """
@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
     parser.add_argument("--top-k", type=int, default=0, help="sample from the k most likely ids (0 = off)")
     parser.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=1.0,
+        help="above 1, ids already chosen in a codebook become less likely (1 = off)",
+    )
+    parser.add_argument(
         "--max-len", type=int, default=None, help="most output rows per unit (default: the model's limit)"
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         max_len=args.max_len,
         batch_size=args.batch_size,
         seed=args.seed,
+        repetition_penalty=args.repetition_penalty,
     )
     pipeline = TranslationPipeline.from_pretrained(
         args.checkpoint,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from umt.data.pipeline import collate
 from umt.errors import UserError
 from umt.tasks import Task
 from umt.vocab import Vocabulary
@@ -28,6 +29,8 @@ class GenerationConfig:
     """Largest output length in rows, SOS and EOS included (``None``: the model's ``max_target_len``)."""
     batch_size: int = 8
     seed: int = 0
+    repetition_penalty: float = 1.0
+    """Above 1, ids already chosen in a codebook become less likely (CTRL's penalty; 1 = off)."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -36,6 +39,8 @@ class GenerationConfig:
             raise UserError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise UserError(f"top-k must be >= 0, got {self.top_k}")
+        if self.repetition_penalty < 1.0:
+            raise UserError(f"repetition penalty must be >= 1, got {self.repetition_penalty}")
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
         if self.max_len is not None and self.max_len < 2:
@@ -85,8 +90,6 @@ def generate_units(
     each without its SOS and EOS. ``progress(n)`` is called after each batch with the number of
     units done in it. One ``torch.Generator`` seeded with ``generation.seed`` drives the run.
     """
-    from umt.data.pipeline import collate  # torch data utilities: only when generating
-
     generation = generation or GenerationConfig()
     limit = int(model.config.max_target_len)
     max_len = min(generation.max_len or limit, limit)
@@ -109,6 +112,7 @@ def generate_units(
             top_k=generation.top_k,
             top_p=generation.top_p,
             generator=generator,
+            repetition_penalty=generation.repetition_penalty,
         ).cpu()
         for index, rows in zip(chosen, out.numpy()):
             ends = np.flatnonzero(rows[1:, 0] == eos)

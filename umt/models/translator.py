@@ -24,6 +24,7 @@ Shapes: ``B`` batch, ``S`` source rows, ``T`` target rows, ``K`` codebooks, ``V`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from umt.generation.filters import LogitFilter, choose, sampling_filters
 from umt.models.positions import ModalityPositions
 from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
@@ -446,6 +448,31 @@ class Translator(nn.Module):
         labels = row_targets[:, :used_slots][row_counted]
         element_states = slots[row_counted]  # [M, d]
         group = element_modality * self.num_codebooks + codebook
+        token_loss, correct, members = self._restricted_cross_entropy(element_states, labels, group, slots)
+        total = max(labels.numel(), 1)
+        if average == "token" or not members.numel():
+            loss = token_loss.sum() / total
+        else:
+            examples = torch.arange(tgt.shape[0], device=tgt.device)[:, None].expand_as(real_rows)[real_rows]
+            element_example = examples[:, None].expand_as(row_counted)[row_counted][members]  # [M]
+            sums = token_loss.new_zeros(tgt.shape[0]).index_add(0, element_example, token_loss)
+            counts = torch.zeros_like(sums).index_add_(0, element_example, torch.ones_like(token_loss))
+            present = counts > 0
+            loss = (sums[present] / counts[present]).mean()
+        with torch.no_grad():
+            correct = torch.zeros_like(labels, dtype=torch.bool).index_put_((members,), correct)
+            metrics = self._loss_metrics(token_loss.detach(), correct, codebook, members, row_counted)
+        return loss, metrics
+
+    def _restricted_cross_entropy(
+        self, states: Tensor, labels: Tensor, group: Tensor, slots: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Cross-entropy of each counted target over the ids allowed for its (modality, codebook).
+
+        ``states [M, d]``, ``labels [M]`` (ids), ``group [M]`` (``modality * K + codebook``);
+        ``slots`` gives a graph to a zero loss when there is nothing to predict. Returns per-target
+        losses and hits ``[M']`` and ``members [M']``, the target index of each, group by group.
+        """
         losses, corrects, order = [], [], []
         for key in torch.unique(group).tolist():
             modality, k = divmod(key, self.num_codebooks)
@@ -456,44 +483,34 @@ class Translator(nn.Module):
                     f"a {self.vocab.modalities[modality]} target holds an id not allowed in codebook {k} "
                     f"(ids {sorted(set(labels[members][local_labels < 0].tolist()))[:5]})"
                 )
-            logits = _at_least_float32(self._restricted_head(element_states[members], modality, k))
+            logits = _at_least_float32(self._restricted_head(states[members], modality, k))
             losses.append(F.cross_entropy(logits, local_labels, reduction="none"))
             corrects.append(logits.argmax(-1) == local_labels)
             order.append(members)
         if not losses:  # nothing to predict (targets of SOS only): a zero loss that still has a graph
-            losses, corrects, order = (
-                [slots.sum()[None] * 0],
-                [labels.new_zeros(0, dtype=torch.bool)],
-                [labels[:0]],
-            )
-        members = torch.cat(order)
-        token_loss = torch.cat(losses)[: members.numel()]  # [M], in the order of `members`
-        total = max(labels.numel(), 1)
-        if average == "token" or not members.numel():
-            loss = torch.cat(losses).sum() / total
-        else:
-            examples = torch.arange(tgt.shape[0], device=tgt.device)[:, None].expand_as(real_rows)[real_rows]
-            element_example = examples[:, None].expand_as(row_counted)[row_counted][members]  # [M]
-            sums = token_loss.new_zeros(tgt.shape[0]).index_add(0, element_example, token_loss)
-            counts = torch.zeros_like(sums).index_add_(0, element_example, torch.ones_like(token_loss))
-            present = counts > 0
-            loss = (sums[present] / counts[present]).mean()
-        with torch.no_grad():
-            correct = torch.zeros_like(labels, dtype=torch.bool).index_put_((members,), torch.cat(corrects))
-            count = token_loss.new_zeros(self.num_codebooks).index_add_(
-                0, codebook, torch.ones_like(codebook, dtype=token_loss.dtype)
-            )
-            loss_sum = torch.zeros_like(count).index_add_(0, codebook[members], token_loss.detach())
-            right_sum = torch.zeros_like(count).index_add_(0, codebook, correct.to(count.dtype))
-            metrics: dict[str, Tensor] = {}
-            for k in range(self.num_codebooks):
-                metrics[f"loss/cb{k}"] = loss_sum[k] / count[k].clamp_min(1.0)
-                metrics[f"acc/cb{k}"] = right_sum[k] / count[k].clamp_min(1.0)
-            metrics["acc"] = correct.float().sum() / total
-            wrong = torch.zeros_like(row_counted)
-            wrong[row_counted] = ~correct
-            metrics["acc/row"] = (~wrong.any(-1)).float().mean() if wrong.numel() else count.new_zeros(())
-        return loss, metrics
+            return slots.sum()[None] * 0, labels.new_zeros(0, dtype=torch.bool), labels[:0]
+        return torch.cat(losses), torch.cat(corrects), torch.cat(order)
+
+    def _loss_metrics(
+        self, token_loss: Tensor, correct: Tensor, codebook: Tensor, members: Tensor, row_counted: Tensor
+    ) -> dict[str, Tensor]:
+        """``loss/cb{k}``, ``acc/cb{k}``, ``acc`` and ``acc/row`` (see :meth:`loss`); ``correct [M]``
+        and ``codebook [M]`` in target order, ``token_loss`` in the order of ``members``."""
+        total = max(correct.numel(), 1)
+        count = token_loss.new_zeros(self.num_codebooks).index_add_(
+            0, codebook, torch.ones_like(codebook, dtype=token_loss.dtype)
+        )
+        loss_sum = torch.zeros_like(count).index_add_(0, codebook[members], token_loss[: members.numel()])
+        right_sum = torch.zeros_like(count).index_add_(0, codebook, correct.to(count.dtype))
+        metrics: dict[str, Tensor] = {}
+        for k in range(self.num_codebooks):
+            metrics[f"loss/cb{k}"] = loss_sum[k] / count[k].clamp_min(1.0)
+            metrics[f"acc/cb{k}"] = right_sum[k] / count[k].clamp_min(1.0)
+        metrics["acc"] = correct.float().sum() / total
+        wrong = torch.zeros_like(row_counted)
+        wrong[row_counted] = ~correct
+        metrics["acc/row"] = (~wrong.any(-1)).float().mean() if wrong.numel() else count.new_zeros(())
+        return metrics
 
     # ------------------------------------------------------------ generation
     @torch.no_grad()
@@ -509,6 +526,8 @@ class Translator(nn.Module):
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        repetition_penalty: float = 1.0,
+        filters: Sequence[LogitFilter] | None = None,
     ) -> Tensor:
         """Autoregressive translation -> rows ``[B, T, K]`` with ``T <= max_len``.
 
@@ -521,6 +540,8 @@ class Translator(nn.Module):
         deterministic decoding (dropout is not switched off here). ``use_cache=False`` recomputes
         the whole prefix each step (reference for tests). In eval mode the cached path runs the
         one-position ``step`` methods of the blocks (same values, fewer ops per step).
+        ``filters``: a :mod:`umt.generation.filters` chain to use instead of the one
+        ``temperature``, ``top_k``, ``top_p`` and ``repetition_penalty`` make.
         """
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2 (SOS and one more row), got {max_len}")
@@ -549,35 +570,25 @@ class Translator(nn.Module):
         # Gathered once per call, not once per step and codebook.
         heads = {(m, k): self._slot_head(m, k) for m, _ in groups for k in range(used_slots)}
         table = self.embedding_table()
+        # Greedy without filters takes the argmax over the allowed ids directly (the fast path).
+        chain = None
+        if filters is not None or temperature != 0 or repetition_penalty != 1.0:
+            chain = (
+                list(filters)
+                if filters is not None
+                else sampling_filters(temperature, top_k, top_p, repetition_penalty)
+            )
         last = 0
         for step in range(max_len - 1):
-            if use_cache and not self.training:
-                hidden = self._decode_step(
-                    out[:, step], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask, caches, table
-                )[:, None]
-            elif use_cache:  # dropout: the module path
-                hidden = self._decode(
-                    out[:, step : step + 1],
-                    out[:, : step + 1, 0],
-                    tgt_modality,
-                    memory_kv,
-                    memory_mask,
-                    caches,
-                    step,
-                )
-            else:
-                hidden = self._decode(
-                    out[:, : step + 1], out[:, : step + 1, 0], tgt_modality, memory_kv, memory_mask
-                )
+            hidden = self._next_state(
+                out[:, : step + 1], tgt_modality, (memory_kv, memory_mask), caches, table
+            )
             row = self._sample_row(
-                hidden[:, -1],
+                hidden,
                 heads,
                 groups,
                 used_slots,
-                temperature,
-                top_k,
-                top_p,
-                generator,
+                (chain, temperature == 0, generator, out[:, : step + 1]),
                 use_cache,
                 table,
             )
@@ -588,6 +599,32 @@ class Translator(nn.Module):
             if bool(done.all()):
                 break
         return out[:, : last + 1]
+
+    def _next_state(
+        self,
+        prefix: Tensor,
+        tgt_modality: Tensor,
+        memory: tuple[Any, Tensor],
+        caches: list[KVCache] | None,
+        table: Tensor,
+    ) -> Tensor:
+        """The decoder state ``[B, d]`` after the rows ``prefix [B, t, K]`` generated so far: in eval
+        mode with a cache the one-position step path; with a cache in training mode (dropout) the
+        module path on the last row; without a cache the whole prefix again (the tests' reference)."""
+        memory_kv, memory_mask = memory
+        step = prefix.shape[1] - 1
+        first_ids = prefix[..., 0]
+        if caches is not None and not self.training:
+            return self._decode_step(
+                prefix[:, -1], first_ids, tgt_modality, memory_kv, memory_mask, caches, table
+            )
+        if caches is not None:
+            hidden = self._decode(
+                prefix[:, -1:], first_ids, tgt_modality, memory_kv, memory_mask, caches, step
+            )
+        else:
+            hidden = self._decode(prefix, first_ids, tgt_modality, memory_kv, memory_mask)
+        return hidden[:, -1]
 
     def _slot_head(self, modality: int, codebook: int) -> _SlotHead:
         """The output projection of slot ``codebook`` for ``modality`` targets, on its allowed ids."""
@@ -608,21 +645,20 @@ class Translator(nn.Module):
         heads: dict[tuple[int, int], _SlotHead],
         groups: list[tuple[int, Tensor]],
         used_slots: int,
-        temperature: float,
-        top_k: int,
-        top_p: float,
-        generator: torch.Generator | None,
+        choosing: tuple[list[LogitFilter] | None, bool, torch.Generator | None, Tensor],
         use_cache: bool,
         table: Tensor,
     ) -> Tensor:
         """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook.
 
         ``groups``: (target modality, example indices ``[n]``) covering the batch; ``heads``: the
-        restricted projection of each (modality, slot); ``table``: :meth:`embedding_table`. Greedy
-        decoding takes the argmax over the
-        allowed ids directly (ids ascending, so ties resolve as an argmax over all ``V`` would);
-        sampling scatters the allowed logits into ``[B, V]`` (``-inf`` elsewhere) first.
+        restricted projection of each (modality, slot); ``table``: :meth:`embedding_table`;
+        ``choosing``: (filter chain or ``None`` for plain greedy, greedy, generator, the rows so far
+        ``[B, t, K]``). Plain greedy decoding takes the argmax over the allowed ids directly (ids
+        ascending, so ties resolve as an argmax over all ``V`` would); with a chain the allowed
+        logits are scattered into ``[B, V]`` (``-inf`` elsewhere) and filtered first.
         """
+        chain, greedy, generator, history = choosing
         batch = hidden.shape[0]
         row = torch.full((batch, self.num_codebooks), PAD_ID, dtype=torch.long, device=hidden.device)
         caches = self.subdecoder.new_caches(batch, hidden) if use_cache else None
@@ -644,7 +680,7 @@ class Translator(nn.Module):
                 )
                 state = self.subdecoder(hidden, stacked)[:, k]
             full = None
-            if temperature != 0:
+            if chain is not None:
                 full = _at_least_float32(state.new_full((batch, self.vocab_size), float("-inf")))
             for modality, members in groups:
                 head = heads[modality, k]
@@ -662,7 +698,7 @@ class Translator(nn.Module):
                 else:
                     full[members[:, None], head.ids[None, :]] = _at_least_float32(logits)
             if full is not None:
-                row[:, k] = sample_logits(full, temperature, top_k, top_p, generator)
+                row[:, k] = choose(full, chain, history[..., k], greedy, generator)
         return row
 
 
@@ -699,22 +735,7 @@ def sample_logits(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Ids ``[N]`` from logits ``[N, V]``: greedy when ``temperature == 0``, else filtered sampling."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        before = probs.cumsum(-1) - probs  # mass strictly above each candidate
-        drop = before >= top_p
-        drop[..., 0] = False  # always keep the most likely id
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    """Ids ``[N]`` from logits ``[N, V]``: greedy when ``temperature == 0``, else filtered sampling
+    (:func:`umt.generation.filters.sampling_filters`)."""
+    filters = sampling_filters(temperature, top_k, top_p)
+    return choose(logits, filters, greedy=temperature == 0, generator=generator)

@@ -1,0 +1,1 @@
+"""Decoding pieces that are not the network: logit filters (:mod:`umt.generation.filters`)."""
