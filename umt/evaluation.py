@@ -23,6 +23,7 @@ better; read it against the silence and tokenizer figures.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,113 +180,147 @@ def evaluate_image_to_audio(
     (``temperature`` 1, a ``top_p`` below 1), since greedy decoding of audio codes tends to repeat
     one frame.
     """
-    import time
-
-    import torch
-
-    from umt.inference import GenerationConfig, musicxml_to_notes, to_gray
-    from umt.metrics.image import ink_f1
-    from umt.metrics.ser import symbol_error_rate
-    from umt.metrics.transcription import transcription_metrics
-    from umt.tokenizers.image import to_uint8_image
-    from umt.tokenizers.lmx import delinearize
-    from umt.tokenizers.midi import notes_from_midi
+    from umt.inference import GenerationConfig
 
     generation = generation or GenerationConfig()
-    audio_generation = audio_generation or generation
-    say = progress or (lambda message: None)
-    results = [ExcerptResult(key=e.key, gold_lmx=read_lmx(e.lmx)) for e in excerpts]
-    images = [str(e.image) for e in excerpts]
-    seconds: dict[str, float] = {}
-    metrics: dict[str, float] = {"excerpts": float(len(excerpts))}
-
-    source_rows = []
-    for result, image in zip(results, images):
-        x = pipeline.preprocess_image(to_gray(image))
-        source_rows.append(pipeline.preprocessed_image_rows(x, image))
-        result.tokenizer_image = pipeline.rows_to_image(source_rows[-1])
-        result.image_ink_f1 = ink_f1(to_uint8_image(x[0]), result.tokenizer_image)
-    metrics["image_round_trip_ink_f1"] = float(np.mean([r.image_ink_f1 for r in results]))
+    run = _Run(
+        pipeline,
+        list(excerpts),
+        [ExcerptResult(key=e.key, gold_lmx=read_lmx(e.lmx)) for e in excerpts],
+        progress or (lambda message: None),
+    )
+    run.metrics["excerpts"] = float(len(excerpts))
+    sources = _image_round_trips(run)
     if "omr" in tasks or "cascade" in tasks:
-        say(f"OMR on {len(images)} images")
-        start = time.perf_counter()
-        for result, output in zip(results, pipeline.generate("omr", source_rows, generation)):
-            tokens = pipeline.rows_to_lmx(output.rows)
-            result.predicted_lmx = list(tokens)
-            score = delinearize(tokens)
-            result.musicxml = score.musicxml
-            result.repairs = score.dropped + score.repaired
-        seconds["omr"] = time.perf_counter() - start
-        ser = symbol_error_rate([r.gold_lmx for r in results], [r.predicted_lmx for r in results])
-        metrics["omr_ser"] = ser.ser
-        metrics["omr_ser_no_tuplets"] = ser.ser_no_tuplets
-        metrics["omr_repairs_per_excerpt"] = float(np.mean([r.repairs for r in results]))
-
-    need_audio = "cascade" in tasks or "i2a" in tasks
-    mel = MelDistance(pipeline.sample_rate) if need_audio else None
-    if need_audio:
-        from umt.tokenizers.audio import load_audio
-
-        for result, excerpt in zip(results, excerpts):
-            if excerpt.audio is not None:
-                reference = load_audio(excerpt.audio, pipeline.sample_rate)
-                result.reference_audio = reference[0].numpy()
-                # what an output with no information scores: the scale the other distances are read on
-                result.mel_distance["silence"] = mel(np.zeros(1, np.float32), result.reference_audio)
-        start = time.perf_counter()
-        tokenizer = pipeline.audio_tokenizer
-        device = next(tokenizer.codec.parameters()).device
-        for result in results:
-            if result.reference_audio is not None:
-                with torch.no_grad():
-                    audio = torch.from_numpy(result.reference_audio)[None].to(device)
-                    rows = tokenizer.tokenize(audio, pipeline.vocab)
-                result.tokenizer_audio = pipeline.rows_to_audio(rows)
-                result.mel_distance["tokenizer"] = mel(result.tokenizer_audio, result.reference_audio)
-        seconds["tokenizer_round_trip"] = time.perf_counter() - start
-
+        _omr(run, sources, generation)
+    if "cascade" in tasks or "i2a" in tasks:
+        run.mel = MelDistance(pipeline.sample_rate)
+        _reference_audio(run)
     if "cascade" in tasks:
-        say("cascade: predicted scores -> MIDI -> audio")
-        start = time.perf_counter()
-        f1s = []
-        for result, excerpt in zip(results, excerpts):
-            result.reference_notes = notes_from_midi(excerpt.midi)
-            try:
-                result.cascade_notes = musicxml_to_notes(result.musicxml, excerpt.key, qpm=excerpt.tempo_qpm)
-            except InputError as error:  # an unreadable or empty prediction scores 0
-                result.cascade_error = str(error)
-            scores = transcription_metrics(result.reference_notes, result.cascade_notes)
-            result.onset_f1 = scores["onset_f1"]
-            f1s.append(result.onset_f1)
-        playable = [r for r in results if r.cascade_notes]
-        segments = [pipeline.midi_segments(r.cascade_notes, r.key) for r in playable]
-        outputs = iter(pipeline.generate("m2a", [s for per in segments for s in per], audio_generation))
-        for result, per in zip(playable, segments):
-            pieces = [_audio_or_none(pipeline, next(outputs).rows, result.key) for _ in per]
-            if all(piece is not None for piece in pieces):
-                result.cascade_audio = pipeline.join_segments_audio(pieces)
-                if result.reference_audio is not None:
-                    result.mel_distance["cascade"] = mel(result.cascade_audio, result.reference_audio)
-        seconds["cascade"] = time.perf_counter() - start
-        metrics["cascade_onset_f1"] = float(np.mean(f1s)) if f1s else 0.0
-        metrics["cascade_readable_scores"] = float(len(playable))
-        metrics["cascade_audio_made"] = float(sum(r.cascade_audio is not None for r in results))
-
+        _cascade(run, audio_generation or generation)
     if "i2a" in tasks:
-        say(f"direct image-to-audio on {len(images)} images")
-        start = time.perf_counter()
-        for result, output in zip(results, pipeline.generate("i2a", source_rows, audio_generation)):
-            result.direct_audio = _audio_or_none(pipeline, output.rows, result.key)
-            if result.direct_audio is not None and result.reference_audio is not None:
-                result.mel_distance["direct"] = mel(result.direct_audio, result.reference_audio)
-        seconds["i2a"] = time.perf_counter() - start
-        metrics["direct_audio_made"] = float(sum(r.direct_audio is not None for r in results))
-
+        _direct_image_to_audio(run, sources, audio_generation or generation)
     for name in ("silence", "tokenizer", "cascade", "direct"):
-        values = [r.mel_distance[name] for r in results if name in r.mel_distance]
+        values = [r.mel_distance[name] for r in run.results if name in r.mel_distance]
         if values:
-            metrics[f"mel_distance_{name}"] = float(np.mean(values))
-    return Evaluation(metrics=metrics, excerpts=results, seconds=seconds)
+            run.metrics[f"mel_distance_{name}"] = float(np.mean(values))
+    return Evaluation(metrics=run.metrics, excerpts=run.results, seconds=run.seconds)
+
+
+@dataclass
+class _Run:
+    """What the stages of :func:`evaluate_image_to_audio` share."""
+
+    pipeline: Any
+    excerpts: list[Excerpt]
+    results: list[ExcerptResult]
+    say: Callable[[str], None]
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    mel: Any = None
+
+
+def _image_round_trips(run: _Run) -> list[np.ndarray]:
+    """Each held-out system's tokens (the sources of OMR and I2A) and its tokenizer round trip."""
+    from umt.inference import to_gray
+    from umt.metrics.image import ink_f1
+    from umt.tokenizers.image import to_uint8_image
+
+    sources = []
+    for result, excerpt in zip(run.results, run.excerpts):
+        x = run.pipeline.preprocess_image(to_gray(str(excerpt.image)))
+        sources.append(run.pipeline.preprocessed_image_rows(x, str(excerpt.image)))
+        result.tokenizer_image = run.pipeline.rows_to_image(sources[-1])
+        result.image_ink_f1 = ink_f1(to_uint8_image(x[0]), result.tokenizer_image)
+    run.metrics["image_round_trip_ink_f1"] = float(np.mean([r.image_ink_f1 for r in run.results]))
+    return sources
+
+
+def _omr(run: _Run, sources: list[np.ndarray], generation: Any) -> None:
+    from umt.metrics.ser import symbol_error_rate
+    from umt.tokenizers.lmx import delinearize
+
+    run.say(f"OMR on {len(sources)} images")
+    start = time.perf_counter()
+    for result, output in zip(run.results, run.pipeline.generate("omr", sources, generation)):
+        tokens = run.pipeline.rows_to_lmx(output.rows)
+        result.predicted_lmx = list(tokens)
+        score = delinearize(tokens)
+        result.musicxml = score.musicxml
+        result.repairs = score.dropped + score.repaired
+    run.seconds["omr"] = time.perf_counter() - start
+    ser = symbol_error_rate([r.gold_lmx for r in run.results], [r.predicted_lmx for r in run.results])
+    run.metrics["omr_ser"] = ser.ser
+    run.metrics["omr_ser_no_tuplets"] = ser.ser_no_tuplets
+    run.metrics["omr_repairs_per_excerpt"] = float(np.mean([r.repairs for r in run.results]))
+
+
+def _reference_audio(run: _Run) -> None:
+    """The reference recordings, silence's distance to them (the scale the other distances are read
+    on) and the audio tokenizer's round trip of them."""
+    import torch
+
+    from umt.tokenizers.audio import load_audio
+
+    pipeline, mel = run.pipeline, run.mel
+    for result, excerpt in zip(run.results, run.excerpts):
+        if excerpt.audio is not None:
+            result.reference_audio = load_audio(excerpt.audio, pipeline.sample_rate)[0].numpy()
+            result.mel_distance["silence"] = mel(np.zeros(1, np.float32), result.reference_audio)
+    start = time.perf_counter()
+    tokenizer = pipeline.audio_tokenizer
+    device = next(tokenizer.codec.parameters()).device
+    for result in run.results:
+        if result.reference_audio is not None:
+            with torch.no_grad():
+                audio = torch.from_numpy(result.reference_audio)[None].to(device)
+                rows = tokenizer.tokenize(audio, pipeline.vocab)
+            result.tokenizer_audio = pipeline.rows_to_audio(rows)
+            result.mel_distance["tokenizer"] = mel(result.tokenizer_audio, result.reference_audio)
+    run.seconds["tokenizer_round_trip"] = time.perf_counter() - start
+
+
+def _cascade(run: _Run, audio_generation: Any) -> None:
+    """Predicted scores -> notes (onset F1 against the reference MIDI) -> M2A audio."""
+    from umt.inference import musicxml_to_notes
+    from umt.metrics.transcription import transcription_metrics
+    from umt.tokenizers.midi import notes_from_midi
+
+    run.say("cascade: predicted scores -> MIDI -> audio")
+    pipeline, start = run.pipeline, time.perf_counter()
+    f1s = []
+    for result, excerpt in zip(run.results, run.excerpts):
+        result.reference_notes = notes_from_midi(excerpt.midi)
+        try:
+            result.cascade_notes = musicxml_to_notes(result.musicxml, excerpt.key, qpm=excerpt.tempo_qpm)
+        except InputError as error:  # an unreadable or empty prediction scores 0
+            result.cascade_error = str(error)
+        result.onset_f1 = transcription_metrics(result.reference_notes, result.cascade_notes)["onset_f1"]
+        f1s.append(result.onset_f1)
+    playable = [r for r in run.results if r.cascade_notes]
+    segments = [pipeline.midi_segments(r.cascade_notes, r.key) for r in playable]
+    outputs = iter(pipeline.generate("m2a", [s for per in segments for s in per], audio_generation))
+    for result, per in zip(playable, segments):
+        pieces = [_audio_or_none(pipeline, next(outputs).rows, result.key) for _ in per]
+        if all(piece is not None for piece in pieces):
+            result.cascade_audio = pipeline.join_segments_audio(pieces)
+            if result.reference_audio is not None:
+                result.mel_distance["cascade"] = run.mel(result.cascade_audio, result.reference_audio)
+    run.seconds["cascade"] = time.perf_counter() - start
+    run.metrics["cascade_onset_f1"] = float(np.mean(f1s)) if f1s else 0.0
+    run.metrics["cascade_readable_scores"] = float(len(playable))
+    run.metrics["cascade_audio_made"] = float(sum(r.cascade_audio is not None for r in run.results))
+
+
+def _direct_image_to_audio(run: _Run, sources: list[np.ndarray], audio_generation: Any) -> None:
+    run.say(f"direct image-to-audio on {len(sources)} images")
+    start = time.perf_counter()
+    for result, output in zip(run.results, run.pipeline.generate("i2a", sources, audio_generation)):
+        result.direct_audio = _audio_or_none(run.pipeline, output.rows, result.key)
+        if result.direct_audio is not None and result.reference_audio is not None:
+            result.mel_distance["direct"] = run.mel(result.direct_audio, result.reference_audio)
+    run.seconds["i2a"] = time.perf_counter() - start
+    run.metrics["direct_audio_made"] = float(sum(r.direct_audio is not None for r in run.results))
 
 
 def evaluate_transcription(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from umt.errors import InputError, UserError
 from umt.inference.generation import Generated, GenerationConfig
@@ -210,7 +211,6 @@ def _run_stage(
 def _progress_bar(total: int, task: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=f"translate {task}", unit="unit", file=sys.stderr, dynamic_ncols=True)
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from umt.data.systems import read_pdf_pages, split_systems
 from umt.errors import InputError
 from umt.modalities.image import PDF_SUFFIXES
 from umt.modalities.lmx import LMX_TEXT_SUFFIXES
-
-if TYPE_CHECKING:
-    from umt.tokenizers.midi import Note
+from umt.tokenizers.image import read_image
+from umt.tokenizers.lmx import linearize_systems, parse_lmx_text
+from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
+from umt.tokenizers.midi import Note, sort_notes
 
 SYSTEM_GAP_PX = 16
 """White rows between systems when generated system images are stacked into one page."""
@@ -22,16 +25,12 @@ SYSTEM_GAP_PX = 16
 
 def to_gray(image: Any, name: str = "<image>") -> np.ndarray:
     """A path, PIL image or array (``[H, W]``, ``[H, W, 3|4]``) -> grayscale ``uint8 [H, W]``."""
-    from umt.tokenizers.image import read_image
-
     if isinstance(image, str | Path):
         return read_image(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         return np.asarray(image.convert("L"), dtype=np.uint8)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] in (3, 4):
-        from PIL import Image
-
         array = np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
     if array.ndim != 2 or array.size == 0:
         raise InputError(f"expected a grayscale [H, W] or colour [H, W, 3] image, got {array.shape}", name)
@@ -44,8 +43,6 @@ def load_systems(source: Any, split_pages: bool = True) -> list[np.ndarray]:
     """The system images of an input: a PNG/JPG file or array (a page is split into its systems, a
     single system passes through), or a PDF (every page, split). ``uint8 [H, W]`` each, in reading
     order."""
-    from umt.data.systems import read_pdf_pages, split_systems
-
     if isinstance(source, str | Path) and Path(source).suffix.lower() in PDF_SUFFIXES:
         pages = read_pdf_pages(source)
     else:
@@ -57,9 +54,6 @@ def load_systems(source: Any, split_pages: bool = True) -> list[np.ndarray]:
 
 def read_lmx_systems(path: str | Path) -> list[list[str]]:
     """The LMX systems of a MusicXML/MXL file or an LMX text file (unknown tokens refused)."""
-    from umt.tokenizers.lmx import linearize_systems, parse_lmx_text
-    from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
-
     path = Path(path)
     if path.suffix.lower() in LMX_TEXT_SUFFIXES:
         try:
@@ -103,8 +97,6 @@ def split_measures(tokens: Sequence[str], limit: int) -> list[list[str]]:
 
 def notes_from_pretty_midi(midi: Any) -> list[Note]:
     """The notes of a ``pretty_midi.PrettyMIDI`` as :class:`umt.tokenizers.midi.Note` s."""
-    from umt.tokenizers.midi import Note, sort_notes
-
     notes = [
         Note(n.pitch, instrument.program, instrument.is_drum, float(n.start), float(n.end), n.velocity)
         for instrument in midi.instruments
@@ -116,6 +108,7 @@ def notes_from_pretty_midi(midi: Any) -> list[Note]:
 def musicxml_to_notes(musicxml: str, name: str = "<musicxml>", qpm: float | None = None) -> list[Note]:
     """MusicXML text -> notes at ``qpm`` quarter notes per minute (default: the score's own tempo;
     music21 + :func:`umt.data.synth.score_to_midi`)."""
+    # music21 (and the modules built on it) take seconds to import: only for MusicXML inputs.
     from music21 import converter, stream
 
     from umt.data.excerpts import tempo_at

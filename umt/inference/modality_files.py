@@ -8,13 +8,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import soundfile
+from PIL import Image
 
 from umt.inference.inputs import load_systems, read_lmx_systems, stack_images
 from umt.modalities.spec import FileWriter, ModalityFiles, Units
+from umt.tokenizers.lmx import delinearize, format_lmx
+from umt.tokenizers.midi import midi_bytes_from_notes
+from umt.utils.io import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from umt.inference.pipeline import TranslationPipeline
     from umt.tokenizers.lmx import Delinearized
+
+
+def _timed(units: list[Any], pipeline: TranslationPipeline) -> Units:
+    """Consecutive windows of the model's length, each with its start in seconds."""
+    return Units(units, [i * pipeline.window_seconds for i in range(len(units))])
 
 
 class ImageFiles(ModalityFiles):
@@ -37,8 +47,7 @@ class AudioFiles(ModalityFiles):
 
     def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
         self.spec.check_suffix(path)
-        windows = pipeline.audio_windows(pipeline.load_audio(path, str(path)), str(path))
-        return Units(windows, [i * pipeline.window_seconds for i in range(len(windows))])
+        return _timed(pipeline.audio_windows(pipeline.load_audio(path, str(path)), str(path)), pipeline)
 
     def output_files(
         self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
@@ -69,8 +78,7 @@ class MidiFiles(ModalityFiles):
 
     def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
         self.spec.check_suffix(path)
-        segments = pipeline.midi_segments(pipeline.load_notes(path, str(path)), str(path))
-        return Units(segments, [i * pipeline.window_seconds for i in range(len(segments))])
+        return _timed(pipeline.midi_segments(pipeline.load_notes(path, str(path)), str(path)), pipeline)
 
     def output_files(
         self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
@@ -80,10 +88,6 @@ class MidiFiles(ModalityFiles):
 
 def png_writer(image: np.ndarray) -> FileWriter:
     def write(path: Path) -> None:
-        from PIL import Image
-
-        from umt.utils.io import atomic_write
-
         with atomic_write(path, "wb") as handle:
             Image.fromarray(image).save(handle, format="PNG")
 
@@ -92,10 +96,6 @@ def png_writer(image: np.ndarray) -> FileWriter:
 
 def wav_writer(audio: np.ndarray, sample_rate: int) -> FileWriter:
     def write(path: Path) -> None:
-        import soundfile
-
-        from umt.utils.io import atomic_path
-
         with atomic_path(path, suffix=".wav") as tmp:
             soundfile.write(str(tmp), audio, sample_rate, subtype="PCM_16", format="WAV")
 
@@ -104,8 +104,6 @@ def wav_writer(audio: np.ndarray, sample_rate: int) -> FileWriter:
 
 def text_writer(text: str) -> FileWriter:
     def write(path: Path) -> None:
-        from umt.utils.io import atomic_write_text
-
         atomic_write_text(path, text)
 
     return write
@@ -113,9 +111,6 @@ def text_writer(text: str) -> FileWriter:
 
 def midi_writer(notes: list) -> FileWriter:
     def write(path: Path) -> None:
-        from umt.tokenizers.midi import midi_bytes_from_notes
-        from umt.utils.io import atomic_write_bytes
-
         atomic_write_bytes(path, midi_bytes_from_notes(notes))
 
     return write
@@ -124,8 +119,6 @@ def midi_writer(notes: list) -> FileWriter:
 def score_files(tokens_per_unit: Sequence[Sequence[str]]) -> tuple[dict[str, FileWriter], Delinearized]:
     """LMX systems -> ``.musicxml`` (one part, a system break between the systems of a page) and
     ``.lmx`` (one line per system) writers, and the score."""
-    from umt.tokenizers.lmx import delinearize, format_lmx
-
     systems = [list(tokens) for tokens in tokens_per_unit]
     score = delinearize(systems)
     return {".musicxml": text_writer(score.musicxml), ".lmx": text_writer(format_lmx(systems))}, score

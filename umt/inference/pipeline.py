@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from umt.data.systems import staff_height as fallback_staff_height
 from umt.errors import CheckpointError, InputError, UserError
 from umt.inference.generation import (
     WINDOW_SECONDS,
@@ -27,15 +28,21 @@ from umt.inference.inputs import (
     stack_images,
     to_gray,
 )
+from umt.pretrained import from_pretrained, read_config
 from umt.tasks import TASKS as REGISTERED_TASKS
 from umt.tasks import get_task
-from umt.vocab import Vocabulary
-
-if TYPE_CHECKING:
-    from umt.tokenizers.audio import AudioTokenizer
-    from umt.tokenizers.image import ImageTokenizer
-    from umt.tokenizers.lmx import Delinearized
-    from umt.tokenizers.midi import Note
+from umt.tokenizers.audio import AudioTokenizer, resample
+from umt.tokenizers.folders import fit_problem, load_tokenizer
+from umt.tokenizers.image import (
+    ImageTokenizer,
+    measure_staff_height,
+    preprocess,
+    to_uint8_image,
+    unflatten_with_repairs,
+)
+from umt.tokenizers.lmx import Delinearized, delinearize, parse_lmx_text
+from umt.tokenizers.midi import Note, decode_segments_with_problems, encode_notes, notes_from_midi
+from umt.vocab import Vocabulary, vocabulary_from_dict
 
 
 @dataclass
@@ -93,9 +100,6 @@ class TranslationPipeline:
         folder). A tokenizer whose fingerprint differs from the one the model was trained with, or
         whose codebooks do not fit the model's vocabulary, is refused with a CheckpointError.
         """
-        from umt.pretrained import from_pretrained, read_config
-        from umt.vocab import vocabulary_from_dict
-
         directory = Path(directory)
         if not directory.is_dir():
             raise CheckpointError("no such model folder", directory)
@@ -173,9 +177,6 @@ class TranslationPipeline:
     def preprocess_image(self, gray: np.ndarray) -> torch.Tensor:
         """One system image ``uint8 [H, W]`` -> the image tokenizer's input ``float32 [1, Hc, Wc]``
         in [-1, 1] (staff height normalised, padded to its grid)."""
-        from umt.data.systems import staff_height as fallback_staff_height
-        from umt.tokenizers.image import measure_staff_height, preprocess
-
         config = self._image().preprocess_config
         staff_height = None
         if config.measure_staff_height:
@@ -198,8 +199,6 @@ class TranslationPipeline:
     def load_audio(self, source: Any, name: str = "<audio>") -> torch.Tensor:
         """A path, or a mono float array at :attr:`sample_rate` (``[T]`` or ``[1, T]``), or a pair
         ``(array, rate)`` -> mono ``float32 [1, T]`` at :attr:`sample_rate`."""
-        from umt.tokenizers.audio import resample
-
         tokenizer = self._audio()
         if isinstance(source, str | Path):
             return tokenizer.load(source)
@@ -258,8 +257,6 @@ class TranslationPipeline:
 
     def midi_segments(self, notes: Sequence[Note], name: str = "<midi>") -> list[np.ndarray]:
         """Notes -> content rows of each ``window_seconds`` segment (each ending with its EOS id)."""
-        from umt.tokenizers.midi import encode_notes
-
         if not notes:
             raise InputError("holds no notes", name)
         segments = encode_notes(notes, self.vocab, self.window_seconds)
@@ -270,8 +267,6 @@ class TranslationPipeline:
 
     def load_notes(self, source: Any, name: str = "<midi>") -> list[Note]:
         """A MIDI path or bytes, a ``pretty_midi.PrettyMIDI``, or a list of notes -> notes."""
-        from umt.tokenizers.midi import notes_from_midi
-
         if isinstance(source, str | Path | bytes):
             return notes_from_midi(source)
         if hasattr(source, "instruments"):
@@ -286,8 +281,6 @@ class TranslationPipeline:
 
     def rows_to_notes(self, windows: Sequence[np.ndarray], start_times: Sequence[float] | None = None):
         """Generated MIDI rows of consecutive windows -> ``DecodeResult`` (notes and problems)."""
-        from umt.tokenizers.midi import decode_segments_with_problems
-
         eos = self.vocab.eos("midi")
         segments = [[*map(int, np.asarray(rows)[:, 0]), eos] for rows in windows]
         return decode_segments_with_problems(
@@ -313,8 +306,6 @@ class TranslationPipeline:
     @torch.no_grad()
     def rows_to_image(self, rows: np.ndarray, name: str = "<output>") -> np.ndarray:
         """Generated image rows -> grayscale ``uint8 [H, W]`` (several systems stacked)."""
-        from umt.tokenizers.image import to_uint8_image, unflatten_with_repairs
-
         tokenizer = self._image()
         rows = np.asarray(rows)
         if len(rows) and self.vocab.codebook_range("image", 0).contains(int(rows[0, 0])):
@@ -359,8 +350,6 @@ class TranslationPipeline:
 
     def omr(self, images: Sequence[Any], generation: GenerationConfig | None = None) -> list[Delinearized]:
         """System images -> :class:`~umt.tokenizers.lmx.Delinearized` (MusicXML text + repair counts)."""
-        from umt.tokenizers.lmx import delinearize
-
         return [delinearize(tokens) for tokens in self.omr_tokens(images, generation)]
 
     def transcribe(
@@ -414,8 +403,6 @@ class TranslationPipeline:
         self, scores: Sequence[Any], generation: GenerationConfig | None = None
     ) -> list[np.ndarray]:
         """MusicXML/LMX files, token lists or LMX text -> engraved score images (systems stacked)."""
-        from umt.tokenizers.lmx import parse_lmx_text
-
         per_input = []
         for score in scores:
             if isinstance(score, Path) or (
@@ -443,8 +430,6 @@ class TranslationPipeline:
     ) -> list[CascadeResult]:
         """System images -> OMR -> MusicXML -> MIDI (music21, score tempo) -> audio (the M2A task of
         ``m2a``, default this model). One result per image."""
-        from umt.tokenizers.lmx import delinearize
-
         m2a = m2a or self
         scores = [delinearize(tokens) for tokens in self.omr_tokens(images, generation)]
         notes = [musicxml_to_notes(score.musicxml, _name(image)) for score, image in zip(scores, images)]
@@ -474,16 +459,12 @@ def check_audio_tokenizer(tokenizer: AudioTokenizer, vocab: Vocabulary, name: st
 
 
 def _check_fit(tokenizer: Any, vocab: Vocabulary, name: str) -> None:
-    from umt.tokenizers.folders import fit_problem
-
     problem = fit_problem(tokenizer, vocab)
     if problem is not None:
         raise CheckpointError(f"the {problem}", name)
 
 
 def _load_tokenizer(modality: str, directory: Path) -> Any:
-    from umt.tokenizers.folders import load_tokenizer
-
     tokenizer = load_tokenizer(directory)
     if tokenizer.modality != modality:
         raise CheckpointError(f"holds an {tokenizer.modality} tokenizer, not an {modality} one", directory)

@@ -7,30 +7,12 @@ segments, audio windows) are placed at them, others follow one another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from umt.modalities.spec import CodebookSpec
 
-from umt.modalities.spec import ModalitySpec
-
-if TYPE_CHECKING:
-    from umt.vocab import VocabConfig
-
-
-@dataclass(frozen=True)
-class AudioSpec(ModalitySpec):
-    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
-        return tuple((f"cb{k}", config.audio_codebook_size) for k in range(config.audio_codebooks))
-
-    def codebooks(self, config: VocabConfig) -> int:
-        return config.audio_codebooks
-
-
-AUDIO = AudioSpec(
+AUDIO = CodebookSpec(
     name="audio",
     description="performance audio as DAC codes",
     tokenizer="umt.tokenizers.audio:AudioTokenizer",
-    trained_tokenizer=True,
-    multi_stream=True,
     # The paper's codec; a tokenizer folder states its own rate (sample_rate / hop_length).
     frames_per_second=44100 / 512,
     files="umt.inference.modality_files:AudioFiles",

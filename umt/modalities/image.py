@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from umt.modalities.spec import ModalitySpec
+from umt.modalities.spec import CodebookSpec
 
 if TYPE_CHECKING:
     from umt.vocab import VocabConfig
@@ -21,23 +21,15 @@ PDF_SUFFIXES = (".pdf",)
 
 
 @dataclass(frozen=True)
-class ImageSpec(ModalitySpec):
+class ImageSpec(CodebookSpec):
     def specials(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
         return (("sep", 1), ("height", config.max_image_height))
-
-    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
-        return tuple((f"cb{k}", config.image_codebook_size) for k in range(config.image_codebooks))
-
-    def codebooks(self, config: VocabConfig) -> int:
-        return config.image_codebooks
 
 
 IMAGE = ImageSpec(
     name="image",
     description="score images (systems) as RQ-VAE codes",
     tokenizer="umt.tokenizers.image:ImageTokenizer",
-    trained_tokenizer=True,
-    multi_stream=True,
     positions="planar",
     files="umt.inference.modality_files:ImageFiles",
     suffixes=RASTER_SUFFIXES + PDF_SUFFIXES,

@@ -144,6 +144,22 @@ class ModalitySpec:
 
 
 @dataclass(frozen=True)
+class CodebookSpec(ModalitySpec):
+    """A multi-stream modality of a neural tokenizer's codes: ``{name}_codebooks`` codebooks of
+    ``{name}_codebook_size`` codes each (fields of :class:`~umt.vocab.VocabConfig`), ``cb0``..."""
+
+    multi_stream: bool = True
+    trained_tokenizer: bool = True
+
+    def content(self, config: VocabConfig) -> tuple[tuple[str, int], ...]:
+        size = getattr(config, f"{self.name}_codebook_size")
+        return tuple((f"cb{k}", size) for k in range(self.codebooks(config)))
+
+    def codebooks(self, config: VocabConfig) -> int:
+        return getattr(config, f"{self.name}_codebooks")
+
+
+@dataclass(frozen=True)
 class WordListSpec(ModalitySpec):
     """A single-stream modality whose content is a fixed list of token strings (LMX, toy text)."""
 

@@ -256,70 +256,36 @@ class _Linearizer:
     # -- notes ----------------------------------------------------------------------------------
 
     def note(self, note: Any) -> None:
-        emit = self.tokens.append
+        """A ``<note>``'s tokens, in the reference's order: grace, chord, rest or pitch, voice, type,
+        tuplet ratio, dots, accidental, stem, staff, beams, notations."""
         if note.get("print-object") == "no":
-            emit("print-object:no")
-        grace = rest = pitch = voice = note_type = time_modification = accidental = stem = staff = None
-        is_chord = False
-        dots = 0
-        beams: list | None = None
-        notations: list | None = None
-        for child in note:
-            tag = child.tag
-            if tag == "pitch":
-                if pitch is None:
-                    pitch = child
-            elif tag == "duration":
-                pass
-            elif tag == "voice":
-                if voice is None:
-                    voice = child
-            elif tag == "type":
-                if note_type is None:
-                    note_type = child
-            elif tag == "stem":
-                if stem is None:
-                    stem = child
-            elif tag == "beam":
-                if beams is None:
-                    beams = [child]
-                else:
-                    beams.append(child)
-            elif tag == "notations":
-                if notations is None:
-                    notations = [child]
-                else:
-                    notations.append(child)
-            elif tag == "staff":
-                if staff is None:
-                    staff = child
-            elif tag == "dot":
-                dots += 1
-            elif tag == "accidental":
-                if accidental is None:
-                    accidental = child
-            elif tag == "chord":
-                is_chord = True
-            elif tag == "rest":
-                if rest is None:
-                    rest = child
-            elif tag == "time-modification":
-                if time_modification is None:
-                    time_modification = child
-            elif tag == "grace" and grace is None:
-                grace = child
+            self.tokens.append("print-object:no")
+        first, beams, notations, dots, is_chord = _note_children(note)
+        is_measure_rest = self._note_head(first, is_chord)
+        self._note_voice(first.get("voice"))
+        self._note_duration(first, dots, is_measure_rest)
+        self._note_glyphs(first)
+        for beam in beams:
+            token = _BEAMS.get(beam.text)
+            if token is not None:
+                self.tokens.append(token)
+        if notations:
+            self.notations(notations)
 
+    def _note_head(self, first: dict, is_chord: bool) -> bool:
+        """Grace, chord, and the rest or pitch token; whether the note is a whole-measure rest."""
+        emit = self.tokens.append
+        grace, rest, pitch = first.get("grace"), first.get("rest"), first.get("pitch")
         if grace is not None:
             emit("grace")
             if grace.get("slash") == "yes":
                 emit("grace:slash")
         if is_chord:
             emit("chord")
-        is_measure_rest = False
         if rest is not None:
             emit("rest")
-            is_measure_rest = rest.get("measure") == "yes"
-        elif pitch is not None:
+            return rest.get("measure") == "yes"
+        if pitch is not None:
             step, octave = pitch.find("step"), pitch.find("octave")
             if step is not None and octave is not None:
                 token = (step.text or "") + (octave.text or "")
@@ -327,26 +293,28 @@ class _Linearizer:
                     token = _text(step) + _text(octave)
                 if token in _PITCH_SET:
                     emit(token)
+        return False
 
+    def _note_voice(self, voice: Any) -> None:
+        """A voice token where the voice changes."""
         if voice is not None:
             value = voice.text
             if value != self.voice:
                 token = "voice:" + (value or "")
                 if token in _TOKEN_SET:
-                    emit(token)
+                    self.tokens.append(token)
                 self.voice = value
 
+    def _note_duration(self, first: dict, dots: int, is_measure_rest: bool) -> None:
+        """The type (or ``rest:measure``), the tuplet ratio and the dots."""
+        emit = self.tokens.append
+        note_type, time_modification = first.get("type"), first.get("time-modification")
         if note_type is not None:
-            value = note_type.text
+            value = note_type.text if note_type.text in _TYPE_SET else _text(note_type)
             if value in _TYPE_SET:
                 emit(value)
-            else:
-                value = _text(note_type)
-                if value in _TYPE_SET:
-                    emit(value)
         elif is_measure_rest:
             emit("rest:measure")
-
         if time_modification is not None:
             actual = time_modification.find("actual-notes")
             normal = time_modification.find("normal-notes")
@@ -354,26 +322,23 @@ class _Linearizer:
                 token = _text(actual) + "in" + _text(normal)
                 if token in _TOKEN_SET:
                     emit(token)
-
         for _ in range(dots):
             emit("dot")
 
+    def _note_glyphs(self, first: dict) -> None:
+        """The accidental, and stem and staff tokens where they change."""
+        emit = self.tokens.append
+        accidental, stem, staff = first.get("accidental"), first.get("stem"), first.get("staff")
         if accidental is not None:
-            value = accidental.text
+            value = accidental.text if accidental.text in _ACCIDENTAL_SET else _text(accidental)
             if value in _ACCIDENTAL_SET:
                 emit(value)
-            else:
-                value = _text(accidental)
-                if value in _ACCIDENTAL_SET:
-                    emit(value)
-
         if stem is not None:
             value = stem.text
             token = _STEMS.get(value) if value else None
             if token is not None and value != self.stem:
                 emit(token)
                 self.stem = value
-
         if staff is not None:
             value = staff.text
             # the reference requires <staves> >= 2 for staff tokens; without it they are left out
@@ -385,15 +350,6 @@ class _Linearizer:
             ):
                 emit("staff:" + value)
                 self.staff = value
-
-        if beams is not None:
-            for beam in beams:
-                token = _BEAMS.get(beam.text)
-                if token is not None:
-                    emit(token)
-
-        if notations is not None:
-            self.notations(notations)
 
     def notations(self, notations_elements: list) -> None:
         emit = self.tokens.append
@@ -1108,6 +1064,40 @@ class _Delinearizer:
         onset: Fraction,
         last_note_onset: Fraction | None,
     ) -> tuple[Any, Fraction, _NoteRecord | None]:
+        prefix, suffix, lists = self._note_slots(tree)
+        shape = self._note_shape(tree.root, prefix, suffix, last_notelike)
+        note = self._note_head(measure, prefix, shape)
+        time_modification = suffix.get("time_modification")
+        duration = Fraction(0)
+        if not shape.is_grace:
+            if shape.is_measure_rest:
+                duration = self.measure_duration if self.measure_duration is not None else Fraction(4)
+            else:
+                duration = _duration(shape.note_type, time_modification, len(lists["dots"]))
+            self.durations.append((self.sub(note, "duration"), duration))
+        order = lists["order"]
+        for token in order:
+            if token.startswith("tied:"):
+                self.sub(note, "tie", type=token[5:])
+        self._note_body(note, prefix, suffix, lists, state, shape)
+        self.notations(note, suffix, order, lists["slurs"])
+        if shape.is_rest:
+            return note, duration, None
+        pitch_token = prefix["pitch"]
+        record = _NoteRecord(
+            pitch=note.find("pitch"),
+            visual=(state["staff"] or "1", pitch_token[0], pitch_token[1:]),
+            onset=onset,
+            key=self.key,
+            accidental=suffix.get("accidental"),
+            tie_start="tied:start" in order,
+            tie_stop="tied:stop" in order,
+        )
+        return note, duration, record
+
+    def _note_slots(self, tree: _Tree) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
+        """The note's prefix and suffix tokens by slot (a second token for a slot is dropped), and
+        its token lists: ``dots``, ``beams``, ``slurs`` and ``order`` (ties and tuplets in order)."""
         root = tree.root
         prefix: dict[str, str] = {}
         # like the reference, the prefix closest to the root wins
@@ -1118,8 +1108,7 @@ class _Delinearizer:
             else:
                 prefix[slot] = token
         suffix: dict[str, str] = {}
-        order: list[str] = []  # tie / tuplet tokens in their order
-        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": [], "order": order}
+        lists: dict[str, list[str]] = {"dots": [], "beams": [], "slurs": [], "order": []}
         for token in tree.suffixes:
             slot = _NOTE_SUFFIX_SLOT.get(token)
             if slot is None:
@@ -1133,10 +1122,12 @@ class _Delinearizer:
             else:
                 suffix[slot] = token
                 if token.startswith("tied:"):
-                    order.append(token)
+                    lists["order"].append(token)
+        return prefix, suffix, lists
 
+    def _note_shape(self, root: str, prefix: dict, suffix: dict, last_notelike: Any) -> _NoteShape:
+        """What the note is (rest, grace, chord member, measure rest), with contradictions repaired."""
         is_measure_rest = root == "rest:measure"
-        note_type = None if is_measure_rest else root
         is_grace = "grace" in prefix
         if "grace_slash" in prefix and not is_grace:
             self.drop(prefix.pop("grace_slash"), "'grace:slash' without 'grace'")
@@ -1155,50 +1146,47 @@ class _Delinearizer:
             is_chord = False
         if is_rest and "accidental" in suffix:
             self.drop(suffix.pop("accidental"), "a rest has no accidental")
+        note_type = None if is_measure_rest else root
+        return _NoteShape(note_type, is_rest, is_grace, is_chord, is_measure_rest)
 
+    def _note_head(self, measure: Any, prefix: dict, shape: _NoteShape) -> Any:
+        """The ``<note>`` element with its print-object, grace, chord and rest or pitch."""
         note = self.sub(measure, "note")
         if "print_object" in prefix:
             note.set("print-object", "no")
-        if is_grace:
+        if shape.is_grace:
             grace = self.sub(note, "grace")
             if "grace_slash" in prefix:
                 grace.set("slash", "yes")
-        if is_chord:
+        if shape.is_chord:
             self.sub(note, "chord")
-        record = None
-        if is_rest:
+        if shape.is_rest:
             rest = self.sub(note, "rest")
-            if is_measure_rest:
+            if shape.is_measure_rest:
                 rest.set("measure", "yes")
         else:
             pitch_token = prefix["pitch"]
             pitch = self.sub(note, "pitch")
             self.sub(pitch, "step", pitch_token[0])
             self.sub(pitch, "octave", pitch_token[1:])
+        return note
 
-        time_modification = suffix.get("time_modification")
-        duration = Fraction(0)
-        if not is_grace:
-            if is_measure_rest:
-                duration = self.measure_duration if self.measure_duration is not None else Fraction(4)
-            else:
-                duration = _duration(note_type, time_modification, len(lists["dots"]))
-            self.durations.append((self.sub(note, "duration"), duration))
-
-        for token in order:
-            if token.startswith("tied:"):
-                self.sub(note, "tie", type=token[5:])
-
+    def _note_body(
+        self, note: Any, prefix: dict, suffix: dict, lists: dict, state: dict, shape: _NoteShape
+    ) -> None:
+        """Voice, type, dots, accidental, time modification, stem, staff and beams, in MusicXML's
+        order; voice, stem and staff carry over from the previous note (``state``)."""
         if "voice" in prefix:
             state["voice"] = prefix["voice"].split(":")[1]
         if state["voice"] is not None:
             self.sub(note, "voice", state["voice"])
-        if note_type is not None:
-            self.sub(note, "type", note_type)
+        if shape.note_type is not None:
+            self.sub(note, "type", shape.note_type)
         for _ in lists["dots"]:
             self.sub(note, "dot")
         if "accidental" in suffix:
             self.sub(note, "accidental", suffix["accidental"])
+        time_modification = suffix.get("time_modification")
         if time_modification is not None:
             actual, normal = time_modification.split("in")
             modification = self.sub(note, "time-modification")
@@ -1208,7 +1196,7 @@ class _Delinearizer:
         if stem_token is not None:  # explicit: always written
             state["stem"] = stem_token.split(":")[1]
             self.sub(note, "stem", state["stem"])
-        elif state["stem"] is not None and not is_rest and note_type != "whole":
+        elif state["stem"] is not None and not shape.is_rest and shape.note_type != "whole":
             self.sub(note, "stem", state["stem"])
         if "staff" in suffix:
             state["staff"] = suffix["staff"].split(":")[1]
@@ -1216,25 +1204,12 @@ class _Delinearizer:
             self.sub(note, "staff", state["staff"])
             self.max_staff = max(self.max_staff, int(state["staff"]))
         beams = lists["beams"]
-        if not is_chord and not is_rest:
-            count_key = "grace_beams" if is_grace else "beams"
+        if not shape.is_chord and not shape.is_rest:
+            count_key = "grace_beams" if shape.is_grace else "beams"
             state[count_key] = self.beams(note, beams, state[count_key])
         else:
             for number, token in enumerate(beams, start=1):
                 self.sub(note, "beam", token.split(":")[1].replace("-", " "), number=str(number))
-        self.notations(note, suffix, order, lists["slurs"])
-
-        if not is_rest:
-            record = _NoteRecord(
-                pitch=note.find("pitch"),
-                visual=(state["staff"] or "1", pitch_token[0], pitch_token[1:]),
-                onset=onset,
-                key=self.key,
-                accidental=suffix.get("accidental"),
-                tie_start="tied:start" in order,
-                tie_stop="tied:stop" in order,
-            )
-        return note, duration, record
 
     def beams(self, note: Any, tokens: list[str], open_count: int) -> int:
         begins = sum(1 for t in tokens if t == "beam:begin")
@@ -1437,3 +1412,42 @@ def delinearize(tokens: Sequence[str] | Sequence[Sequence[str]] | str) -> Deline
     else:
         systems = [tokens]  # type: ignore[list-item]
     return _Delinearizer().run(systems)
+
+
+# Children of <note> the linearizer reads once (the first one counts, as in the reference).
+_NOTE_FIRST_CHILDREN = frozenset(
+    {"pitch", "voice", "type", "stem", "staff", "accidental", "rest", "time-modification", "grace"}
+)
+
+
+def _note_children(note: Any) -> tuple[dict[str, Any], list, list, int, bool]:
+    """``(first child by tag, beams, notations, dots, is_chord)`` of a ``<note>`` element."""
+    first: dict[str, Any] = {}
+    beams, notations = [], []
+    dots, is_chord = 0, False
+    for child in note:
+        tag = child.tag
+        if tag in _NOTE_FIRST_CHILDREN:
+            if tag not in first:
+                first[tag] = child
+        elif tag == "beam":
+            beams.append(child)
+        elif tag == "notations":
+            notations.append(child)
+        elif tag == "dot":
+            dots += 1
+        elif tag == "chord":
+            is_chord = True
+    return first, beams, notations, dots, is_chord
+
+
+@dataclass(frozen=True)
+class _NoteShape:
+    """What a delinearized note is, once contradictions in its tokens are repaired."""
+
+    note_type: str | None
+    """Its ``<type>`` (``None`` for a whole-measure rest)."""
+    is_rest: bool
+    is_grace: bool
+    is_chord: bool
+    is_measure_rest: bool

@@ -166,20 +166,35 @@ def expected_tokenizer_hashes(cfg: DictConfig, tokenizers: dict[str, Any]) -> di
 def build(cfg: DictConfig, callbacks: list | None = None):
     """``(trainer, module, datamodule, ckpt_path)`` for a validated config."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from umt.tasks import mixture_from_dict
     from umt.training.data import TranslationDataModule
-    from umt.training.translation import TranslationModule, tokenizer_codebook_vectors
     from umt.vocab import vocabulary_from_dict
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    run_dir = Path(cfg.run_dir)
-    checkpoint_dir = run_dir / "checkpoints"
+    checkpoint_dir = Path(cfg.run_dir) / "checkpoints"
     mixture = mixture_from_dict(cfg.mixture.name, OmegaConf.to_container(cfg.mixture, resolve=True))
     vocab = vocabulary_from_dict(OmegaConf.to_container(cfg.vocab, resolve=True))
     tokenizers = load_data_tokenizers(cfg, vocab)
+    module = build_module(cfg, mixture.tasks, tokenizers, vocab)
+    data_config = OmegaConf.to_container(cfg.data, resolve=True)
+    data_config["tokenizer_hashes"] = expected_tokenizer_hashes(cfg, tokenizers)
+    datamodule = TranslationDataModule(
+        data_config,
+        mixture,
+        vocab,
+        seed=cfg.seed,
+        accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
+    )
+    trainer = build_trainer(cfg, checkpoint_dir, callbacks)
+    return trainer, module, datamodule, resolve_resume(cfg, checkpoint_dir)
+
+
+def build_module(cfg: DictConfig, tasks: list[str], tokenizers: dict, vocab):
+    """The :class:`TranslationModule`: the model config (with the code widths of the data's
+    tokenizers when their codebooks initialise the embeddings), then ``init_from``'s weights."""
     from umt.models.translator import LOSS_AVERAGES
+    from umt.training.translation import TranslationModule, tokenizer_codebook_vectors
 
     if cfg.optim.loss_average not in LOSS_AVERAGES:
         choices = " or ".join(LOSS_AVERAGES)
@@ -199,22 +214,22 @@ def build(cfg: DictConfig, callbacks: list | None = None):
         model=model_config,
         vocab=OmegaConf.to_container(cfg.vocab, resolve=True),
         optim=OmegaConf.to_container(cfg.optim, resolve=True),
-        tasks=mixture.tasks,
+        tasks=tasks,
         max_steps=cfg.trainer.max_steps,
         task_metrics_every_n_steps=cfg.trainer.task_metrics_every_n_steps,
     )
     module.init_codebook_embeddings(codebooks)
     if cfg.init_from:
         load_initial_weights(module, cfg.init_from)
-    data_config = OmegaConf.to_container(cfg.data, resolve=True)
-    data_config["tokenizer_hashes"] = expected_tokenizer_hashes(cfg, tokenizers)
-    datamodule = TranslationDataModule(
-        data_config,
-        mixture,
-        vocab,
-        seed=cfg.seed,
-        accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
-    )
+    return module
+
+
+def build_trainer(cfg: DictConfig, checkpoint_dir: Path, callbacks: list | None = None):
+    """The Lightning trainer: checkpoints every ``checkpoint_every_n_steps`` (written atomically),
+    the logger, and the strategy ("auto" resolved to a DDP launcher that works where it runs)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir),
         filename="step-{step:08d}",
@@ -226,6 +241,7 @@ def build(cfg: DictConfig, callbacks: list | None = None):
         auto_insert_metric_name=False,
     )
     t = cfg.trainer
+    run_dir = checkpoint_dir.parent
     logger = _logger(cfg, run_dir)
 
     def make_trainer(strategy: str) -> pl.Trainer:
@@ -267,7 +283,7 @@ def build(cfg: DictConfig, callbacks: list | None = None):
                 trainer.strategy.launcher is not None and trainer.strategy.launcher.is_interactive_compatible
             )
             trainer = make_trainer(resolve_strategy("ddp_fork" if forked else "ddp"))
-    return trainer, module, datamodule, resolve_resume(cfg, checkpoint_dir)
+    return trainer
 
 
 def load_initial_weights(module, source: str) -> None:
