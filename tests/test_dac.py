@@ -300,7 +300,7 @@ def test_inference_snake_is_bitwise_the_autograd_formula_and_leaves_its_input():
 def test_excerpt_dataset_keeps_a_bounded_cache_of_decoded_files(tmp_path, monkeypatch):
     import soundfile
 
-    import umt.tokenizers.audio as audio_module
+    import umt.training.dac as dac_training  # where the dataset looks load_audio up
     from umt.training.dac import AudioExcerptDataset
 
     t = np.arange(4410) / 44100
@@ -311,8 +311,8 @@ def test_excerpt_dataset_keeps_a_bounded_cache_of_decoded_files(tmp_path, monkey
             files[-1], (0.3 * np.sin(2 * np.pi * (200 + 100 * index) * t)).astype(np.float32), 44100
         )
     loads = []
-    load_audio = audio_module.load_audio
-    monkeypatch.setattr(audio_module, "load_audio", lambda *a: loads.append(a[0]) or load_audio(*a))
+    load_audio = dac_training.load_audio
+    monkeypatch.setattr(dac_training, "load_audio", lambda *a: loads.append(a[0]) or load_audio(*a))
     bounded = AudioExcerptDataset(files, duration=0.01, length=40, seed=1, cache_files=2)
     uncached = AudioExcerptDataset(files, duration=0.01, length=40, seed=1, cache_files=0)
     excerpts = []

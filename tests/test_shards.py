@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import umt.data.shards as shards_module
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
 from umt.errors import InputError
 
@@ -58,12 +59,10 @@ def test_corrupt_shard_is_named(tmp_path: Path) -> None:
 
 
 def test_a_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import safetensors.numpy
-
     def broken_save(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", broken_save)
+    monkeypatch.setattr(shards_module, "save_file", broken_save)
     writer = ShardWriter(tmp_path, INFO)
     writer.add("a", _rows(0, 3))
     with pytest.raises(OSError):
@@ -173,7 +172,7 @@ def test_opening_and_lengths_read_no_rows(tmp_path: Path, monkeypatch: pytest.Mo
     def no_load_file(*args: object, **kwargs: object) -> None:
         raise AssertionError("rows decoded")
 
-    monkeypatch.setattr(safetensors, "safe_open", NoRows)
+    monkeypatch.setattr(shards_module, "safe_open", NoRows)
     monkeypatch.setattr(safetensors.numpy, "load_file", no_load_file)
     shards = ShardSet(tmp_path)
     assert [shards.length(f"item{i}") for i in range(7)] == [2 + i for i in range(7)]

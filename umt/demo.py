@@ -33,9 +33,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import soundfile
+import torch
+
+from umt.cli.tokenizer import compose_tokenizer_config
+from umt.data.bake import bake_files
+from umt.data.corpus_builder import BuildOptions, read_manifest
+from umt.data.corpus_builder import build_corpus as build
 from umt.errors import UserError
+from umt.evaluation import corpus_excerpts, evaluate_image_to_audio
+from umt.inference import GenerationConfig, TranslationPipeline
+from umt.pretrained import export_checkpoint
+from umt.report import write_report
 from umt.tasks import BUILTIN_DATASET
-from umt.utils.io import atomic_write_text, path_for_list
+from umt.training.config import compose, experiment_vocab, validate
+from umt.training.dac import train_dac
+from umt.training.rqvae import train_rqvae
+from umt.training.train import train
+from umt.utils.io import atomic_write, atomic_write_text, path_for_list
+from umt.vocab import vocabulary_from_dict
 
 SETTINGS_FILE = "demo.json"
 TIMINGS_FILE = "timings.json"
@@ -198,8 +214,6 @@ class DemoContext:
         return f"[{int(index)}]" if self.device.startswith("cuda") and index.isdigit() else "1"
 
     def accelerator(self) -> str:
-        import torch
-
         if self.device == "auto":
             return "gpu" if torch.cuda.is_available() else "cpu"
         return "gpu" if self.device.startswith("cuda") else "cpu"
@@ -250,9 +264,6 @@ def _stage(context: DemoContext, name: str, work: Callable[[], Any]) -> Any:
 
 # ---------------------------------------------------------------------------------- stages
 def build_corpus(context: DemoContext) -> None:
-    from umt.data.corpus_builder import BuildOptions
-    from umt.data.corpus_builder import build_corpus as build
-
     s = context.settings
     summary = build(
         BuildOptions(
@@ -278,8 +289,6 @@ def build_corpus(context: DemoContext) -> None:
 
 
 def _corpus_records(context: DemoContext) -> list[dict]:
-    from umt.data.corpus_builder import read_manifest
-
     return read_manifest(context.corpus)
 
 
@@ -290,9 +299,6 @@ def _train_files(context: DemoContext, kind: str) -> list[str]:
 
 
 def train_image_tokenizer(context: DemoContext) -> Path:
-    from umt.cli.tokenizer import compose_tokenizer_config
-    from umt.training.rqvae import train_rqvae
-
     target = context.tokenizer_dir("image")
     if (target / "config.json").is_file():
         return target
@@ -313,9 +319,6 @@ def train_image_tokenizer(context: DemoContext) -> Path:
 
 
 def train_audio_tokenizer(context: DemoContext) -> Path:
-    from umt.cli.tokenizer import compose_tokenizer_config
-    from umt.training.dac import train_dac
-
     target = context.tokenizer_dir("audio")
     if (target / "config.json").is_file():
         return target
@@ -345,15 +348,12 @@ def _file_list(path: Path, files: list[str]) -> Path:
 
 def demo_vocabulary():
     """The vocabulary of ``conf/experiment/demo.yaml`` (the tokenizers are trained to fit it)."""
-    from umt.training.config import experiment_vocab
-    from umt.vocab import vocabulary_from_dict
 
     return vocabulary_from_dict(experiment_vocab("demo"))
 
 
 def bake_shards(context: DemoContext) -> dict[str, int]:
     """Bake the corpus's training split into ``shards/music21/<modality>``; items per modality."""
-    from umt.data.bake import bake_files
     from umt.tokenizers.registry import load_tokenizer
 
     vocab = demo_vocabulary()
@@ -393,7 +393,6 @@ def bake_shards(context: DemoContext) -> dict[str, int]:
 
 def translator_config(context: DemoContext):
     """The composed, validated training config of the demo's Translator."""
-    from umt.training.config import compose, validate
 
     s = context.settings
     scale = s.translator_steps / 900  # the demo mixture's steps are for a 900-step run
@@ -425,9 +424,7 @@ def translator_config(context: DemoContext):
 
 def train_translator(context: DemoContext) -> Path:
     """Train (or finish training) the Translator and export ``run/model``; returns the folder."""
-    from umt.pretrained import export_checkpoint
     from umt.tokenizers.folders import load_tokenizer
-    from umt.training.train import train
 
     cfg = translator_config(context)
     last = context.run_dir / "checkpoints" / "last.ckpt"
@@ -441,7 +438,6 @@ def train_translator(context: DemoContext) -> Path:
 def _finished(checkpoint: Path, steps: int) -> bool:
     if not checkpoint.is_file():
         return False
-    import torch
 
     # memory-mapped: only the step counter is read, not the weights and optimizer state
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=True, mmap=True)
@@ -450,8 +446,6 @@ def _finished(checkpoint: Path, steps: int) -> bool:
 
 def evaluate(context: DemoContext):
     """Run the held-out evaluation; writes ``eval/metrics.json`` and the outputs; returns it."""
-    from umt.evaluation import corpus_excerpts, evaluate_image_to_audio
-    from umt.inference import GenerationConfig, TranslationPipeline
 
     s = context.settings
     pipeline = TranslationPipeline.from_pretrained(context.model_dir, device=context.device)
@@ -472,10 +466,6 @@ def evaluate(context: DemoContext):
 
 
 def _write_outputs(context: DemoContext, pipeline, excerpts, evaluation) -> None:
-    import soundfile
-
-    from umt.utils.io import atomic_write
-
     out = context.eval_dir
     out.mkdir(parents=True, exist_ok=True)
     for result in evaluation.excerpts:
@@ -524,8 +514,6 @@ def _run_stages(context: DemoContext) -> Path:
     shard_counts = _stage(context, "bake", lambda: bake_shards(context))
     _stage(context, "translator", lambda: train_translator(context))
     evaluation, excerpts, sample_rate = _stage(context, "evaluation", lambda: evaluate(context))
-
-    from umt.report import write_report
 
     report = _stage(
         context,

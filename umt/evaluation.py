@@ -22,7 +22,9 @@ better; read it against the silence and tokenizer figures.
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +32,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from umt.data.corpus_builder import MANIFEST
 from umt.errors import InputError, UserError
+from umt.inference import GenerationConfig, musicxml_to_notes, to_gray
+from umt.metrics.image import ink_f1
+from umt.metrics.ser import symbol_error_rate
+from umt.metrics.transcription import transcription_metrics
+from umt.models.dac_discriminators import MelSpectrogramLoss
+from umt.tokenizers.audio import load_audio
+from umt.tokenizers.image import to_uint8_image
+from umt.tokenizers.lmx import delinearize
+from umt.tokenizers.midi import notes_from_midi
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,6 @@ class Excerpt:
 
 def corpus_excerpts(corpus_dir: str | Path, split: str = "test", limit: int | None = None) -> list[Excerpt]:
     """The excerpts of ``split`` in a built corpus (its ``manifest.jsonl``), sorted by key."""
-    from umt.data.corpus_builder import MANIFEST
 
     corpus_dir = Path(corpus_dir)
     manifest = corpus_dir / MANIFEST
@@ -132,13 +144,9 @@ class MelDistance:
     """DAC's multi-scale log-mel L1 between two mono signals (``estimate`` cut or padded to ``reference``)."""
 
     def __init__(self, sample_rate: int) -> None:
-        from umt.models.dac_discriminators import MelSpectrogramLoss
-
         self.loss = MelSpectrogramLoss(sample_rate=sample_rate)
 
     def __call__(self, estimate: np.ndarray, reference: np.ndarray) -> float:
-        import torch
-
         estimate = np.asarray(estimate, dtype=np.float32)[: len(reference)]
         estimate = np.pad(estimate, (0, len(reference) - len(estimate)))
         as_batch = [
@@ -180,7 +188,6 @@ def evaluate_image_to_audio(
     (``temperature`` 1, a ``top_p`` below 1), since greedy decoding of audio codes tends to repeat
     one frame.
     """
-    from umt.inference import GenerationConfig
 
     generation = generation or GenerationConfig()
     run = _Run(
@@ -222,9 +229,6 @@ class _Run:
 
 def _image_round_trips(run: _Run) -> list[np.ndarray]:
     """Each held-out system's tokens (the sources of OMR and I2A) and its tokenizer round trip."""
-    from umt.inference import to_gray
-    from umt.metrics.image import ink_f1
-    from umt.tokenizers.image import to_uint8_image
 
     sources = []
     for result, excerpt in zip(run.results, run.excerpts):
@@ -237,9 +241,6 @@ def _image_round_trips(run: _Run) -> list[np.ndarray]:
 
 
 def _omr(run: _Run, sources: list[np.ndarray], generation: Any) -> None:
-    from umt.metrics.ser import symbol_error_rate
-    from umt.tokenizers.lmx import delinearize
-
     run.say(f"OMR on {len(sources)} images")
     start = time.perf_counter()
     for result, output in zip(run.results, run.pipeline.generate("omr", sources, generation)):
@@ -258,9 +259,6 @@ def _omr(run: _Run, sources: list[np.ndarray], generation: Any) -> None:
 def _reference_audio(run: _Run) -> None:
     """The reference recordings, silence's distance to them (the scale the other distances are read
     on) and the audio tokenizer's round trip of them."""
-    import torch
-
-    from umt.tokenizers.audio import load_audio
 
     pipeline, mel = run.pipeline, run.mel
     for result, excerpt in zip(run.results, run.excerpts):
@@ -282,9 +280,6 @@ def _reference_audio(run: _Run) -> None:
 
 def _cascade(run: _Run, audio_generation: Any) -> None:
     """Predicted scores -> notes (onset F1 against the reference MIDI) -> M2A audio."""
-    from umt.inference import musicxml_to_notes
-    from umt.metrics.transcription import transcription_metrics
-    from umt.tokenizers.midi import notes_from_midi
 
     run.say("cascade: predicted scores -> MIDI -> audio")
     pipeline, start = run.pipeline, time.perf_counter()
@@ -328,8 +323,6 @@ def evaluate_transcription(
 ) -> dict[str, float]:
     """AMT (audio -> MIDI) of ``pipeline`` on the excerpts' recordings: the mean of the standard
     note scores (:func:`umt.metrics.transcription.transcription_metrics`) over excerpts."""
-    from umt.metrics.transcription import transcription_metrics
-    from umt.tokenizers.midi import notes_from_midi
 
     with_audio = [e for e in excerpts if e.audio is not None]
     if not with_audio:
@@ -353,8 +346,6 @@ BENCHMARKS = {
 def benchmark_main(benchmark: str, argv: Sequence[str] | None = None) -> int:
     """The ``eval/*.py`` scripts: run one benchmark of a model folder on a built corpus's split,
     print the figures and write them as JSON (``--out``). Returns the exit status."""
-    import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog=f"eval/{benchmark}.py", description=BENCHMARKS[benchmark])
     parser.add_argument("--checkpoint", required=True, help="exported model folder (umt export)")

@@ -20,9 +20,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors import safe_open
 
 from umt.errors import CheckpointError, InputError, UserError
 from umt.modalities import PAPER_MODALITIES
+from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
 from umt.utils.io import atomic_path, atomic_write_text, staging_dir
 from umt.vocab import VocabConfig, Vocabulary, vocabulary_from_dict
 
@@ -47,7 +50,6 @@ def v1_ranges(config: VocabConfig) -> list[tuple[str, int]]:
 
 def v1_layout_hash(config: VocabConfig) -> str:
     """The hash layout 1 gave ``config`` (what layout-1 artifacts record)."""
-    from umt.tokenizers.lmx_vocabulary import LMX_TOKENS
 
     old_names = {new: old for old, new in _RENAMED.items()}
     ranges, start, sos, eos = [], 0, 0, 0
@@ -116,7 +118,6 @@ def migrate(source: str | Path, out: str | Path, vocab: dict | None = None) -> s
 
 
 def _migrate_shards(source: Path, out: Path, vocab: dict | None) -> str:
-    from safetensors import safe_open
     from safetensors.numpy import save_file
 
     files = sorted(p for p in source.glob("*.safetensors") if not p.name.startswith("."))
@@ -136,8 +137,6 @@ def _migrate_shards(source: Path, out: Path, vocab: dict | None) -> str:
 
 
 def _permute_rows(state: dict, prefix: str, new_id: np.ndarray) -> None:
-    import torch
-
     order = torch.from_numpy(np.argsort(new_id))  # row j of the new table is old row order[j]
     for name in PER_ID_WEIGHTS:
         key = prefix + name
@@ -166,8 +165,6 @@ def _migrate_model_folder(source: Path, out: Path) -> str:
 
 
 def _migrate_checkpoint(source: Path, out: Path) -> str:
-    import torch
-
     try:
         ckpt = torch.load(str(source), map_location="cpu", weights_only=True)
         hparams = ckpt["hyper_parameters"]

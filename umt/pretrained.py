@@ -15,7 +15,11 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from umt.errors import CheckpointError
+from umt.models.translator import Translator, TranslatorConfig
 from umt.utils.io import atomic_path, atomic_write_text
 from umt.vocab import Vocabulary, vocabulary_from_dict
 
@@ -36,8 +40,6 @@ def export_checkpoint(
     trained with (``umt_tokenizer_hashes``) raises :class:`CheckpointError` before anything is
     written; the trained fingerprints are recorded for every modality that has one.
     """
-    import torch
-    from safetensors.torch import save_file
 
     try:
         ckpt = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
@@ -119,7 +121,6 @@ def read_config(directory: str | Path) -> dict:
 
 def load_state_dict_checked(directory: str | Path, vocab: Vocabulary | None = None) -> dict:
     """The weights of an exported folder, refusing it if its vocabulary differs from ``vocab``."""
-    from safetensors.torch import load_file
 
     config = read_config(directory)
     if vocab is not None and vocab.layout_hash != config["vocab_hash"]:
@@ -139,7 +140,6 @@ def from_pretrained(
     tokenizer_fingerprints: Mapping[str, str] | None = None,
 ):
     """The Translator of an exported folder (eval mode). Refuses a vocabulary or tokenizer mismatch."""
-    from umt.models.translator import Translator, TranslatorConfig
 
     config = read_config(directory)
     for modality, fingerprint in (tokenizer_fingerprints or {}).items():

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
+from PIL import Image
 
+from umt.pretrained import read_config
 from umt.utils.io import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -41,15 +44,12 @@ img { image-rendering: pixelated; max-width: 100%; border: 1px solid #eee; }
 
 
 def _png_data_uri(array: np.ndarray) -> str:
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _wav_data_uri(audio: np.ndarray, sample_rate: int) -> str:
-    import soundfile
     from scipy.signal import resample_poly
 
     audio = np.asarray(audio, dtype=np.float32)
@@ -199,8 +199,6 @@ def _metric_rows(metrics: dict[str, float]) -> str:
 
 
 def _budget_rows(context: Any, shard_counts: dict[str, int]) -> str:
-    from umt.pretrained import read_config
-
     timings = context.timings()
     config = read_config(context.model_dir)
     model = config["model"]
@@ -251,8 +249,6 @@ def _curves(context: Any) -> str:
 
 
 def _excerpt_block(result: Any, excerpt: Any, sample_rate: int) -> str:
-    from PIL import Image
-
     with Image.open(excerpt.image) as image:
         source = np.asarray(image.convert("L"))
     seconds = max((n.offset for n in result.reference_notes), default=1.0)

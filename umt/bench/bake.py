@@ -23,6 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from umt.data.bake import bake_files
+from umt.training.bake import bake_with_lightning
+from umt.vocab import default_vocabulary
 
 
 class ConvStandInTokenizer(torch.nn.Module):
@@ -43,8 +48,6 @@ class ConvStandInTokenizer(torch.nn.Module):
         return hashlib.sha256(b"bench-conv-stand-in").hexdigest()[:16]
 
     def load(self, path: str | Path) -> torch.Tensor:
-        from PIL import Image
-
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("L"), dtype=np.float32)
         return torch.from_numpy(pixels / 127.5 - 1.0)[None]
@@ -63,8 +66,6 @@ class ConvStandInTokenizer(torch.nn.Module):
 
 
 def _make_images(folder: Path, count: int, height: int, width: int) -> Path:
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     lines = []
@@ -88,10 +89,6 @@ def run(argv: list[str]) -> None:
     height, width = (int(v) for v in args.size.lower().split("x"))
 
     import logging
-
-    from umt.data.bake import bake_files
-    from umt.training.bake import bake_with_lightning
-    from umt.vocab import default_vocabulary
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     vocab = default_vocabulary()

@@ -16,6 +16,11 @@ import time
 import numpy as np
 import torch
 
+from umt.inference import GenerationConfig, TranslationPipeline, select_device
+from umt.models.translator import Translator, TranslatorConfig
+from umt.tasks import get_task
+from umt.vocab import default_vocabulary
+
 
 def _sources(vocab, modality: str, count: int, length: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -37,11 +42,6 @@ def _sources(vocab, modality: str, count: int, length: int, seed: int) -> list[n
 
 
 def run(argv: list[str] | None = None) -> None:
-    from umt.inference import GenerationConfig, TranslationPipeline, select_device
-    from umt.models.translator import Translator, TranslatorConfig
-    from umt.tasks import get_task
-    from umt.vocab import default_vocabulary
-
     parser = argparse.ArgumentParser(prog="python -m umt.bench inference")
     parser.add_argument("--task", default="omr", choices=("omr", "i2a", "amt", "a2i", "l2i"))
     parser.add_argument("--units", type=int, default=16)

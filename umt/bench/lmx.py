@@ -21,6 +21,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from umt.tokenizers.lmx import _parts, linearize_part
+from umt.utils.safe_xml import read_musicxml
+
 
 def _corpus_files(limit: int | None) -> list[Path]:
     import music21
@@ -65,9 +68,6 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--reference-dir", type=Path, default=None, help="checkout of ufal/olimpic-icdar24")
     parser.add_argument("--repeat", type=int, default=3, help="best of R timings")
     args, _ = parser.parse_known_args(argv)  # other tokenizer benchmarks share the argument list
-
-    from umt.tokenizers.lmx import _parts, linearize_part
-    from umt.utils.safe_xml import read_musicxml
 
     files = _corpus_files(args.limit)
     reference = None

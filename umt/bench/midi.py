@@ -13,11 +13,15 @@ with nested unisons tokenize differently; the agreement count is printed.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from umt.tokenizers.midi import decode_segments, encode_notes, notes_from_midi
+from umt.vocab import default_vocabulary
 
 
 def bach_chorale_paths() -> list[Path]:
@@ -54,7 +58,6 @@ def export_many(paths: Sequence[str | Path], workers: int | None = None) -> dict
 # ------------------------------------------------------------------------------ naive peer
 def naive_encode(midi_bytes: bytes, vocab, segment_seconds: float = 20.0) -> list[list[int]]:
     """The straightforward encoder: pretty_midi + per-event objects + name lookups."""
-    import io
 
     import pretty_midi
 
@@ -129,9 +132,6 @@ def _count(segments_list: Iterable[list[list[int]]]) -> int:
 
 
 def run(argv: Sequence[str]) -> None:
-    from umt.tokenizers.midi import decode_segments, encode_notes, notes_from_midi
-    from umt.vocab import default_vocabulary
-
     parser = argparse.ArgumentParser(prog="python -m umt.bench midi")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N chorales (0 = all)")
     parser.add_argument("--repeat", type=int, default=3, help="best of R timings")

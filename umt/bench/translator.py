@@ -76,11 +76,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from umt.vocab import PAD_ID
+from umt.models.translator import Translator, TranslatorConfig
+from umt.utils.optim import fused_adamw_supported
+from umt.vocab import PAD_ID, default_vocabulary
 
 SIZES = ("tiny", "paper")
 TARGETS = ("midi", "audio")
@@ -192,8 +195,6 @@ def _autocast(device, precision: str) -> contextlib.AbstractContextManager:
 
 
 def _ours(size: str, vocab, device):
-    from umt.models.translator import Translator, TranslatorConfig
-
     config = TranslatorConfig.tiny() if size == "tiny" else TranslatorConfig.paper()
     return Translator(config, vocab).to(device), config
 
@@ -377,8 +378,6 @@ def _peer(config, vocab, workload: Workload, device) -> PeerTranslator:
 
 
 def _inputs(vocab, workload: Workload, device, target: str):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     batch, source_len, target_len = workload.batch, workload.source_len, workload.target_len
     codes = rng.integers(
@@ -486,8 +485,6 @@ def _count(model) -> int:
 
 
 def run(argv: list[str]) -> None:
-    from umt.vocab import default_vocabulary
-
     parser = argparse.ArgumentParser(prog="python -m umt.bench translator")
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated: tiny, paper")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -549,7 +546,6 @@ def bench_size(
     # Training: both models and their optimisers are alive, so rounds can alternate.
     ours.train()
     peer.train()
-    from umt.utils.optim import fused_adamw_supported
 
     fused = fused_adamw_supported([*ours.parameters(), *peer.parameters()])
     ours_optimiser, peer_optimiser = _adamw(ours, fused), _adamw(peer, fused)

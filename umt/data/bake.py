@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
 from umt.errors import InputError, UserError
@@ -485,7 +486,6 @@ def bake_files(
     choice = variants if isinstance(variants, VariantChoice) else VariantChoice.parse(variants)
     job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split)
     sink = ShardSink(out_dir, job.info, rank=0, items_per_shard=items_per_shard)
-    from tqdm.auto import tqdm
 
     try:
         for entry in tqdm(job.todo, desc=f"baking {tokenizer.modality}", unit="file", disable=not progress):

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from umt.errors import InputError
 from umt.utils.io import atomic_path
@@ -90,7 +92,6 @@ class ShardWriter:
         """Write the buffered items as one shard file; returns its path (None if nothing buffered)."""
         if not self._keys:
             return None
-        from safetensors.numpy import save_file
 
         offsets = np.zeros(len(self._rows) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(r) for r in self._rows])
@@ -230,7 +231,6 @@ class ShardSet:
         if entry is not None:
             self._open.move_to_end(path)
             return entry[1]
-        from safetensors import safe_open
 
         handle = safe_open(str(path), framework="numpy")
         entry = (handle, handle.get_slice("rows"))
@@ -258,7 +258,6 @@ def _read_header(path: Path) -> tuple[ShardInfo, list[str], list[int]]:
 
 def _read_index(path: Path) -> _FileIndex:
     """A shard file's metadata and ``offsets`` (``rows`` is never read, only its shape)."""
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as handle:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from umt.data.excerpts import tempo_at
+from umt.data.synth import score_to_midi
 from umt.data.systems import read_pdf_pages, split_systems
 from umt.errors import InputError
 from umt.modalities.image import PDF_SUFFIXES
@@ -110,9 +112,6 @@ def musicxml_to_notes(musicxml: str, name: str = "<musicxml>", qpm: float | None
     music21 + :func:`umt.data.synth.score_to_midi`)."""
     # music21 (and the modules built on it) take seconds to import: only for MusicXML inputs.
     from music21 import converter, stream
-
-    from umt.data.excerpts import tempo_at
-    from umt.data.synth import score_to_midi
 
     try:
         score = converter.parseData(musicxml, format="musicxml")

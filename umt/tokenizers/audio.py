@@ -15,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import soundfile
 import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from umt.errors import CheckpointError, InputError, UserError
 from umt.models.dac import DAC, DACConfig, normalise_state_dict_keys
@@ -87,7 +91,6 @@ def load_codec(path: str | Path) -> DAC:
 
 def _is_torch_package(path: Path) -> bool:
     """Whether ``path`` is a ``torch.package`` zip (it records its extern modules)."""
-    import zipfile
 
     if not zipfile.is_zipfile(path):
         return False
@@ -118,7 +121,6 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
 
     Raises :class:`InputError` naming the file when it is missing, unreadable, corrupt or empty.
     """
-    import soundfile
 
     path = Path(path)
     if not path.is_file():
@@ -287,7 +289,6 @@ class AudioTokenizer:
         An existing folder is overwritten only when it is empty or a tokenizer folder (it has a
         ``config.json``); anything else is refused with :class:`UserError`, as the image tokenizer does.
         """
-        from safetensors.torch import save as save_tensors
 
         directory = Path(directory)
         if directory.exists() and (
@@ -310,7 +311,6 @@ class AudioTokenizer:
     def from_pretrained(cls, directory: str | Path) -> AudioTokenizer:
         """Restore a folder written by :meth:`save_pretrained`; :class:`CheckpointError` for a missing,
         corrupt or mismatched one."""
-        from safetensors.torch import load as load_tensors
 
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from umt.errors import CheckpointError
+from umt.tokenizers import registry
 from umt.vocab import Vocabulary
 
 IMAGE_FORMAT = "umt-image-tokenizer/1"
@@ -45,7 +46,6 @@ def load_tokenizer(directory: str | Path) -> Any:
 
     The class comes from the modality registry (:mod:`umt.tokenizers.registry`), as for baking.
     """
-    from umt.tokenizers import registry
 
     return registry.load_tokenizer(folder_modality(directory), directory)
 

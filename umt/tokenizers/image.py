@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from umt.errors import CheckpointError, InputError, UserError
 from umt.models.rqvae import RQVAE, RQVAEConfig, check_codes
@@ -83,7 +86,6 @@ class ImagePreprocessConfig:
 @contextmanager
 def image_errors(path: Path) -> Iterator[None]:
     """Turn what PIL raises while opening or decoding ``path`` into one-line InputErrors naming it."""
-    from PIL import Image, UnidentifiedImageError
 
     try:
         yield
@@ -99,7 +101,6 @@ def image_errors(path: Path) -> Iterator[None]:
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG/JPG file as grayscale ``uint8 [H, W]``; unreadable or empty files raise InputError."""
-    from PIL import Image
 
     path = Path(path)
     with image_errors(path), Image.open(path) as image:
@@ -156,8 +157,6 @@ def measure_staff_height(gray: np.ndarray, min_line_fraction: float = 0.5) -> fl
 
 
 def _resize(gray: np.ndarray, ratio: float) -> np.ndarray:
-    from PIL import Image
-
     height, width = gray.shape
     new_size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
     if new_size == (width, height):
@@ -500,7 +499,6 @@ class ImageTokenizer:
     # ------------------------------------------------------------- artifacts
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` + ``model.safetensors`` + ``fingerprint`` into ``directory`` atomically."""
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not (directory / CONFIG_FILE).exists():
@@ -521,8 +519,6 @@ class ImageTokenizer:
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> ImageTokenizer:
         """Restore a folder written by :meth:`save_pretrained`; refuse a corrupt or mismatched one."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
         directory = Path(directory)
         if not directory.is_dir():

@@ -31,6 +31,7 @@ Delinearizing (tokens -> MusicXML)
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -61,6 +62,7 @@ from umt.tokenizers.lmx_vocabulary import (
     TREMOLO_TYPE_TOKENS,
     VOICE_TOKENS,
 )
+from umt.utils.safe_xml import parse_musicxml, read_musicxml
 
 __all__ = [
     "Delinearized",
@@ -542,7 +544,6 @@ def linearize_part(part: Any) -> list[str]:
 
 def _timewise_to_partwise(root: Any) -> list:
     """Regroup a score-timewise document's measures by part (new elements; ``root`` is unchanged)."""
-    import copy
 
     from lxml import etree
 
@@ -632,7 +633,6 @@ def linearize_string(
     data: str | bytes, part_index: int | None = None, by_system: bool = False, name: str = "<string>"
 ) -> list[str] | list[list[str]]:
     """Linearize MusicXML given in memory (XML text, or ``.mxl`` archive bytes); parsed safely."""
-    from umt.utils.safe_xml import parse_musicxml
 
     return linearize_xml(parse_musicxml(data, name), part_index, by_system, name)
 
@@ -642,14 +642,12 @@ def linearize(path: str | Path, part_index: int | None = None) -> list[str]:
 
     Raises :class:`~umt.errors.InputError` for an unreadable, corrupt or hostile file.
     """
-    from umt.utils.safe_xml import read_musicxml
 
     return linearize_xml(read_musicxml(path), part_index, False, path)  # type: ignore[return-value]
 
 
 def linearize_systems(path: str | Path, part_index: int | None = None) -> list[list[str]]:
     """Like :func:`linearize`, split into systems (see the module docstring)."""
-    from umt.utils.safe_xml import read_musicxml
 
     return linearize_xml(read_musicxml(path), part_index, True, path)  # type: ignore[return-value]
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from umt.errors import InputError
+from umt.utils.io import atomic_write_bytes
 from umt.vocab import PAD_ID, Vocabulary
 
 TICKS_PER_SECOND = 100
@@ -607,6 +608,5 @@ def midi_bytes_from_notes(notes: Iterable[Note], ticks_per_beat: int = 480) -> b
 
 def notes_to_midi(notes: Iterable[Note], path: str | Path) -> None:
     """Write ``notes`` as a Standard MIDI File, atomically (see :func:`midi_bytes_from_notes`)."""
-    from umt.utils.io import atomic_write_bytes
 
     atomic_write_bytes(path, midi_bytes_from_notes(notes))

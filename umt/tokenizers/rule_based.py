@@ -9,18 +9,20 @@ imported when a file is first read.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from umt.errors import UserError
+from umt.tokenizers.lmx import linearize
+from umt.tokenizers.midi import encode_notes, notes_from_midi
 from umt.vocab import Vocabulary
 
 
 def _require(module_name: str, *names: str) -> None:
     """Fail at construction (one clear line), not once per file, when a converter is missing."""
-    import importlib
 
     try:
         module = importlib.import_module(module_name)
@@ -44,7 +46,6 @@ class LmxFileTokenizer:
     def load(self, path: str | Path) -> list[str]:
         """The LMX tokens of the score's default part (as :func:`umt.tokenizers.lmx.linearize` picks:
         the piano, else the first); raises InputError for unreadable input."""
-        from umt.tokenizers.lmx import linearize
 
         tokens = linearize(path)
         return tokens.split() if isinstance(tokens, str) else list(tokens)
@@ -74,7 +75,6 @@ class MidiFileTokenizer:
 
     def load(self, path: str | Path) -> Any:
         """The file's notes (raises InputError for unreadable input)."""
-        from umt.tokenizers.midi import notes_from_midi
 
         return notes_from_midi(path)
 
@@ -82,7 +82,5 @@ class MidiFileTokenizer:
         return [notes]
 
     def tokenize(self, notes: Any, vocab: Vocabulary) -> np.ndarray:
-        from umt.tokenizers.midi import encode_notes
-
         segments = encode_notes(notes, vocab)
         return vocab.single_stream_rows([token for segment in segments for token in segment])

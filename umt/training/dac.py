@@ -20,8 +20,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import Dataset
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset
 
+from umt.errors import CheckpointError, UserError
 from umt.modalities.audio import AUDIO
 from umt.models.dac import DAC, DACConfig
 from umt.models.dac_discriminators import (
@@ -30,6 +33,8 @@ from umt.models.dac_discriminators import (
     discriminator_loss,
     generator_loss,
 )
+from umt.tokenizers.audio import AudioTokenizer, load_audio
+from umt.training.train import _atomic_checkpoint_io
 from umt.utils.io import read_path_list
 
 DEFAULT_LAMBDAS: dict[str, float] = {
@@ -175,7 +180,6 @@ class DACTrainingModule(L.LightningModule):
         self, directory: str | Path, chunk_frames: int = 512, context_frames: int = 16
     ) -> None:
         """Write the generator as an :class:`AudioTokenizer` folder (``from_pretrained``-loadable)."""
-        from umt.tokenizers.audio import AudioTokenizer
 
         generator = DAC(self.model_config)
         generator.load_state_dict(self.generator.state_dict())
@@ -215,7 +219,6 @@ class AudioExcerptDataset(Dataset):
 
     def _audio(self, index: int) -> torch.Tensor:
         """File ``index`` decoded, ``[1, T]`` at :attr:`sample_rate` (from the LRU cache when there)."""
-        from umt.tokenizers.audio import load_audio
 
         audio = self._cache.get(index)
         if audio is not None:
@@ -246,7 +249,6 @@ AUDIO_SUFFIXES = AUDIO.suffixes
 def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
     """Audio files from a folder (recursive), a manifest (``.txt``, one path a line, relative to the
     manifest's folder, ``#`` comments) or an explicit list. :class:`UserError` when there are none."""
-    from umt.errors import UserError
 
     if isinstance(source, str | Path):
         source = Path(source)
@@ -269,7 +271,6 @@ def list_audio_files(source: str | Path | Sequence[str | Path]) -> list[Path]:
 def resume_checkpoint(resume: str | Path | None, checkpoint_dir: Path) -> str | None:
     """The checkpoint a run continues from: for ``"auto"``, ``<checkpoint_dir>/last.ckpt`` when it
     exists; ``None`` / ``""`` / ``"none"``: none; anything else is a path that must exist."""
-    from umt.errors import CheckpointError
 
     if resume in (None, "", "none"):
         return None
@@ -304,11 +305,6 @@ def train_dac(cfg: Mapping) -> Path:
     when it exists; a path; or null) and ``tokenizer`` (``chunk_frames``, ``context_frames``).
     Checkpoints are written atomically, so a killed run rerun with the same command resumes.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import DataLoader
-
-    from umt.training.train import _atomic_checkpoint_io
 
     cfg = _plain(cfg)
     seed = int(cfg.get("seed", 0))

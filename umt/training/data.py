@@ -21,6 +21,7 @@ from umt.data.shards import ShardSet
 from umt.data.storage import is_remote, local_shard_dir
 from umt.errors import CheckpointError, UserError
 from umt.tasks import Mixture, get_task
+from umt.training.distributed import gather_from_ranks
 from umt.vocab import Vocabulary
 
 
@@ -142,7 +143,6 @@ class TranslationDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """``{"samplers": [state of rank 0, rank 1, ...]}``: gathered from every rank (a collective)."""
-        from umt.training.distributed import gather_from_ranks
 
         if self.shadow is None:
             return {}

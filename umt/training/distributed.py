@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.distributed as dist
+
 
 def process_group_size() -> int:
     """Processes in the default ``torch.distributed`` group (1 when none is initialised)."""
-    import torch.distributed as dist
 
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -18,7 +19,6 @@ def gather_from_ranks(value: Any) -> list[Any]:
     A collective: every rank must call it at the same point (Lightning writes checkpoints on all
     ranks, only rank 0 stores the file).
     """
-    import torch.distributed as dist
 
     world = process_group_size()
     if world == 1:

@@ -22,12 +22,24 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from umt.errors import CheckpointError, InputError, UserError
 from umt.modalities.image import RASTER_SUFFIXES as IMAGE_SUFFIXES
 from umt.models.rqvae import RQVAE, RQVAEConfig
-from umt.tokenizers.image import ImagePreprocessConfig, ImageTokenizer, preprocess, read_image
+from umt.tokenizers.image import (
+    ImagePreprocessConfig,
+    ImageTokenizer,
+    image_errors,
+    measure_staff_height,
+    preprocess,
+    read_image,
+)
+from umt.training.dac import _log_version, resume_checkpoint
+from umt.training.train import _atomic_checkpoint_io
 from umt.utils.io import read_path_list
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -55,9 +67,6 @@ def check_image_header(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` from an image file's header, without decoding its pixels (cheap, so that
     every training file can be checked before training starts). :class:`InputError` naming the file
     when it is missing, not an image PIL can identify, or empty."""
-    from PIL import Image
-
-    from umt.tokenizers.image import image_errors
 
     path = Path(path)
     with image_errors(path), Image.open(path) as image:
@@ -106,7 +115,6 @@ class ImageCropDataset(Dataset):
         if image is not None:
             self._cache.move_to_end(index)
             return image
-        from umt.tokenizers.image import measure_staff_height
 
         gray = read_image(self.files[index])
         staff = measure_staff_height(gray) if self.preprocess_config.measure_staff_height else None
@@ -235,11 +243,6 @@ def fit_rqvae(cfg: Any) -> tuple[RQVAELightning, Path]:
     Every image's header is checked before training starts; an image whose pixels turn out
     unreadable later stops training with an :class:`InputError` naming it.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    from umt.training.dac import _log_version, resume_checkpoint
-    from umt.training.train import _atomic_checkpoint_io
 
     cfg = _plain(cfg)
     seed = int(cfg.get("seed", 0))

@@ -17,17 +17,27 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from umt.errors import CheckpointError, UserError
+from umt.models.translator import LOSS_AVERAGES
+from umt.tasks import mixture_from_dict
+from umt.tokenizers.folders import fit_problem, load_tokenizer
+from umt.training.config import validate
+from umt.training.data import TranslationDataModule
+from umt.training.translation import TranslationModule, tokenizer_codebook_vectors
+from umt.utils.io import atomic_write
+from umt.vocab import vocabulary_from_dict
 
 if TYPE_CHECKING:
     from umt.vocab import Vocabulary
 
 
 def _atomic_checkpoint_io():
-    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
     class AtomicCheckpointIO(TorchCheckpointIO):
         """Local checkpoints go to a temporary file, are fsynced and renamed onto the target, so a
         crash while saving never leaves a truncated file where the last good one was."""
@@ -36,9 +46,6 @@ def _atomic_checkpoint_io():
             target = str(path)
             if "://" in target and not target.startswith("file://"):
                 return super().save_checkpoint(checkpoint, path, storage_options)
-            import torch
-
-            from umt.utils.io import atomic_write
 
             with atomic_write(target.removeprefix("file://"), "wb") as handle:
                 torch.save(checkpoint, handle)
@@ -136,7 +143,6 @@ def _given(node: Any) -> dict[str, str]:
 
 def load_data_tokenizers(cfg: DictConfig, vocab: Vocabulary) -> dict[str, Any]:
     """The tokenizers of ``data.tokenizers`` by modality, checked against the vocabulary."""
-    from umt.tokenizers.folders import fit_problem, load_tokenizer
 
     tokenizers = {}
     for modality, directory in _given(cfg.data.tokenizers).items():
@@ -165,11 +171,6 @@ def expected_tokenizer_hashes(cfg: DictConfig, tokenizers: dict[str, Any]) -> di
 
 def build(cfg: DictConfig, callbacks: list | None = None):
     """``(trainer, module, datamodule, ckpt_path)`` for a validated config."""
-    import lightning.pytorch as pl
-
-    from umt.tasks import mixture_from_dict
-    from umt.training.data import TranslationDataModule
-    from umt.vocab import vocabulary_from_dict
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     checkpoint_dir = Path(cfg.run_dir) / "checkpoints"
@@ -193,8 +194,6 @@ def build(cfg: DictConfig, callbacks: list | None = None):
 def build_module(cfg: DictConfig, tasks: list[str], tokenizers: dict, vocab):
     """The :class:`TranslationModule`: the model config (with the code widths of the data's
     tokenizers when their codebooks initialise the embeddings), then ``init_from``'s weights."""
-    from umt.models.translator import LOSS_AVERAGES
-    from umt.training.translation import TranslationModule, tokenizer_codebook_vectors
 
     if cfg.optim.loss_average not in LOSS_AVERAGES:
         choices = " or ".join(LOSS_AVERAGES)
@@ -227,8 +226,6 @@ def build_module(cfg: DictConfig, tasks: list[str], tokenizers: dict, vocab):
 def build_trainer(cfg: DictConfig, checkpoint_dir: Path, callbacks: list | None = None):
     """The Lightning trainer: checkpoints every ``checkpoint_every_n_steps`` (written atomically),
     the logger, and the strategy ("auto" resolved to a DDP launcher that works where it runs)."""
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir),
@@ -310,7 +307,6 @@ def load_initial_weights(module, source: str) -> None:
 
 def train(cfg: DictConfig, callbacks: list | None = None):
     """Validate ``cfg``, train, and return the Lightning trainer."""
-    from umt.training.config import validate
 
     cfg = validate(cfg)
     trainer, module, datamodule, ckpt_path = build(cfg, callbacks)

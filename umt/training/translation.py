@@ -34,14 +34,18 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch.distributed.fsdp import FullyShardedDataParallel
 
+from umt.errors import CheckpointError, UserError
+from umt.models.translator import Translator, TranslatorConfig
+from umt.tokenizers.folders import fit_problem
 from umt.training.config import OptimNode
+from umt.training.distributed import gather_from_ranks
 from umt.vocab import Vocabulary, vocabulary_from_dict
 
 
 def build_translator(model: Mapping[str, Any], vocab: Vocabulary):
     """A Translator from a plain mapping of TranslatorConfig fields."""
-    from umt.models.translator import Translator, TranslatorConfig
 
     return Translator(TranslatorConfig(**dict(model)), vocab)
 
@@ -66,8 +70,6 @@ def tokenizer_codebook_vectors(tokenizer: Any, vocab: Vocabulary) -> list[torch.
     rows of the mean vector for the codes it never makes. Raises :class:`~umt.errors.UserError`
     when the tokenizer does not fit ``vocab``.
     """
-    from umt.errors import UserError
-    from umt.tokenizers.folders import fit_problem
 
     problem = fit_problem(tokenizer, vocab)
     if problem is not None:
@@ -216,7 +218,6 @@ class TranslationModule(pl.LightningModule):
         if gradient_clip_algorithm not in (None, "norm") or self._uses_grad_scaler():
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        from torch.distributed.fsdp import FullyShardedDataParallel
 
         wrapped = self.trainer.model
         if isinstance(wrapped, FullyShardedDataParallel):
@@ -233,7 +234,6 @@ class TranslationModule(pl.LightningModule):
         return None if hashes is None else dict(hashes)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from umt.training.distributed import gather_from_ranks
 
         # Every rank's RNG (dropout differs between ranks once their batch shapes have).
         rng = {"torch": gather_from_ranks(torch.get_rng_state())}
@@ -246,8 +246,6 @@ class TranslationModule(pl.LightningModule):
             checkpoint["umt_tokenizer_hashes"] = hashes
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        from umt.errors import CheckpointError
-
         stored = checkpoint.get("umt_vocab_hash")
         if stored is not None and stored != self.vocab.layout_hash:
             from umt.migrate import migration_hint
