@@ -170,6 +170,28 @@ def test_image_to_audio_and_audio_to_image(pipeline, systems):
     assert images[0].dtype == np.uint8 and images[0].ndim == 2 and images[0].shape[0] % 16 == 0
 
 
+@needs_midi
+def test_transcribe_and_engrave_give_one_output_per_input(pipeline, monkeypatch):
+    from umt.tokenizers.midi import Note
+
+    # Two inputs of 25 s and 3 s: three windows translated in one batched run, regrouped by input.
+    waves = [np.zeros(44100 * 25, np.float32), (0.1 * np.sin(np.arange(44100 * 3) / 10)).astype(np.float32)]
+    seen = []
+    regrouped = pipeline.rows_to_notes
+
+    def notes_of(rows, starts):
+        seen.append((len(rows), list(starts)))
+        return regrouped(rows, starts)
+
+    monkeypatch.setattr(pipeline, "rows_to_notes", notes_of)
+    notes = pipeline.transcribe(waves, GenerationConfig(max_len=12))
+    assert len(notes) == 2 and all(isinstance(n, Note) for per in notes for n in per)
+    assert seen == [(2, [0.0, 20.0]), (1, [0.0])]
+    tokens = ["measure", "clef:G2", "C4", "quarter", "E4", "quarter", "G4", "half"]
+    images = pipeline.lmx_to_image([tokens, " ".join(tokens)], GenerationConfig(max_len=40, temperature=1.0))
+    assert len(images) == 2 and all(image.dtype == np.uint8 and image.ndim == 2 for image in images)
+
+
 def test_long_audio_is_cut_into_20_second_windows(pipeline):
     audio = torch.from_numpy((0.05 * np.random.default_rng(0).standard_normal(44100 * 45)).astype(np.float32))
     windows = pipeline.audio_windows(audio[None])

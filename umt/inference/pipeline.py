@@ -357,13 +357,10 @@ class TranslationPipeline:
     ) -> list[list[Note]]:
         """Audio (paths or mono arrays at :attr:`sample_rate`) of any length -> notes (AMT)."""
         per_input = [self.audio_windows(self.load_audio(a, _name(a)), _name(a)) for a in audios]
-        outputs = self.generate("amt", [w for windows in per_input for w in windows], generation)
-        notes, position = [], 0
-        for windows in per_input:
-            chunk = outputs[position : position + len(windows)]
-            position += len(windows)
-            starts = [i * self.window_seconds for i in range(len(windows))]
-            notes.append(self.rows_to_notes([o.rows for o in chunk], starts).notes)
+        notes = []
+        for rows in self._generate_per_input("amt", per_input, generation):
+            starts = [i * self.window_seconds for i in range(len(rows))]
+            notes.append(self.rows_to_notes(rows, starts).notes)
         return notes
 
     def image_to_audio(
@@ -378,26 +375,20 @@ class TranslationPipeline:
     ) -> list[np.ndarray]:
         """Audio of any length -> a score image ``uint8 [H, W]`` (one system image per window, stacked)."""
         per_input = [self.audio_windows(self.load_audio(a, _name(a)), _name(a)) for a in audios]
-        outputs = self.generate("a2i", [w for windows in per_input for w in windows], generation)
-        images, position = [], 0
-        for windows in per_input:
-            chunk = outputs[position : position + len(windows)]
-            position += len(windows)
-            images.append(stack_images([self.rows_to_image(o.rows) for o in chunk]))
-        return images
+        return [
+            stack_images([self.rows_to_image(r) for r in rows])
+            for rows in self._generate_per_input("a2i", per_input, generation)
+        ]
 
     def midi_to_audio(
         self, midis: Sequence[Any], generation: GenerationConfig | None = None
     ) -> list[np.ndarray]:
         """MIDI (paths, bytes, PrettyMIDI or note lists) -> generated audio, segments concatenated."""
         per_input = [self.midi_segments(self.load_notes(m, _name(m)), _name(m)) for m in midis]
-        outputs = self.generate("m2a", [s for segments in per_input for s in segments], generation)
-        audios, position = [], 0
-        for segments in per_input:
-            chunk = outputs[position : position + len(segments)]
-            position += len(segments)
-            audios.append(self.join_segments_audio([self.rows_to_audio(o.rows) for o in chunk]))
-        return audios
+        return [
+            self.join_segments_audio([self.rows_to_audio(r) for r in rows])
+            for rows in self._generate_per_input("m2a", per_input, generation)
+        ]
 
     def lmx_to_image(
         self, scores: Sequence[Any], generation: GenerationConfig | None = None
@@ -414,13 +405,22 @@ class TranslationPipeline:
             else:
                 systems = [list(score)]
             per_input.append(self.lmx_units(systems, _name(score)))
-        outputs = self.generate("l2i", [u for units in per_input for u in units], generation)
-        images, position = [], 0
+        return [
+            stack_images([self.rows_to_image(r) for r in rows])
+            for rows in self._generate_per_input("l2i", per_input, generation)
+        ]
+
+    def _generate_per_input(
+        self, task: str, per_input: Sequence[Sequence[np.ndarray]], generation: GenerationConfig | None
+    ) -> list[list[np.ndarray]]:
+        """The units of every input translated in one batched run, the outputs' rows regrouped by
+        input (units in order)."""
+        outputs = self.generate(task, [unit for units in per_input for unit in units], generation)
+        grouped, position = [], 0
         for units in per_input:
-            chunk = outputs[position : position + len(units)]
+            grouped.append([o.rows for o in outputs[position : position + len(units)]])
             position += len(units)
-            images.append(stack_images([self.rows_to_image(o.rows) for o in chunk]))
-        return images
+        return grouped
 
     def cascade_image_to_audio(
         self,
