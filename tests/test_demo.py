@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -214,6 +215,30 @@ def test_a_killed_demo_with_relative_paths_finishes_when_rerun(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "runs/k/report.html").is_file()
     assert json.loads((tmp_path / "runs/k/eval/metrics.json").read_text())["metrics"]["excerpts"] == 2
+
+
+@needs_fluidsynth
+def test_a_demo_stopped_by_sigterm_while_training_says_so_and_finishes_when_rerun(tmp_path):
+    """SIGTERM while the Translator trains: Lightning stops at the next step; the command must end
+    with a non-zero status (not 0, as Lightning's own exit would be) and the rerun must finish."""
+    command = [sys.executable, "-m", "umt", *QUICK, "--out", "runs/t"]
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        demo = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 180
+        while "umt demo: translator ..." not in log.read_text() and time.monotonic() < deadline:
+            if demo.poll() is not None:
+                pytest.fail("the demo ended before the translator stage")
+            time.sleep(0.05)
+        time.sleep(1.0)  # into the training steps
+        demo.send_signal(signal.SIGTERM)
+        status = demo.wait(timeout=120)
+    assert status == 143, log.read_text()[-2000:]
+    assert "umt: interrupted (SIGTERM)" in log.read_text()
+    assert not (tmp_path / "runs/t/report.html").exists()
+    done = run_umt([*QUICK, "--out", "runs/t"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs/t/report.html").is_file()
 
 
 def test_an_unwritable_out_is_one_line_and_writes_nothing(tmp_path, capsys):

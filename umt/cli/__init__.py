@@ -57,6 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("umt: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as error:
+        # Lightning turns a SIGTERM during training into SystemExit(None), i.e. exit status 0: a
+        # killed job must not look finished.
+        if type(error).__name__ != "SIGTERMException":
+            raise
+        print("umt: interrupted (SIGTERM); run the same command again to continue", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `umt lmx linearize x.mxl | head`
         return 0
     except OSError as error:  # disk full, permission denied, ...: the machine's state, not a bug
