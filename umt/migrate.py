@@ -50,19 +50,12 @@ def v1_ranges(config: VocabConfig) -> list[tuple[str, int]]:
 
 def v1_layout_hash(config: VocabConfig) -> str:
     """The hash layout 1 gave ``config`` (what layout-1 artifacts record)."""
-
     old_names = {new: old for old, new in _RENAMED.items()}
-    ranges, start, sos, eos = [], 0, 0, 0
-    for name, size in v1_ranges(config):
-        if name.endswith(("/sos", "/eos")) and name.startswith(PAPER_MODALITIES):
-            kind = name.rsplit("/", 1)[1]
-            if kind == "sos" and sos == 0:
-                ranges.append(["sos", start, 4])
-            if kind == "eos" and eos == 0:
-                ranges.append(["eos", start, 4])
-            sos, eos = sos + (kind == "sos"), eos + (kind == "eos")
-        else:
-            ranges.append([old_names.get(name, name), start, size])
+    # Layout 1 described its four SOS and four EOS ids as one range each.
+    ranges = [["pad", 0, 1], ["sos", 1, 4], ["eos", 5, 4]]
+    start = 9
+    for name, size in v1_ranges(config)[9:]:
+        ranges.append([old_names.get(name, name), start, size])
         start += size
     fields = {k: v for k, v in asdict(config).items() if k != "modalities"}
     described = {
@@ -121,14 +114,18 @@ def _migrate_shards(source: Path, out: Path, vocab: dict | None) -> str:
     from safetensors.numpy import save_file
 
     files = sorted(p for p in source.glob("*.safetensors") if not p.name.startswith("."))
+    converted: dict[str, tuple[np.ndarray, str]] = {}  # stored hash -> (id map, new hash)
     with staging_dir(out) as staging:
         for path in files:
             with safe_open(str(path), framework="numpy") as handle:
                 metadata = dict(handle.metadata() or {})
                 tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
-            config = _layout_1_config(metadata.get("vocab_hash", ""), vocab, path)
-            tensors["rows"] = v1_to_v2(config)[tensors["rows"]].astype(np.int32)
-            metadata["vocab_hash"] = Vocabulary(config).layout_hash
+            stored = metadata.get("vocab_hash", "")
+            if stored not in converted:
+                config = _layout_1_config(stored, vocab, path)
+                converted[stored] = (v1_to_v2(config), Vocabulary(config).layout_hash)
+            new_id, metadata["vocab_hash"] = converted[stored]
+            tensors["rows"] = new_id[tensors["rows"]].astype(np.int32)
             save_file(tensors, str(staging / path.name), metadata=metadata)
         for extra in source.iterdir():  # manifests and notes beside the shards
             if extra.is_file() and extra.suffix != ".safetensors" and not extra.name.startswith("."):
@@ -136,8 +133,12 @@ def _migrate_shards(source: Path, out: Path, vocab: dict | None) -> str:
     return f"{len(files)} shard files"
 
 
-def _permute_rows(state: dict, prefix: str, new_id: np.ndarray) -> None:
-    order = torch.from_numpy(np.argsort(new_id))  # row j of the new table is old row order[j]
+def _row_order(new_id: np.ndarray) -> torch.Tensor:
+    """Row ``j`` of a per-id table in layout 2 is row ``order[j]`` of the layout-1 table."""
+    return torch.from_numpy(np.argsort(new_id))
+
+
+def _permute_rows(state: dict, prefix: str, order: torch.Tensor) -> None:
     for name in PER_ID_WEIGHTS:
         key = prefix + name
         if key in state:
@@ -155,7 +156,7 @@ def _migrate_model_folder(source: Path, out: Path) -> str:
         raise CheckpointError(f"unknown format {config.get('format')!r}", source / "config.json")
     vocab_config = _layout_1_config(config.get("vocab_hash", ""), config.get("vocab"), source)
     state = load_file(str(source / "model.safetensors"))
-    _permute_rows(state, "", v1_to_v2(vocab_config))
+    _permute_rows(state, "", _row_order(v1_to_v2(vocab_config)))
     with staging_dir(out) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
         save_file(state, str(staging / "model.safetensors"))
@@ -172,14 +173,13 @@ def _migrate_checkpoint(source: Path, out: Path) -> str:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"not a readable training checkpoint ({first})", source) from None
     config = _layout_1_config(ckpt.get("umt_vocab_hash", ""), hparams.get("vocab"), source)
-    new_id = v1_to_v2(config)
+    order = _row_order(v1_to_v2(config))
     state = ckpt["state_dict"]
     shapes = {tuple(state[f"translator.{n}"].shape) for n in PER_ID_WEIGHTS if f"translator.{n}" in state}
     others = {tuple(v.shape) for k, v in state.items() if k.removeprefix("translator.") not in PER_ID_WEIGHTS}
     if shapes & others:
         raise CheckpointError("a non-vocabulary weight has the shape of a per-id one: cannot convert", source)
-    _permute_rows(state, "translator.", new_id)
-    order = torch.from_numpy(np.argsort(new_id))
+    _permute_rows(state, "translator.", order)
     # Adam's moments have their parameter's shape; only per-id parameters have these shapes.
     for optimizer in ckpt.get("optimizer_states", []):
         for moments in optimizer.get("state", {}).values():

@@ -108,16 +108,11 @@ class ModalitySpec:
     def file_io(self) -> ModalityFiles:
         """Its :class:`ModalityFiles` (``files``, imported when first asked for)."""
         from umt.errors import UserError
+        from umt.utils.registry import import_class
 
         if self.files is None:
             raise UserError(f"{self.name} has no file reader or writer")
-        target = self.files
-        if isinstance(target, str):
-            import importlib
-
-            module, _, name = target.partition(":")
-            target = getattr(importlib.import_module(module), name)
-        return target(self)
+        return import_class(self.files, "file class")(self)
 
     def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
         """An input file -> the units to translate (:class:`~umt.errors.InputError` for a bad one)."""
@@ -129,14 +124,13 @@ class ModalitySpec:
         """Generated rows of one input's units -> its output files, by suffix (nothing written yet)."""
         return self.file_io().output_files(outputs, pipeline, source, name)
 
-    def check_suffix(self, path: Path, suffixes: tuple[str, ...] | None = None) -> None:
+    def check_suffix(self, path: Path) -> None:
         """Refuse a path that is not a file of this modality (one line each: suffix, folder, missing)."""
         from umt.errors import InputError
 
-        suffixes = suffixes or self.suffixes
-        if path.suffix.lower() not in suffixes:
+        if path.suffix.lower() not in self.suffixes:
             kind = self.file_kind or f"a {self.name} file"
-            raise InputError(f"not {kind} (expected {', '.join(sorted(suffixes))})", path)
+            raise InputError(f"not {kind} (expected {', '.join(sorted(self.suffixes))})", path)
         if path.is_dir():
             raise InputError("is a directory", path)
         if not path.exists():

@@ -17,13 +17,12 @@ class itself.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from umt.errors import UserError
 from umt.modalities import MODALITY_SPECS
-from umt.utils.registry import Registry, did_you_mean
+from umt.utils.registry import Registry, did_you_mean, import_class
 
 
 def default_registry() -> Registry[Any]:
@@ -35,23 +34,8 @@ def default_registry() -> Registry[Any]:
 
 
 def resolve_class(target: str | type) -> type:
-    """Import ``"module:Class"`` (or pass a class through)."""
-    if isinstance(target, type):
-        return target
-    module_name, _, class_name = target.partition(":")
-    if not module_name or not class_name:
-        raise ValueError(f"tokenizer target {target!r} must look like 'package.module:Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise UserError(f"tokenizer {target} is not available ({error})") from None
-    try:
-        return getattr(module, class_name)
-    except AttributeError:
-        names = [name for name in vars(module) if not name.startswith("_")]
-        raise UserError(
-            f"{module_name} has no class {class_name!r}{did_you_mean(class_name, names)}"
-        ) from None
+    """Import a tokenizer's ``"module:Class"`` (or pass a class through)."""
+    return import_class(target, "tokenizer")
 
 
 def tokenizer_class(modality: str, registry: Registry[Any] | None = None) -> type:

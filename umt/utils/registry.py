@@ -7,8 +7,11 @@ Registries are filled in one place by their owning module (``umt.tasks`` for tas
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
+
+from umt.errors import UserError
 
 T = TypeVar("T")
 
@@ -57,3 +60,24 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._items)
+
+
+def import_class(target: str | type, kind: str = "class") -> type:
+    """Import ``"package.module:Class"`` (or pass a class through); one line naming the ``kind``
+    (``"tokenizer"``, ``"file class"``) when the module or the class is not there."""
+    if isinstance(target, type):
+        return target
+    module_name, _, class_name = target.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"{kind} target {target!r} must look like 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise UserError(f"{kind} {target} is not available ({error})") from None
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        names = [name for name in vars(module) if not name.startswith("_")]
+        raise UserError(
+            f"{module_name} has no class {class_name!r}{did_you_mean(class_name, names)}"
+        ) from None
