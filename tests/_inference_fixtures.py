@@ -39,14 +39,6 @@ def tiny_vocab() -> Vocabulary:
     return Vocabulary(VocabConfig(**TINY_VOCAB))
 
 
-def have_midi() -> bool:
-    try:
-        import umt.tokenizers.midi  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_tokenizer_dirs(root: Path, seed: int = 0) -> dict[str, Path]:
     """Random tiny image and audio tokenizer folders under ``root``."""
     from umt.models.dac import DAC, DACConfig

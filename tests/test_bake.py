@@ -429,9 +429,6 @@ def test_registry_resolves_lazily_and_suggests_names(tmp_path: Path) -> None:
         tokenizer_registry.resolve_class("umt.vocab:Vocabulery")
     # The default table names every modality, imports nothing until asked.
     assert tokenizer_registry.default_registry().names() == ["image", "audio", "lmx", "midi"]
-    if not _has("umt.tokenizers.midi", "notes_from_midi", "encode_notes"):  # one clear line, up front
-        with pytest.raises(UserError, match=r"umt\.tokenizers\.midi is not available"):
-            tokenizer_registry.load_tokenizer("midi")
 
 
 # ------------------------------------------------------------------------------- lightning and CLI
@@ -644,20 +641,6 @@ def test_two_process_ddp_bakes_every_item_exactly_once(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------- rule-based ones
 
 
-def _has(module: str, *names: str) -> bool:
-    import importlib
-
-    try:
-        loaded = importlib.import_module(module)
-    except ImportError:
-        return False
-    return all(hasattr(loaded, name) for name in names)
-
-
-@pytest.mark.skipif(
-    not _has("umt.tokenizers.lmx", "linearize"),
-    reason="umt.tokenizers.lmx.linearize not merged yet (branch lmx)",
-)
 def test_bake_lmx_from_musicxml(tmp_path: Path) -> None:
     from umt.tokenizers.lmx import linearize
 
@@ -689,10 +672,6 @@ def test_bake_lmx_from_musicxml(tmp_path: Path) -> None:
     np.testing.assert_array_equal(shards.get("score.musicxml", 0)[:, 0], [VOCAB.lmx_id(t) for t in tokens])
 
 
-@pytest.mark.skipif(
-    not _has("umt.tokenizers.midi", "notes_from_midi", "encode_notes"),
-    reason="umt.tokenizers.midi.notes_from_midi / encode_notes not merged yet (branch midi)",
-)
 def test_bake_midi_files(tmp_path: Path) -> None:
     import pretty_midi
 

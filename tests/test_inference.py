@@ -18,8 +18,6 @@ import torch
 from umt.errors import CheckpointError, InputError
 from umt.inference import GenerationConfig, TranslationPipeline, split_measures, stack_images
 
-needs_midi = pytest.mark.skipif(not fx.have_midi(), reason="umt.tokenizers.midi (midi branch) not merged yet")
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
@@ -170,7 +168,6 @@ def test_image_to_audio_and_audio_to_image(pipeline, systems):
     assert images[0].dtype == np.uint8 and images[0].ndim == 2 and images[0].shape[0] % 16 == 0
 
 
-@needs_midi
 def test_transcribe_and_engrave_give_one_output_per_input(pipeline, monkeypatch):
     from umt.tokenizers.midi import Note
 
@@ -212,7 +209,6 @@ def test_stack_images_pads_with_white():
     assert page.shape == (4, 5) and page[2].min() == 255 and page[0, 3:].min() == 255
 
 
-@needs_midi
 def test_midi_is_cut_into_segments_that_end_with_eos(pipeline):
     from umt.tokenizers.midi import Note
 
@@ -226,7 +222,6 @@ def test_midi_is_cut_into_segments_that_end_with_eos(pipeline):
         pipeline.midi_segments([], "empty.mid")
 
 
-@needs_midi
 def test_transcriptions_of_windows_are_stitched(pipeline):
     from umt.tokenizers.midi import Note, encode_notes
 
@@ -238,7 +233,6 @@ def test_transcriptions_of_windows_are_stitched(pipeline):
     assert result.num_problems == 0
 
 
-@needs_midi
 def test_midi_to_audio_and_cascade(pipeline, systems, tmp_path):
     midi = fx.save_midi(tmp_path / "short.mid", seconds=3.0)
     audio = pipeline.midi_to_audio([midi], GenerationConfig(max_len=10))

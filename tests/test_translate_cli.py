@@ -18,7 +18,6 @@ import pytest
 from umt.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-needs_midi = pytest.mark.skipif(not fx.have_midi(), reason="umt.tokenizers.midi (midi branch) not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +46,9 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     files["bad_png"].write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
     files["bad_wav"].write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     files["bad_xml"].write_text("<score-partwise><part id='P1'><measure>")
-    if fx.have_midi():
-        files["midi"] = fx.save_midi(inputs / "tune.mid", seconds=3.0)
-        files["empty_midi"] = inputs / "empty.mid"
-        files["empty_midi"].write_bytes(b"")
+    files["midi"] = fx.save_midi(inputs / "tune.mid", seconds=3.0)
+    files["empty_midi"] = inputs / "empty.mid"
+    files["empty_midi"].write_bytes(b"")
     return files
 
 
@@ -135,7 +133,6 @@ def test_lmx_to_image_from_musicxml_and_lmx_text(workspace, tmp_path):
     check_png(tmp_path / "score_2.png")
 
 
-@needs_midi
 def test_transcription_of_wav_flac_and_mp3(workspace, tmp_path, capsys):
     import soundfile
 
@@ -149,13 +146,11 @@ def test_transcription_of_wav_flac_and_mp3(workspace, tmp_path, capsys):
         check_midi(tmp_path / "out" / f"{name}.mid")
 
 
-@needs_midi
 def test_midi_to_audio(workspace, tmp_path):
     assert translate(workspace, "m2a", ["midi"], tmp_path) == 0
     check_wav(tmp_path / "tune.wav")
 
 
-@needs_midi
 def test_cascade_image_to_audio(workspace, tmp_path, capsys):
     status = translate(workspace, "cascade-i2a", ["system"], tmp_path, "--temperature", "1", "--seed", "3")
     assert status == 0, capsys.readouterr().err
@@ -164,7 +159,6 @@ def test_cascade_image_to_audio(workspace, tmp_path, capsys):
     check_wav(tmp_path / "system.wav")
 
 
-@needs_midi
 def test_cascade_with_a_separate_m2a_checkpoint(workspace, tmp_path, capsys):
     other = fx.make_model_folder(tmp_path / "m2a", tasks=["m2a"], seed=5)
     status = translate(
@@ -222,7 +216,6 @@ def test_bad_audio_and_scores_are_reported(workspace, tmp_path, capsys):
     assert [p.name for p in (tmp_path / "l").iterdir()] == ["score.png"]
 
 
-@needs_midi
 def test_empty_midi_is_reported(workspace, tmp_path, capsys):
     assert translate(workspace, "m2a", ["empty_midi", "midi"], tmp_path) == 1
     lines = error_lines(capsys.readouterr())

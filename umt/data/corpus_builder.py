@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from umt.data import excerpts as ex
 from umt.errors import UserError
+from umt.tokenizers import lmx
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 
 MANIFEST = "manifest.jsonl"
@@ -68,15 +68,6 @@ class BuildSummary:
 
 def _stable_int(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
-
-
-def lmx_linearizer() -> Callable | None:
-    """``umt.tokenizers.lmx.linearize`` when that module is installed, else None."""
-    try:
-        from umt.tokenizers.lmx import linearize
-    except ImportError:
-        return None
-    return linearize
 
 
 def select_pieces(options: BuildOptions) -> list[ex.PieceRef]:
@@ -135,7 +126,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
     except Exception as error:  # a piece that cannot be read is reported, the others go on
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         return [], [{"piece": ref.piece, "key": None, "stage": "load", "reason": reason}], 0, 0
-    linearize = lmx_linearizer() if options.lmx else None
+    linearize = lmx.linearize if options.lmx else None
     piece_dir = Path(split) / ex.slug(ref.piece)
     for spec in specs:
         key = f"{ex.slug(ref.piece)}-{spec.start:04d}-{spec.end:04d}"
