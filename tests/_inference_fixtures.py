@@ -179,17 +179,11 @@ def save_png(array: np.ndarray, path: Path) -> Path:
 
 
 def save_pdf(png_path: Path, pdf_path: Path) -> Path:
-    """A one-page PDF showing ``png_path`` at 2 px per point (PyMuPDF)."""
-    import pymupdf
+    """A one-page PDF showing ``png_path`` at 2 px per point (written by Pillow: 144 dpi)."""
     from PIL import Image
 
     with Image.open(png_path) as image:
-        width, height = image.size
-    document = pymupdf.open()
-    page = document.new_page(width=width / 2, height=height / 2)
-    page.insert_image(page.rect, filename=str(png_path))
-    document.save(str(pdf_path))
-    document.close()
+        image.convert("L").save(pdf_path, "PDF", resolution=144.0)
     return pdf_path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests._subprocess import checkout_env
 from umt.data.bake import (
     FAILURES_FILE,
     ManifestEntry,
@@ -620,7 +621,7 @@ def test_two_process_ddp_bakes_every_item_exactly_once(tmp_path: Path) -> None:
             tests=str(REPO / "tests"), manifests=[str(first), str(second)], out=str(tmp_path / "out")
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1")
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests._subprocess import checkout_env
 from umt.cli import main
 
 SCORE = (
@@ -84,10 +84,9 @@ def test_delinearize_bad_file_leaves_no_output(tmp_path: Path, capsys: pytest.Ca
 def test_subprocess_entry_point(tmp_path: Path) -> None:
     path = tmp_path / "s.musicxml"
     path.write_text(SCORE)
-    import umt
 
     # the child must import the same umt as this test (this checkout), not an installed one
-    env = {**os.environ, "PYTHONPATH": str(Path(umt.__file__).resolve().parents[1])}
+    env = checkout_env()
     done = subprocess.run(
         [sys.executable, "-m", "umt", "lmx", "linearize", str(path), str(tmp_path / "missing.mxl")],
         capture_output=True,

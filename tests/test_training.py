@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests._subprocess import checkout_env
 from tests._training_fixtures import make_shards, tiny_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def _train_in_subprocess(tmp_path: Path, overrides: list[str], kill_at: int | No
     a different thread count changes the order of float sums, hence the weights)."""
     script = tmp_path / f"train-{len(list(tmp_path.glob('train-*.py')))}.py"
     script.write_text(_TRAIN_SCRIPT.format(repo=str(REPO), kill_at=kill_at, overrides=overrides))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
     )

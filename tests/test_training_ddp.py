@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from tests._subprocess import checkout_env
 from tests._training_fixtures import PHASES_SCRIPT, make_shards, tiny_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def test_two_process_ddp_trains_and_each_rank_resumes_its_own_data_position(tmp_
     phases = [("straight", str(straight), None), ("first", str(resumed), 4), ("resume", str(resumed), None)]
     script = tmp_path / "train_ddp.py"
     script.write_text(PHASES_SCRIPT.format(repo=str(REPO), phases=phases, common=common))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     start = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240

@@ -10,7 +10,6 @@ backward) need not be bit-exact run to run, so the resumed weights are compared 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests._subprocess import checkout_env
 from tests._training_fixtures import PHASES_SCRIPT, TINY_VOCAB, make_shards, tiny_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_fsdp_bf16_training_resumes_and_exports(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -5,7 +5,6 @@ reproducible, bad inputs are reported one line each while the others succeed, mi
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import _inference_fixtures as fx
 import numpy as np
 import pytest
 
+from tests._subprocess import checkout_env
 from umt.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,7 +254,7 @@ def test_not_a_model_folder(tmp_path, capsys):
 
 
 def test_infer_py_runs_the_same_command(workspace, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = checkout_env(OMP_NUM_THREADS="1")
     command = [
         sys.executable,
         str(REPO / "infer.py"),

@@ -127,7 +127,8 @@ PRESETS: dict[str, DemoSettings] = {
         eval_audio_rows=48,
         eval_lmx_rows=64,
     ),
-    # For a GPU: a larger corpus, model and budget (not yet timed: no GPU was at hand).
+    # For a GPU: a larger corpus, model and budget (not yet timed: the GPU machine lent to this
+    # project lacks FluidSynth, Verovio and cairo for the corpus stage).
     "gpu": DemoSettings(
         preset="gpu",
         sources=("bach", "quartets", "joplin", "schumann", "others"),

@@ -65,6 +65,13 @@ size the ratios are 0.98x / 1.05x (training) and 1.11x / 1.28x (decoding): both 
 matrix products at the same 83-88 GFLOP/s and do within a few percent the same arithmetic, so no
 implementation of this architecture gets a 1.3x or 2x margin there on a CPU; the decoding lead is
 the peer's full-vocabulary head, which it streams once per slot.
+
+Measured on one NVIDIA H200 (bf16 autocast, torch 2.11 + CUDA 13, 2026-12-04, ``make gpu-check``'s
+settings: batch 16, 1024 source and 512 target rows, 3 training steps and 64 decoding steps a
+round, median of 3): at the paper size ours trains at 1.52x (→midi) and 1.56x (→audio) the peer's
+rows/s, 20.5 % MFU against its 13.7-14.1 %, and decodes at 2.88x / 2.91x, every goal met. At the
+tiny size (d=32, 0.8M parameters) both are bound by kernel launches, not arithmetic: training
+1.05x / 0.85x, decoding 1.94x / 1.59x.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ class AudioTokenizer:
     def tokenize(self, x: torch.Tensor, vocab: Vocabulary) -> np.ndarray:
         """Audio ``[1, T]`` to content rows ``[ceil(T / 512), K]`` (int64 unified ids)."""
         codes = self.encode(x, self._codebooks(vocab))[0]  # [K, F]
-        return vocab.codes_to_ids("audio", codes.T.numpy())
+        return vocab.codes_to_ids("audio", codes.T.cpu().numpy())
 
     def detokenize(self, rows: np.ndarray, vocab: Vocabulary) -> torch.Tensor:
         """Content rows ``[F, K]`` back to audio ``[1, F * 512]``."""

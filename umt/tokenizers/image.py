@@ -464,7 +464,7 @@ class ImageTokenizer:
 
     def codes_of(self, x: torch.Tensor) -> np.ndarray:
         """One loaded image ``[1, H, W]`` -> code grid ``int64 [H/16, W/16, K]``."""
-        return self.encode(x.unsqueeze(0))[0].numpy()
+        return self.encode(x.unsqueeze(0))[0].cpu().numpy()
 
     def tokenize(self, x: torch.Tensor, vocab: Vocabulary) -> np.ndarray:
         """One loaded image ``[1, H, W]`` -> content rows ``[1 + H*W/256, K]`` (height token first)."""
