@@ -8,6 +8,7 @@ import numpy as np
 
 from tests._vocab import TINY_VOCAB, tiny_vocab  # noqa: F401  (re-exported for the training tests)
 from umt.data.shards import ShardInfo, ShardWriter
+from umt.data.windows import WINDOW_SECONDS, has_time_axis, window_key
 from umt.vocab import Vocabulary
 
 
@@ -27,19 +28,26 @@ def make_shards(
     datasets: dict[str, tuple[str, str, int]] | None = None,
     seed: int = 0,
     variants: int = 1,
+    hashes: dict[str, str] | None = None,
 ) -> Path:
-    """``{root}/{dataset}/{modality}`` shard sets: ``{dataset: (source, target, items)}``."""
+    """``{root}/{dataset}/{modality}`` shard sets: ``{dataset: (source, target, items)}``, stamped
+    with the tokenizer fingerprints ``hashes`` by modality (none by default).
+
+    Audio and MIDI items are one 20 s window each (keys ``{dataset}-{i:03d}@0``, as baking writes
+    them) of 3..16 rows, within the tiny config's limits; the others 3..29 rows."""
     datasets = datasets or {"grandstaff": ("image", "lmx", 10), "maestro": ("audio", "midi", 9)}
     rng = np.random.default_rng(seed)
     for dataset, (source, target, items) in datasets.items():
         for modality in (source, target):
-            with ShardWriter(
-                root / dataset / modality, ShardInfo(modality, vocab.layout_hash, ""), items_per_shard=4
-            ) as writer:
+            windowed = has_time_axis(modality)
+            window = WINDOW_SECONDS if windowed else None
+            info = ShardInfo(modality, vocab.layout_hash, (hashes or {}).get(modality, ""), window)
+            with ShardWriter(root / dataset / modality, info, items_per_shard=4) as writer:
                 for i in range(items):
+                    key = window_key(f"{dataset}-{i:03d}", 0) if windowed else f"{dataset}-{i:03d}"
                     for variant in range(variants if modality == source else 1):
-                        length = int(rng.integers(3, 30))
-                        writer.add(f"{dataset}-{i:03d}", random_rows(vocab, modality, length, rng), variant)
+                        length = int(rng.integers(3, 17 if windowed else 30))
+                        writer.add(key, random_rows(vocab, modality, length, rng), variant)
     return root
 
 

@@ -1,4 +1,5 @@
-"""Pairing, truncation, rank/worker split, bucketing, collate, sampler state resume, URLs."""
+"""Pairing (time-exact windows, whole items, limits, independent variants), rank/worker split,
+bucketing, collate, sampler state resume, URLs."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from umt.data.pipeline import (
     build_stream_specs,
     collate,
     epoch_share,
-    truncation_windows,
 )
-from umt.data.shards import ShardSet
+from umt.data.shards import ShardInfo, ShardSet, ShardWriter
+from umt.errors import InputError
 from umt.tasks import Mixture, MixtureEntry
 from umt.training.data import open_stream_datasets
 
@@ -33,7 +34,7 @@ def shards(tmp_path_factory):
 
 
 def _sampler(datasets, **kwargs):
-    defaults = dict(batch_size=3, max_len={"audio": 10, "midi": 8}, seed=1)
+    defaults = dict(batch_size=3, seed=1)
     return MixtureSampler(MIXTURE, build_stream_specs(MIXTURE, datasets), **{**defaults, **kwargs})
 
 
@@ -75,14 +76,58 @@ def test_pairing_reads_lengths_from_offsets_not_rows(shards, monkeypatch):
     assert dataset.lengths.tolist() == expected and dataset.lengths.dtype == np.int64
 
 
-def test_truncation_random_slices_and_aligned_pairs():
-    max_len = {"audio": 10, "midi": 5, "image": None}
-    (s0, s1), (t0, t1) = truncation_windows(40, 20, "audio", "midi", max_len, (0.5, 0.9))
-    assert s1 - s0 == 10 and t1 - t0 == 5
-    assert abs(s0 / 40 - t0 / 20) < 0.1  # same relative position on both time-aligned sides
-    (s0, s1), (t0, t1) = truncation_windows(30, 40, "image", "audio", max_len, (0.2, 1.0))
-    assert (s0, s1) == (0, 30) and (t0, t1) == (30, 40)  # image untouched, audio's last window
-    assert truncation_windows(4, 3, "audio", "midi", max_len, (0.7, 0.7)) == ((0, 4), (0, 3))
+def _write(directory, modality, items, windowed=False, variants=1):
+    """A shard set of ``{key: rows}`` (each key in ``variants`` variants of those rows)."""
+    info = ShardInfo(modality, VOCAB.layout_hash, "", 20.0 if windowed else None)
+    with ShardWriter(directory, info) as writer:
+        for key, length in items.items():
+            for variant in range(variants):
+                writer.add(key, np.full((length, VOCAB.num_codebooks), variant, dtype=np.int64), variant)
+    return ShardSet(directory)
+
+
+def test_windows_pair_by_key_and_whole_items_are_never_cut(tmp_path):
+    """Audio and MIDI windows pair window by window; an image pairs with its recording only when
+    that recording is a single window (a whole system image never meets one of several windows)."""
+    image = _write(tmp_path / "image", "image", {"a": 5, "b": 5, "c": 5})
+    audio = _write(tmp_path / "audio", "audio", {"a@0": 8, "b@0": 8, "b@1": 3, "d@0": 2}, windowed=True)
+    midi = _write(tmp_path / "midi", "midi", {"b@0": 4, "b@1": 2, "c@0": 1}, windowed=True)
+    i2a = PairedDataset(image, audio)
+    assert [(k, j) for k, _, j in i2a.items] == [("a", "a@0")]
+    assert i2a.skipped == {"spans several windows": 1}
+    a2i = PairedDataset(audio, image)
+    assert [(k, j) for k, _, j in a2i.items] == [("a@0", "a")] and a2i.skipped == {"spans several windows": 1}
+    amt = PairedDataset(audio, midi)
+    assert [(k, j) for k, _, j in amt.items] == [("b@0", "b@0"), ("b@1", "b@1")]
+    assert amt.lengths.tolist() == [[8, 4], [3, 2]]  # whole windows: nothing cut
+
+
+def test_items_over_the_limits_are_skipped_and_counted(tmp_path):
+    image = _write(tmp_path / "image", "image", {"a": 5, "b": 50})
+    lmx = _write(tmp_path / "lmx", "lmx", {"a": 3, "b": 3})
+    dataset = PairedDataset(image, lmx, source_limit=10, target_limit=3)
+    assert [k for k, _, _ in dataset.items] == ["a"] and dataset.skipped == {"longer than the limits": 1}
+    with pytest.raises(InputError, match=r"omr/x: no example pairs .* \(2 longer than the limits\)"):
+        PairedDataset(image, lmx, "omr/x", source_limit=4)
+
+
+def test_target_variants_are_drawn_independently_of_source_variants(tmp_path):
+    image = _write(tmp_path / "image", "image", {"a": 4, "b": 4}, variants=4)
+    audio = _write(tmp_path / "audio", "audio", {"a@0": 6, "b@0": 6}, windowed=True, variants=4)
+    dataset = PairedDataset(image, audio)
+    assert len(dataset) == 8 and dataset.target_variant_counts.tolist() == [4] * 8
+    mixture = Mixture("m", (MixtureEntry("i2a", datasets=("ytsv",)),))
+    sampler = MixtureSampler(mixture, build_stream_specs(mixture, {mixture.stream_names[0]: dataset}), 4)
+    stream = MixtureStream(sampler, [dataset], VOCAB)
+    pairs = set()
+    for _ in range(16):
+        index, examples = sampler.next_batch()
+        batch = stream.load(examples, index)
+        for row, example in enumerate(examples):
+            source_variant = dataset.items[example.item][1]
+            target_variant = int(batch["tgt"][row, 1, 0]) - VOCAB.codebook_range("audio", 0).start
+            pairs.add((source_variant, target_variant))
+    assert len({s for s, _ in pairs}) == 4 and len(pairs) > 8  # paired by index would give 4
 
 
 def test_epoch_split_over_ranks_covers_every_item_once():
@@ -110,10 +155,10 @@ def test_bucketing_reduces_padding(shards):
     datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
 
     def padding(bucket_pool):
-        sampler = _sampler(datasets, bucket_pool=bucket_pool, max_len={})
+        sampler = _sampler(datasets, bucket_pool=bucket_pool)
         waste = 0
         for _ in range(40):
-            lengths = [e.source_window[1] - e.source_window[0] for e in sampler.next_batch()[1]]
+            lengths = [int(sampler.streams[e.stream].lengths[e.item, 0]) for e in sampler.next_batch()[1]]
             waste += sum(max(lengths) - x for x in lengths)
         return waste
 
@@ -136,11 +181,11 @@ def test_bucketing_keeps_short_and_long_targets_apart():
             zip(mixture.stream_names, mixture.entries, ("lmx", "audio"))
         )
     ]
-    sampler = MixtureSampler(mixture, streams, batch_size=8, max_len={})
+    sampler = MixtureSampler(mixture, streams, batch_size=8)
     real = padded = mixed = 0
     for _ in range(64):
         examples = sampler.next_batch()[1]
-        lengths = [e.target_window[1] - e.target_window[0] for e in examples]
+        lengths = [int(sampler.streams[e.stream].lengths[e.item, 1]) for e in examples]
         real += sum(lengths)
         padded += len(lengths) * max(lengths)
         mixed += len({e.stream for e in examples}) > 1
@@ -160,40 +205,20 @@ def test_collate_frames_with_sos_eos_and_pads():
     assert int(batch["batch_index"]) == 7 and batch["task"].tolist() == [0, 1]
 
 
-def test_collate_gives_a_target_cut_before_its_end_no_eos():
-    rows = VOCAB.single_stream_rows([VOCAB["lmx/token"].start] * 3)
-    image = VOCAB.codes_to_ids("image", np.zeros((2, 2), dtype=np.int64))
-    batch = collate([(image, rows, "image", "lmx", 0, False), (image, rows, "image", "lmx", 0, True)], VOCAB)
-    assert batch["tgt_mask"].tolist() == [[True] * 4 + [False], [True] * 5]
-    assert VOCAB.eos("lmx") not in batch["tgt"][0, :, 0].tolist()
-    assert batch["tgt"][1, 4, 0] == VOCAB.eos("lmx")
-    assert batch["src"][0, 3, 0] == VOCAB.eos("image")  # sources keep their EOS
-
-
-def test_stream_ends_targets_with_eos_only_where_the_sequence_ends(shards):
-    """A target sliced to a random window must not end with EOS: the model would learn to stop at
-    the cut (with ``max_len`` below the targets' lengths every target is a window)."""
+def test_every_target_ends_with_one_eos_and_holds_no_other(shards):
+    """Targets are whole items or whole windows: each ends with its EOS row, none holds a second one
+    (MIDI windows are baked without the segment's EOS)."""
     datasets = open_stream_datasets(MIXTURE, str(shards), VOCAB)
-    limits = {"lmx": 6, "midi": 5}
-    stream = MixtureStream(
-        _sampler(datasets, max_len=limits), [datasets[n] for n in MIXTURE.stream_names], VOCAB
-    )
-    sampler = _sampler(datasets, max_len=limits)
-    cut = whole = 0
+    sampler = _sampler(datasets)
+    stream = MixtureStream(_sampler(datasets), [datasets[n] for n in MIXTURE.stream_names], VOCAB)
     for _ in range(12):
         index, examples = sampler.next_batch()
         batch = stream.load(examples, index)
         for row, example in enumerate(examples):
             spec = sampler.streams[example.stream]
-            length = int(spec.lengths[example.item, 1])
-            t0, t1 = example.target_window
-            last = int(batch["tgt_mask"][row].sum()) - 1
-            ends = t1 == length
-            assert last == (t1 - t0) + (1 if ends else 0)
-            assert (int(batch["tgt"][row, last, 0]) == VOCAB.eos(spec.target)) == ends
-            cut += not ends
-            whole += ends
-    assert cut and whole
+            ids = batch["tgt"][row, : int(batch["tgt_mask"][row].sum()), 0].tolist()
+            assert ids[-1] == VOCAB.eos(spec.target) and ids.count(VOCAB.eos(spec.target)) == 1
+            assert len(ids) == int(spec.lengths[example.item, 1]) + 2
 
 
 def test_sampler_state_resume_is_exact(shards):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,7 @@ def test_export_from_pretrained_and_mismatch_refusal(shards, tmp_path):
         run / "checkpoints" / "last.ckpt", tmp_path / "export", {"audio": "abc"}, {"audio": tokenizer_dir}
     )
     assert (out / "tokenizers" / "audio" / "config.json").exists()
+    assert json.loads((out / "config.json").read_text())["window_seconds"] == 20.0  # data.window_seconds
     model = from_pretrained(out, vocab=tiny_vocab(), tokenizer_fingerprints={"audio": "abc"})
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     for key, value in model.state_dict().items():
@@ -157,3 +159,26 @@ def test_export_from_pretrained_and_mismatch_refusal(shards, tmp_path):
         from_pretrained(out, tokenizer_fingerprints={"audio": "zzz"})
     with pytest.raises(CheckpointError, match=r"config\.json"):
         from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.window_seconds=10", r"audio shards hold 20 s windows, data.window_seconds is 10"),
+        (
+            "data.max_len.audio=1000",
+            r"data.max_len.audio=1000 rows does not fit the model's max_source_len=256",
+        ),
+    ],
+)
+def test_limits_and_windows_are_checked_before_training(shards, tmp_path, override, message):
+    """A window other than the shards' or a length the model cannot hold is refused at start-up
+    (before, a too-long example stopped training mid-run with the model's ValueError)."""
+    from umt.errors import UserError
+    from umt.training.config import compose
+    from umt.training.train import train
+
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=message):
+        train(compose(_overrides(shards, run, override, "logger.kind=none")))
+    assert not (run / "checkpoints").exists()

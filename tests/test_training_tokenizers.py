@@ -11,31 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from tests._inference_fixtures import TINY_VOCAB, make_tokenizer_dirs, tiny_vocab
-from tests._training_fixtures import random_rows
+from tests._training_fixtures import make_shards
 from umt.cli import main
-from umt.data.shards import ShardInfo, ShardWriter
-from umt.vocab import Vocabulary
 
 DATASETS = {"grandstaff": ("image", "lmx", 8), "maestro": ("audio", "midi", 8)}
-
-
-def make_stamped_shards(root: Path, vocab: Vocabulary, hashes: dict[str, str], seed: int = 0) -> Path:
-    """``{root}/{dataset}/{modality}`` shard sets whose image/audio shards carry ``hashes``."""
-    rng = np.random.default_rng(seed)
-    for dataset, (source, target, items) in DATASETS.items():
-        for modality in (source, target):
-            info = ShardInfo(modality, vocab.layout_hash, hashes.get(modality, ""))
-            with ShardWriter(root / dataset / modality, info, items_per_shard=4) as writer:
-                for i in range(items):
-                    writer.add(
-                        f"{dataset}-{i:03d}", random_rows(vocab, modality, int(rng.integers(3, 20)), rng)
-                    )
-    return root
 
 
 def _fingerprints(dirs: dict[str, Path]) -> dict[str, str]:
@@ -67,7 +50,7 @@ def setup(tmp_path_factory) -> dict:
     others = make_tokenizer_dirs(root / "others", seed=1)
     hashes = _fingerprints(tokenizers)
     assert hashes != _fingerprints(others)
-    shards = make_stamped_shards(root / "shards", tiny_vocab(), hashes)
+    shards = make_shards(root / "shards", tiny_vocab(), DATASETS, hashes=hashes)
     run = root / "run"
     train(compose(_overrides(shards, run, tokenizers, "trainer.max_steps=2")))
     return {
@@ -141,7 +124,9 @@ def test_training_refuses_shards_of_other_tokenizers(setup, tmp_path) -> None:
     with pytest.raises(UserError, match="tokenizer_hash"):
         train(compose(_overrides(setup["shards"], tmp_path / "a", {"image": others["image"]})))
     # Resuming the run on shards baked by other tokenizers is refused before any step.
-    other_shards = make_stamped_shards(tmp_path / "other_shards", tiny_vocab(), _fingerprints(others))
+    other_shards = make_shards(
+        tmp_path / "other_shards", tiny_vocab(), DATASETS, hashes=_fingerprints(others)
+    )
     run = tmp_path / "b"
     with pytest.raises(CheckpointError, match="trained on audio tokens of tokenizer"):
         train(compose(_overrides(other_shards, run, None, f"resume={setup['checkpoint']}")))

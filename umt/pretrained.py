@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError
 from umt.models.translator import Translator, TranslatorConfig
 from umt.utils.io import atomic_path, atomic_write_text
@@ -92,6 +93,7 @@ def export_checkpoint(
         "tasks": list(hparams.get("tasks") or []),
         "tokenizers": tokenizers,
         "global_step": int(ckpt.get("global_step", 0)),
+        "window_seconds": float(hparams.get("window_seconds", WINDOW_SECONDS)),
     }
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True))
     return out

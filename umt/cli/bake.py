@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from umt.data.windows import WINDOW_SECONDS  # light, as the specs
 from umt.modalities import MODALITY_SPECS  # light: the specs import no tokenizer
 
 
@@ -44,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--split", help="bake only the manifest entries of this split")
     parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=WINDOW_SECONDS,
+        help="audio and MIDI are cut into windows of this length, one item each (training's "
+        "data.window_seconds must match; default: %(default)s, the paper's)",
+    )
+    parser.add_argument(
         "--items-per-shard", type=int, default=1024, help="items (file variants) per shard file"
     )
     parser.add_argument("--devices", default="auto", help="devices per node (a count, or 'auto')")
@@ -61,10 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from umt.cli import report_failures
     from umt.data.bake import VariantChoice
+    from umt.data.windows import check_window_seconds
     from umt.errors import UserError
     from umt.tokenizers.registry import load_tokenizer
 
     choice = VariantChoice.parse(args.variants)
+    try:
+        window_seconds = check_window_seconds(args.window_seconds)
+    except ValueError as error:
+        raise UserError(f"--window-seconds: {error}") from None
     for name in ("items_per_shard", "batch_size", "num_nodes"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
@@ -92,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         progress=not args.no_progress,
+        window_seconds=window_seconds,
     )
     if not summary.is_global_zero:
         return 1 if summary.failures else 0

@@ -42,6 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
+from umt.data.windows import WINDOW_SECONDS, check_window_seconds, has_time_axis, split_window_key, window_key
 from umt.errors import InputError, UserError
 from umt.utils.io import atomic_write_text
 from umt.vocab import Vocabulary
@@ -172,9 +173,14 @@ class VariantChoice:
 # ------------------------------------------------------------------------------------ output folder
 
 
-def shard_info(tokenizer: Any, vocab: Vocabulary) -> ShardInfo:
+def shard_info(tokenizer: Any, vocab: Vocabulary, window_seconds: float = WINDOW_SECONDS) -> ShardInfo:
+    """What the shards of ``tokenizer`` record; time-axis modalities record their window too."""
+    windowed = has_time_axis(tokenizer.modality)
     return ShardInfo(
-        modality=tokenizer.modality, vocab_hash=vocab.layout_hash, tokenizer_hash=tokenizer.fingerprint
+        modality=tokenizer.modality,
+        vocab_hash=vocab.layout_hash,
+        tokenizer_hash=tokenizer.fingerprint,
+        window_seconds=check_window_seconds(window_seconds) if windowed else None,
     )
 
 
@@ -217,12 +223,19 @@ def completed_items(out_dir: str | Path, info: ShardInfo) -> dict[str, set[int]]
                 ("modality", "modality"),
                 ("vocab_hash", "vocabulary hash"),
                 ("tokenizer_hash", "tokenizer fingerprint"),
+                ("window_seconds", "window seconds"),
             )
             if getattr(have, name) != getattr(want, name)
         ]
         raise UserError(f"holds shards with {', '.join(differences)}; bake into a new --out folder", out_dir)
     done: dict[str, set[int]] = {}
     for key, variant in shards.items():
+        if info.window_seconds is not None:
+            # An input's windows are written together (ShardWriter.add_together): window 0 stands
+            # for all of them.
+            key, index = split_window_key(key)
+            if index != 0:
+                continue
         done.setdefault(key, set()).add(variant)
     return done
 
@@ -270,10 +283,11 @@ class LoadedEntry:
 
 @dataclass
 class TokenizedEntry:
-    """One input's token rows per variant (each ``[T, K]``), or why it failed."""
+    """One input's items ``(key, variant, rows [T, K])``, or why it failed. The key is the entry's,
+    or for a time-axis modality that of each window (:func:`umt.data.windows.window_key`)."""
 
     entry: ManifestEntry
-    items: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    items: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -306,35 +320,58 @@ def load_entry(entry: ManifestEntry, tokenizer: Any, done_variants: Iterable[int
 
 
 def tokenize_entry(
-    loaded: LoadedEntry, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice, device: Any = None
+    loaded: LoadedEntry,
+    tokenizer: Any,
+    vocab: Vocabulary,
+    choice: VariantChoice,
+    device: Any = None,
+    window_seconds: float = WINDOW_SECONDS,
 ) -> TokenizedEntry:
-    """Make the chosen variants of one loaded input that are not done yet and tokenize each.
+    """Make the chosen variants of one loaded input that are not done yet and tokenize each; a
+    time-axis input is first cut into ``window_seconds`` windows, one item each.
 
     The input moves to ``device`` first (variants are made there: no 32 copies cross processes).
     Never raises for a per-file problem (``error`` is set instead).
     """
     if loaded.error is not None:
         return TokenizedEntry(loaded.entry, error=loaded.error)
-    items: list[tuple[int, np.ndarray]] = []
+    key = loaded.entry.key
+    items: list[tuple[str, int, np.ndarray]] = []
     try:
         data = loaded.data
         if device is not None and isinstance(data, torch.Tensor):
             data = data.to(device)
-        all_variants = tokenizer.variants(data)
-        for variant in choice.numbers(len(all_variants)):
-            if variant in loaded.done_variants:
-                continue
-            rows = np.asarray(tokenizer.tokenize(all_variants[variant], vocab))
-            if rows.ndim != 2 or rows.shape[1] != vocab.num_codebooks:
-                raise ValueError(
-                    f"tokenizer returned rows of shape {rows.shape}, expected [T, {vocab.num_codebooks}]"
-                )
-            if rows.shape[0] == 0:
-                raise InputError("produced no tokens", loaded.entry.path)
-            items.append((variant, rows))
+        if has_time_axis(tokenizer.modality):
+            # A tokenizer that cannot cut (no ``windows``) makes each file one window.
+            cut = getattr(tokenizer, "windows", None)
+            windows = cut(data, window_seconds, vocab) if cut is not None else [data]
+            pieces = [(window_key(key, index), window) for index, window in enumerate(windows)]
+        else:
+            pieces = [(key, data)]
+        for item_key, piece in pieces:
+            items += _tokenized_variants(item_key, piece, tokenizer, vocab, choice, loaded)
     except Exception as error:
         return TokenizedEntry(loaded.entry, error=_reason(error, loaded.entry.path))
     return TokenizedEntry(loaded.entry, items=items)
+
+
+def _tokenized_variants(
+    key: str, data: Any, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice, loaded: LoadedEntry
+) -> list[tuple[str, int, np.ndarray]]:
+    all_variants = tokenizer.variants(data)
+    items = []
+    for variant in choice.numbers(len(all_variants)):
+        if variant in loaded.done_variants:
+            continue
+        rows = np.asarray(tokenizer.tokenize(all_variants[variant], vocab))
+        if rows.ndim != 2 or rows.shape[1] != vocab.num_codebooks:
+            raise ValueError(
+                f"tokenizer returned rows of shape {rows.shape}, expected [T, {vocab.num_codebooks}]"
+            )
+        if rows.shape[0] == 0:
+            raise InputError("produced no tokens", loaded.entry.path)
+        items.append((key, variant, rows))
+    return items
 
 
 class BakeDataset:
@@ -400,9 +437,8 @@ class ShardSink:
         if tokenized.error is not None:
             self.failures.append(Failure(entry.key, str(entry.path), tokenized.error))
             return
-        for variant, rows in tokenized.items:
-            self.writer.add(entry.key, rows, variant=variant)
-            self.items_written += 1
+        self.writer.add_together(tokenized.items)
+        self.items_written += len(tokenized.items)
 
     def close(self) -> None:
         """Write what is buffered (every buffered item is whole, so this is right after a crash too)."""
@@ -456,10 +492,11 @@ def prepare_job(
     vocab: Vocabulary,
     choice: VariantChoice,
     split: str | None = None,
+    window_seconds: float = WINDOW_SECONDS,
 ) -> BakeJob:
     """Read the manifest, check the output folder against this tokenizer and plan what is left."""
     entries = read_manifest(manifest, split=split)
-    info = shard_info(tokenizer, vocab)
+    info = shard_info(tokenizer, vocab, window_seconds)
     done = completed_items(out_dir, info)
     count = known_variant_count(tokenizer, entries) if done else getattr(tokenizer, "num_variants", None)
     todo = plan(entries, done, choice, count if isinstance(count, int) else None)
@@ -477,6 +514,7 @@ def bake_files(
     items_per_shard: int = 1024,
     progress: bool = True,
     on_entry_done: Callable[[TokenizedEntry], None] | None = None,
+    window_seconds: float = WINDOW_SECONDS,
 ) -> BakeSummary:
     """Bake a manifest in this process, without Lightning (one rank; tokenizer on its own device).
 
@@ -484,13 +522,13 @@ def bake_files(
     interrupt a run). Returns the summary; the failures report is written to ``out_dir``.
     """
     choice = variants if isinstance(variants, VariantChoice) else VariantChoice.parse(variants)
-    job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split)
+    job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split, window_seconds=window_seconds)
     sink = ShardSink(out_dir, job.info, rank=0, items_per_shard=items_per_shard)
 
     try:
         for entry in tqdm(job.todo, desc=f"baking {tokenizer.modality}", unit="file", disable=not progress):
             loaded = load_entry(entry, tokenizer, job.done.get(entry.key, ()))
-            tokenized = tokenize_entry(loaded, tokenizer, vocab, choice)
+            tokenized = tokenize_entry(loaded, tokenizer, vocab, choice, window_seconds=window_seconds)
             sink.add(tokenized)
             if on_entry_done is not None:
                 on_entry_done(tokenized)

@@ -27,13 +27,17 @@ trainer consumes (each batch carries its ``batch_index``); its state is what goe
 (:class:`umt.training.data.TranslationDataModule` does this, one state per DDP rank, and each rank
 restores its own), not the state of workers that have prefetched ahead.
 
-**Truncation** (``max_len`` per modality, content rows without SOS/EOS): a sequence longer than its
-limit is cut to a random window. When source and target are time-aligned (audio <-> MIDI) both
-sides are cut at the same relative position of their length, which keeps them roughly aligned
-(exact alignment needs shards baked as aligned segments, as the paper's 20 s segments are);
-otherwise (e.g. image -> audio) each long side is cut independently. A target window that stops
-before the end of its sequence gets no EOS row (:func:`collate`): the model must not learn to stop
-where a window was cut.
+**No cutting.** Examples are never cut while training. Audio and MIDI are baked in time-exact
+windows of ``data.window_seconds`` (:mod:`umt.data.windows`), so an audio window and the MIDI
+window of the same seconds pair by key; pairs without a shared time axis (image <-> LMX, image
+<-> audio) are whole items, and a time-axis file longer than one window does not pair with a whole
+image. Items longer than the limits (``max_len`` per modality, content rows without SOS/EOS, and
+the model's positions) are skipped when the data set is opened and counted
+(:attr:`PairedDataset.skipped`). Every target ends with its EOS row, and no target holds another.
+
+**Augmentation.** Every source variant of a key is an item; the target's variant is drawn for each
+example on its own (seeded, from the sampler's RNG), so shift ``k`` of an image is not always
+paired with shift ``k`` of its audio.
 """
 
 from __future__ import annotations
@@ -41,47 +45,70 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from umt.data.shards import ShardSet
+from umt.data.windows import has_time_axis, split_window_key, window_key
 from umt.errors import InputError
 from umt.tasks import Mixture, get_task
 from umt.vocab import PAD_ID, Vocabulary
 
-TIME_ALIGNED = frozenset({frozenset({"audio", "midi"})})
-"""Modality pairs whose sequences run along the same time axis (sliced consistently)."""
-
 
 class PairedDataset:
-    """Items present in both a source and a target shard set, joined by key.
+    """The examples of one task: source and target items joined by key (see the module docstring).
 
-    Every source variant of a key is an item (augmentation variants, e.g. pixel shifts); the
-    target uses the same variant when it has one, else variant 0.
+    ``items[i]`` is ``(source key, source variant, target key)``; ``target_variants[target key]``
+    lists the target's variants, one of which the sampler draws per example. ``lengths[i]`` holds
+    the source's rows and the longest target variant's rows. Items with more content rows than
+    ``source_limit`` / ``target_limit`` (``None``: no limit) are left out; :attr:`skipped` counts
+    what was left out and why.
     """
 
-    def __init__(self, source: ShardSet, target: ShardSet, name: str = "") -> None:
+    def __init__(
+        self,
+        source: ShardSet,
+        target: ShardSet,
+        name: str = "",
+        source_limit: int | None = None,
+        target_limit: int | None = None,
+    ) -> None:
         self.source = source
         self.target = target
         self.name = name
-        target_keys = set(target.keys())
-        self.items: list[tuple[str, int, int]] = []
+        self.skipped: dict[str, int] = {}
+        self.target_variants: dict[str, tuple[int, ...]] = {}
+        for key, variant in target.items():
+            self.target_variants.setdefault(key, ())
+            self.target_variants[key] += (variant,)
+        target_key = _key_joiner(source, target, self.target_variants, self.skipped)
+        source_limit = float("inf") if source_limit is None else source_limit
+        target_limit = float("inf") if target_limit is None else target_limit
+        self.items: list[tuple[str, int, str]] = []
+        lengths = []
         for key, variant in source.items():
-            if key not in target_keys:
+            joined = target_key(key)
+            if joined is None:
                 continue
-            target_variant = variant if (key, variant) in target else 0
-            if (key, target_variant) not in target:
+            # Lengths come from the shards' offsets: reading rows here would decode the whole data
+            # set on every rank.
+            target_length = max(target.length(joined, v) for v in self.target_variants[joined])
+            length = (source.length(key, variant), target_length)
+            if length[0] > source_limit or length[1] > target_limit:
+                self.skipped["longer than the limits"] = self.skipped.get("longer than the limits", 0) + 1
                 continue
-            self.items.append((key, variant, target_variant))
+            self.items.append((key, variant, joined))
+            lengths.append(length)
         if not self.items:
+            counts = ", ".join(f"{n} {why}" for why, n in self.skipped.items()) or "no key in both"
             raise InputError(
-                f"no key is present in both {source.directory} and {target.directory}", name or None
+                f"no example pairs {source.directory} with {target.directory} ({counts})", name or None
             )
-        # Lengths for bucketing and truncation, computed once (no I/O while sampling). They come from
-        # the shards' offsets: reading rows here would decode the whole data set on every rank.
-        self.lengths = np.array(
-            [[source.length(k, v), target.length(k, tv)] for k, v, tv in self.items], dtype=np.int64
+        self.lengths = np.array(lengths, dtype=np.int64).reshape(-1, 2)
+        self.target_variant_counts = np.array(
+            [len(self.target_variants[joined]) for _, _, joined in self.items], dtype=np.int64
         )
 
     def __len__(self) -> int:
@@ -92,51 +119,50 @@ class PairedDataset:
         """Distinct keys (inputs), however many augmentation variants each has."""
         return len({key for key, _, _ in self.items})
 
-    def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source rows ``[S, K]`` and target rows ``[T, K]`` of item ``index`` (no SOS/EOS)."""
-        key, variant, target_variant = self.items[index]
-        return self.source.get(key, variant), self.target.get(key, target_variant)
+    def get(self, index: int, target_choice: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Source rows ``[S, K]`` and target rows ``[T, K]`` (no SOS/EOS) of item ``index``, with the
+        target's ``target_choice``-th variant."""
+        key, variant, joined = self.items[index]
+        target_variant = self.target_variants[joined][target_choice]
+        return self.source.get(key, variant), self.target.get(joined, target_variant)
 
 
-def slice_window(length: int, limit: int | None, fraction: float) -> tuple[int, int]:
-    """The ``[start, stop)`` window of at most ``limit`` rows starting at ``fraction`` of the slack."""
-    if limit is None or length <= limit:
-        return 0, length
-    start = min(int(fraction * (length - limit + 1)), length - limit)
-    return start, start + limit
+def _key_joiner(source: ShardSet, target: ShardSet, target_keys: Mapping[str, Any], skipped: dict[str, int]):
+    """A function from a source key to its target key (``None``: no partner), by the rules of the
+    module docstring: time-axis windows pair with a whole item only when they are its only window."""
+    source_windowed = _windowed(source)
+    target_windowed = _windowed(target)
+    if source_windowed == target_windowed:
+        return lambda key: key if key in target_keys else None
+    if target_windowed:
+
+        def to_window(key: str) -> str | None:
+            if window_key(key, 1) in target_keys:
+                skipped["spans several windows"] = skipped.get("spans several windows", 0) + 1
+                return None
+            joined = window_key(key, 0)
+            return joined if joined in target_keys else None
+
+        return to_window
+    source_windows: dict[str, int] = {}
+    for key in {key for key, _ in source.items()}:
+        base, _ = split_window_key(key)
+        source_windows[base] = source_windows.get(base, 0) + 1
+
+    def from_window(key: str) -> str | None:
+        base, index = split_window_key(key)
+        if source_windows.get(base, 0) > 1:
+            if index == 0:
+                skipped["spans several windows"] = skipped.get("spans several windows", 0) + 1
+            return None
+        return base if base in target_keys else None
+
+    return from_window
 
 
-def truncation_windows(
-    source_length: int,
-    target_length: int,
-    source_modality: str,
-    target_modality: str,
-    max_len: Mapping[str, int | None],
-    fractions: tuple[float, float],
-) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Windows for the source and target of one example (see the module docstring)."""
-    source_limit = max_len.get(source_modality)
-    target_limit = max_len.get(target_modality)
-    if frozenset({source_modality, target_modality}) in TIME_ALIGNED:
-        # One relative start for both sides: the longer-than-limit side picks it, the other follows.
-        if source_limit is not None and source_length > source_limit:
-            source_window = slice_window(source_length, source_limit, fractions[0])
-            relative = source_window[0] / source_length
-            return source_window, _window_at(target_length, target_limit, relative)
-        if target_limit is not None and target_length > target_limit:
-            target_window = slice_window(target_length, target_limit, fractions[0])
-            return (0, source_length), target_window
-    return (
-        slice_window(source_length, source_limit, fractions[0]),
-        slice_window(target_length, target_limit, fractions[1]),
-    )
-
-
-def _window_at(length: int, limit: int | None, relative: float) -> tuple[int, int]:
-    if limit is None or length <= limit:
-        return 0, length
-    start = min(round(relative * length), length - limit)
-    return start, start + limit
+def _windowed(shards: ShardSet) -> bool:
+    info = shards.info
+    return info is not None and info.window_seconds is not None and has_time_axis(info.modality)
 
 
 def epoch_share(size: int, seed: int, stream: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
@@ -158,6 +184,8 @@ class StreamSpec:
     size: int | None = None
     """Examples for the mixture's rates: distinct keys, not their augmentation variants (32 pixel
     shifts must not make an image dataset weigh 32 times more); ``None``: every item counts."""
+    target_variants: np.ndarray | None = None
+    """``[n]`` target variants of every item (one is drawn per example); ``None``: one each."""
 
 
 @dataclass(frozen=True)
@@ -166,8 +194,8 @@ class ExampleSpec:
 
     stream: int
     item: int
-    source_window: tuple[int, int]
-    target_window: tuple[int, int]
+    target_choice: int = 0
+    """Which of the item's target variants (an index into its list, drawn on its own)."""
 
 
 class MixtureSampler:
@@ -178,7 +206,6 @@ class MixtureSampler:
         mixture: Mixture,
         streams: Sequence[StreamSpec],
         batch_size: int,
-        max_len: Mapping[str, int | None],
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -192,7 +219,6 @@ class MixtureSampler:
         self.mixture = mixture
         self.streams = list(streams)
         self.batch_size = batch_size
-        self.max_len = dict(max_len)
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -219,10 +245,7 @@ class MixtureSampler:
             "epochs": list(self.epochs),
             "cursors": list(self.cursors),
             "rng": copy.deepcopy(self.rng.bit_generator.state),
-            "pending": [
-                [[e.stream, e.item, *e.source_window, *e.target_window] for e in batch]
-                for batch in self.pending
-            ],
+            "pending": [[[e.stream, e.item, e.target_choice] for e in batch] for batch in self.pending],
             "streams": [s.name for s in self.streams],
             "rank": self.rank,
             "world_size": self.world_size,
@@ -244,8 +267,9 @@ class MixtureSampler:
         self.cursors = [int(c) for c in state["cursors"]]
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = copy.deepcopy(dict(state["rng"]))
+        # Checkpoints of before time-exact windows hold (stream, item, 4 window bounds): variant 0.
         self.pending = [
-            [ExampleSpec(int(s), int(i), (int(a), int(b)), (int(c), int(d))) for s, i, a, b, c, d in batch]
+            [ExampleSpec(int(e[0]), int(e[1]), int(e[2]) if len(e) == 3 else 0) for e in batch]
             for batch in state["pending"]
         ]
 
@@ -288,17 +312,9 @@ class MixtureSampler:
     def _draw_example(self, probabilities: np.ndarray) -> ExampleSpec:
         stream = int(self.rng.choice(len(self.streams), p=probabilities))
         item = self._next_item(stream)
-        spec = self.streams[stream]
-        fractions = (float(self.rng.random()), float(self.rng.random()))
-        source_window, target_window = truncation_windows(
-            int(spec.lengths[item, 0]),
-            int(spec.lengths[item, 1]),
-            spec.source,
-            spec.target,
-            self.max_len,
-            fractions,
-        )
-        return ExampleSpec(stream, item, source_window, target_window)
+        counts = self.streams[stream].target_variants
+        choice = int(self.rng.integers(counts[item])) if counts is not None and counts[item] > 1 else 0
+        return ExampleSpec(stream, item, choice)
 
     def _fill_pool(self) -> None:
         probabilities = self.rates(self.step)
@@ -309,9 +325,7 @@ class MixtureSampler:
         # while the sources of OMR and image-to-audio are the same images. Sorting by source
         # first put short LMX targets next to long audio ones: on such a mixture (tests/test_data.py)
         # 45 % of the target rows and 35 % of all rows were padding, now 10 % and 21 %.
-        pool.sort(
-            key=lambda e: (e.target_window[1] - e.target_window[0], e.source_window[1] - e.source_window[0])
-        )
+        pool.sort(key=lambda e: tuple(self.streams[e.stream].lengths[e.item, ::-1]))
         batches = [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         order = self.rng.permutation(len(batches))
         self.pending = [batches[i] for i in order]
@@ -327,19 +341,14 @@ class MixtureSampler:
 
 
 def collate(
-    examples: Sequence[
-        tuple[np.ndarray, np.ndarray, str, str, int] | tuple[np.ndarray, np.ndarray, str, str, int, bool]
-    ],
+    examples: Sequence[tuple[np.ndarray, np.ndarray, str, str, int]],
     vocab: Vocabulary,
     batch_index: int = -1,
 ) -> dict[str, torch.Tensor]:
     """Pad examples into the batch the Translator trains on.
 
     Each example is ``(source rows [S, K], target rows [T, K], source modality, target modality,
-    task index)`` without SOS/EOS, optionally followed by ``target_ends`` (default True): False
-    when the target rows are a window cut before the end of their sequence. Both sides get their
-    modality's SOS and EOS rows, except that a target that does not end gets no EOS (an EOS there
-    would teach the model to stop where the window was cut). Returns
+    task index)`` without SOS/EOS; both sides get their modality's SOS and EOS rows. Returns
     ``src`` Long[B, S+2, K], ``src_mask`` Bool[B, S+2] (True = real), ``tgt`` Long[B, T+2, K],
     ``tgt_mask`` Bool[B, T+2], ``src_modality`` / ``tgt_modality`` Long[B] (indices into
     :attr:`umt.vocab.Vocabulary.modalities`), ``task`` Long[B] (the mixture's task index) and ``batch_index``
@@ -347,17 +356,17 @@ def collate(
     """
     K = vocab.num_codebooks
 
-    def framed(rows: np.ndarray, modality: str, ends: bool = True) -> np.ndarray:
-        parts = [
-            vocab.special_row(vocab.sos(modality))[None],
-            np.asarray(rows, dtype=np.int64).reshape(-1, K),
-        ]
-        if ends:
-            parts.append(vocab.special_row(vocab.eos(modality))[None])
-        return np.concatenate(parts)
+    def framed(rows: np.ndarray, modality: str) -> np.ndarray:
+        return np.concatenate(
+            [
+                vocab.special_row(vocab.sos(modality))[None],
+                np.asarray(rows, dtype=np.int64).reshape(-1, K),
+                vocab.special_row(vocab.eos(modality))[None],
+            ]
+        )
 
     sources = [framed(e[0], e[2]) for e in examples]
-    targets = [framed(e[1], e[3], bool(e[5]) if len(e) > 5 else True) for e in examples]
+    targets = [framed(e[1], e[3]) for e in examples]
 
     def pad(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         longest = max(len(s) for s in seqs)
@@ -401,19 +410,8 @@ class MixtureStream(torch.utils.data.IterableDataset):
         loaded = []
         for example in examples:
             spec = self.sampler.streams[example.stream]
-            source, target = self.datasets[example.stream].get(example.item)
-            (s0, s1), (t0, t1) = example.source_window, example.target_window
-            target_ends = t1 >= len(target)  # a window cut before the end gets no EOS
-            loaded.append(
-                (
-                    source[s0:s1],
-                    target[t0:t1],
-                    spec.source,
-                    spec.target,
-                    self.task_index[example.stream],
-                    target_ends,
-                )
-            )
+            source, target = self.datasets[example.stream].get(example.item, example.target_choice)
+            loaded.append((source, target, spec.source, spec.target, self.task_index[example.stream]))
         return collate(loaded, self.vocab, batch_index)
 
     def __iter__(self):
@@ -436,5 +434,15 @@ def build_stream_specs(mixture: Mixture, datasets: Mapping[str, PairedDataset]) 
         name = mixture.stream_names[len(specs)]
         task = get_task(task_name)
         dataset = datasets[name]
-        specs.append(StreamSpec(name, task.name, task.source, task.target, dataset.lengths, dataset.num_keys))
+        specs.append(
+            StreamSpec(
+                name,
+                task.name,
+                task.source,
+                task.target,
+                dataset.lengths,
+                dataset.num_keys,
+                dataset.target_variant_counts,
+            )
+        )
     return specs

@@ -10,6 +10,8 @@ augmentation *variant* (e.g. one of the 32 pixel shifts of an image)::
               modality        "image" | "audio" | "lmx" | "midi"
               vocab_hash      Vocabulary.layout_hash of the ids
               tokenizer_hash  fingerprint of the tokenizer that made them ("" for rule-based ones)
+              window_seconds  for a modality with a time axis (audio, MIDI): the wall-clock window
+                              each item covers (:mod:`umt.data.windows`); absent otherwise
               keys            JSON list of item keys (usually the input file's manifest key)
               variants        JSON list of variant numbers, one per item
 
@@ -50,6 +52,8 @@ class ShardInfo:
     modality: str
     vocab_hash: str
     tokenizer_hash: str
+    window_seconds: float | None = None
+    """Seconds of the window each item covers (time-axis modalities; ``None`` for the others)."""
 
 
 class ShardWriter:
@@ -76,7 +80,20 @@ class ShardWriter:
         existing = sorted(self.out_dir.glob(f"{prefix}-*.safetensors"))
         self._next_index = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
 
+    def add_together(self, items: list[tuple[str, int, np.ndarray]]) -> None:
+        """Add ``(key, variant, rows)`` items that must land in the same file (the windows of one
+        input: a rerun after a kill then finds all of them or none)."""
+        for key, variant, rows in items:
+            self._buffer(key, rows, variant)
+        if len(self._keys) >= self.items_per_shard:
+            self.flush()
+
     def add(self, key: str, rows: np.ndarray, variant: int = 0) -> None:
+        self._buffer(key, rows, variant)
+        if len(self._keys) >= self.items_per_shard:
+            self.flush()
+
+    def _buffer(self, key: str, rows: np.ndarray, variant: int) -> None:
         rows = np.asarray(rows)
         if rows.ndim != 2:
             raise ValueError(f"{key}: token rows must be [T, K], got shape {rows.shape}")
@@ -85,8 +102,6 @@ class ShardWriter:
         self._rows.append(rows.astype(np.int32, copy=False))
         self._keys.append(key)
         self._variants.append(int(variant))
-        if len(self._keys) >= self.items_per_shard:
-            self.flush()
 
     def flush(self) -> Path | None:
         """Write the buffered items as one shard file; returns its path (None if nothing buffered)."""
@@ -104,6 +119,8 @@ class ShardWriter:
             "keys": json.dumps(self._keys),
             "variants": json.dumps(self._variants),
         }
+        if self.info.window_seconds is not None:
+            metadata["window_seconds"] = repr(float(self.info.window_seconds))
         path = self.out_dir / f"{self.prefix}-{self._next_index:05d}.safetensors"
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
@@ -272,7 +289,13 @@ def _read_index(path: Path) -> _FileIndex:
         raise
     except Exception as error:  # safetensors raises several types for a corrupt header
         raise InputError(f"not a readable shard ({error})", path) from None
-    info = ShardInfo(metadata["modality"], metadata["vocab_hash"], metadata["tokenizer_hash"])
+    window = metadata.get("window_seconds")
+    info = ShardInfo(
+        metadata["modality"],
+        metadata["vocab_hash"],
+        metadata["tokenizer_hash"],
+        float(window) if window is not None else None,
+    )
     keys, variants = json.loads(metadata["keys"]), json.loads(metadata["variants"])
     # A file that lies about its layout would make get() return other items' rows: refuse it now.
     if not (

@@ -29,8 +29,9 @@ outputs atomically once everything for it has succeeded.
 
 from __future__ import annotations
 
+from umt.data.windows import WINDOW_SECONDS
 from umt.inference.files import TranslateSummary, file_tasks, output_stems, translate_files
-from umt.inference.generation import WINDOW_SECONDS, Generated, GenerationConfig, select_device
+from umt.inference.generation import Generated, GenerationConfig, select_device
 from umt.inference.inputs import (
     load_systems,
     musicxml_to_notes,

@@ -13,9 +13,6 @@ from umt.errors import UserError
 from umt.tasks import Task
 from umt.vocab import Vocabulary
 
-WINDOW_SECONDS = 20.0
-"""Length of the audio windows and MIDI segments the paper's models are trained on."""
-
 
 @dataclass
 class GenerationConfig:

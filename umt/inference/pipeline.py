@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from umt.data.systems import staff_height as fallback_staff_height
+from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError, InputError, UserError
 from umt.inference.generation import (
-    WINDOW_SECONDS,
     Generated,
     GenerationConfig,
     generate_units,
@@ -92,9 +92,12 @@ class TranslationPipeline:
         device: str | torch.device = "auto",
         image_tokenizer: str | Path | ImageTokenizer | None = None,
         audio_tokenizer: str | Path | AudioTokenizer | None = None,
-        window_seconds: float = WINDOW_SECONDS,
+        window_seconds: float | None = None,
     ) -> TranslationPipeline:
         """An exported model folder (:func:`umt.pretrained.export_checkpoint`) with its tokenizers.
+
+        Audio and MIDI are translated in windows of ``window_seconds``; default: the length the
+        model was trained on (its folder's ``window_seconds``; 20 s for folders that lack it).
 
         Tokenizers come from the folder's ``tokenizers/<modality>/`` unless given (an object or a
         folder). A tokenizer whose fingerprint differs from the one the model was trained with, or
@@ -124,7 +127,7 @@ class TranslationPipeline:
             audio_tokenizer=tokenizers.get("audio"),
             device=device,
             name=str(directory),
-            window_seconds=window_seconds,
+            window_seconds=window_seconds or float(config.get("window_seconds", WINDOW_SECONDS)),
         )
 
     # -------------------------------------------------------------- properties
@@ -223,16 +226,11 @@ class TranslationPipeline:
         one codec frame is left out unless it is the only one.
         """
         tokenizer = self._audio()
-        window = round(self.window_seconds * tokenizer.sample_rate)
-        length = audio.shape[-1]
-        if length == 0:
+        if audio.shape[-1] == 0:
             raise InputError("audio holds no samples", name)
         device = next(tokenizer.codec.parameters()).device
         out = []
-        for start in range(0, length, window):
-            piece = audio[..., start : start + window]
-            if out and piece.shape[-1] < tokenizer.hop_length:
-                break
+        for piece in tokenizer.windows(audio, self.window_seconds):
             rows = tokenizer.tokenize(piece.to(device), self.vocab)
             out.append(self._check_source(rows, f"audio window {len(out)}", name))
         return out
@@ -256,12 +254,18 @@ class TranslationPipeline:
         return units
 
     def midi_segments(self, notes: Sequence[Note], name: str = "<midi>") -> list[np.ndarray]:
-        """Notes -> content rows of each ``window_seconds`` segment (each ending with its EOS id)."""
+        """Notes -> content rows of each ``window_seconds`` segment, without its EOS (the batch adds
+        SOS and EOS around every source, as in training)."""
         if not notes:
             raise InputError("holds no notes", name)
+        eos = self.vocab.eos("midi")
         segments = encode_notes(notes, self.vocab, self.window_seconds)
         return [
-            self._check_source(self.vocab.single_stream_rows(ids), f"MIDI segment {i}", name)
+            self._check_source(
+                self.vocab.single_stream_rows(ids[:-1] if ids[-1:] == [eos] else ids),
+                f"MIDI segment {i}",
+                name,
+            )
             for i, ids in enumerate(segments)
         ]
 

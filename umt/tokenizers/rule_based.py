@@ -58,29 +58,35 @@ class LmxFileTokenizer:
 
 
 class MidiFileTokenizer:
-    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0).
+    """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0), one item per time window.
 
-    :func:`umt.tokenizers.midi.encode_notes` cuts a piece into 20 s segments, each closed by the
-    MIDI EOS id (its shift tokens count from the segment start). A file is baked as ONE item: its
-    segments concatenated in order, each still ending with its EOS row, so a reader recovers the
-    segments by splitting after every EOS row (segment ``i`` covers seconds ``[20 i, 20 (i + 1))``).
+    :meth:`windows` cuts a piece into ``seconds`` windows with
+    :func:`umt.tokenizers.midi.encode_notes` (segment ``i`` covers seconds ``[W i, W (i + 1))``,
+    notes sounding at its start in its tie section, shifts counted from its start). A window's rows
+    are its segment without the EOS id: the training batch adds SOS and EOS around it, so no
+    example holds an EOS in the middle.
     """
 
     modality = "midi"
     fingerprint = ""
     num_variants = 1
 
-    def __init__(self) -> None:
-        _require("umt.tokenizers.midi", "notes_from_midi", "encode_notes")
-
     def load(self, path: str | Path) -> Any:
         """The file's notes (raises InputError for unreadable input)."""
 
         return notes_from_midi(path)
 
-    def variants(self, notes: Any) -> list[Any]:
-        return [notes]
+    def windows(self, notes: Any, seconds: float, vocab: Vocabulary) -> list[list[int]]:
+        """The id list of each ``seconds`` window's segment, without its EOS."""
+        eos = vocab.eos("midi")
+        return [
+            segment[:-1] if segment and segment[-1] == eos else segment
+            for segment in encode_notes(notes, vocab, seconds)
+        ]
 
-    def tokenize(self, notes: Any, vocab: Vocabulary) -> np.ndarray:
-        segments = encode_notes(notes, vocab)
-        return vocab.single_stream_rows([token for segment in segments for token in segment])
+    def variants(self, window: Any) -> list[Any]:
+        return [window]
+
+    def tokenize(self, window: list[int], vocab: Vocabulary) -> np.ndarray:
+        """One window's ids (from :meth:`windows`) -> rows ``[T, K]``."""
+        return vocab.single_stream_rows([int(i) for i in window])

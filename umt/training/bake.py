@@ -33,6 +33,7 @@ from umt.data.bake import (
     write_failures_report,
 )
 from umt.data.shards import ShardInfo
+from umt.data.windows import WINDOW_SECONDS
 from umt.errors import UserError
 from umt.vocab import Vocabulary
 
@@ -45,10 +46,13 @@ class TokenizerModule(L.LightningModule):
     them on this rank's device; the tokenizer object keeps using the same (moved) modules.
     """
 
-    def __init__(self, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice) -> None:
+    def __init__(
+        self, tokenizer: Any, vocab: Vocabulary, choice: VariantChoice, window_seconds: float = WINDOW_SECONDS
+    ) -> None:
         super().__init__()
         self.vocab = vocab
         self.choice = choice
+        self.window_seconds = window_seconds
         if isinstance(tokenizer, torch.nn.Module):
             modules = {"tokenizer": tokenizer}
         else:
@@ -66,7 +70,14 @@ class TokenizerModule(L.LightningModule):
 
     def predict_step(self, batch: list[LoadedEntry], batch_idx: int) -> list[TokenizedEntry]:
         return [
-            tokenize_entry(loaded, self.tokenizer, self.vocab, self.choice, device=self.device)
+            tokenize_entry(
+                loaded,
+                self.tokenizer,
+                self.vocab,
+                self.choice,
+                self.device,
+                window_seconds=self.window_seconds,
+            )
             for loaded in batch
         ]
 
@@ -146,13 +157,14 @@ def bake_with_lightning(
     batch_size: int = 8,
     num_workers: int = 0,
     progress: bool = True,
+    window_seconds: float = WINDOW_SECONDS,
 ) -> BakeSummary:
     """Bake a manifest on ``devices`` x ``num_nodes`` ranks. Every rank returns the same summary
     (``is_global_zero`` tells which one should print); rank 0 writes ``OUT/failures.json``."""
     if "spawn" in str(strategy):
         raise UserError(f"strategy {strategy!r} is not supported for baking: use 'ddp' (or 'auto')")
     choice = variants if isinstance(variants, VariantChoice) else VariantChoice.parse(variants)
-    job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split)
+    job = prepare_job(manifest, out_dir, tokenizer, vocab, choice, split=split, window_seconds=window_seconds)
     writer = ShardPredictionWriter(out_dir, job.info, items_per_shard=items_per_shard)
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -171,7 +183,7 @@ def bake_with_lightning(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_entries
     )
-    module = TokenizerModule(tokenizer, vocab, choice)
+    module = TokenizerModule(tokenizer, vocab, choice, window_seconds)
     if job.todo:  # the same on every rank (planned before any rank writes)
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         writer.finish(trainer)

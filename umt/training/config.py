@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from umt.data.windows import WINDOW_SECONDS
 from umt.vocab import VocabConfig
 
 
@@ -85,7 +86,11 @@ class DataNode:
     max_len: dict[str, Optional[int]] = field(  # noqa: UP045
         default_factory=lambda: {"image": None, "audio": 1723, "lmx": None, "midi": 1000}
     )
-    """Content rows per modality (no SOS/EOS); longer sequences are cut to a random window."""
+    """Content rows per modality (no SOS/EOS); longer examples are skipped and counted (never cut:
+    audio and MIDI come in ``window_seconds`` windows from baking)."""
+    window_seconds: float = WINDOW_SECONDS
+    """The wall-clock window of audio and MIDI items (:mod:`umt.data.windows`): the shards must have
+    been baked with it, and the exported model translates in windows of this length."""
     tokenizer_hashes: NeuralModalityNode = field(default_factory=lambda: NeuralModalityNode())
     """Expected tokenizer fingerprints by modality (shards with another one are refused)."""
     tokenizers: NeuralModalityNode = field(default_factory=lambda: NeuralModalityNode())

@@ -9,6 +9,7 @@ shards of other tokenizers is refused.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from umt.data.pipeline import MixtureSampler, MixtureStream, PairedDataset, build_stream_specs
 from umt.data.shards import ShardSet
 from umt.data.storage import is_remote, local_shard_dir
+from umt.data.windows import WINDOW_SECONDS, has_time_axis
 from umt.errors import CheckpointError, UserError
 from umt.tasks import Mixture, get_task
 from umt.training.distributed import gather_from_ranks
@@ -31,10 +33,16 @@ def open_stream_datasets(
     vocab: Vocabulary,
     cache_dir: str | None = None,
     tokenizer_hashes: Mapping[str, str] | None = None,
+    max_len: Mapping[str, int | None] | None = None,
+    model_limits: tuple[int, int] | None = None,
+    window_seconds: float | None = WINDOW_SECONDS,
 ) -> dict[str, PairedDataset]:
     """One :class:`PairedDataset` per mixture stream from ``{root}/{dataset}/{modality}``.
 
-    Shards must carry ``vocab``'s layout hash (and the given tokenizer hashes, by modality).
+    Shards must carry ``vocab``'s layout hash (and the given tokenizer hashes, by modality), and
+    audio and MIDI shards the window ``window_seconds`` (``None``: any). Examples longer than
+    ``max_len`` (content rows per modality) or than the model's ``(source, target)`` positions
+    less SOS and EOS are skipped and counted; a ``max_len`` above the model's limit is refused.
     """
     shard_sets: dict[tuple[str, str], ShardSet] = {}
     root = root.removeprefix("file://")
@@ -47,19 +55,61 @@ def open_stream_datasets(
                 else str(Path(root) / dataset / modality)
             )
             directory = local_shard_dir(url, cache_dir)
-            shard_sets[(dataset, modality)] = ShardSet(
+            shards = ShardSet(
                 directory,
                 modality=modality,
                 vocab_hash=vocab.layout_hash,
                 tokenizer_hash=(tokenizer_hashes or {}).get(modality),
             )
+            check_window(shards, modality, window_seconds)
+            shard_sets[(dataset, modality)] = shards
         return shard_sets[(dataset, modality)]
 
     datasets = {}
     for (task_name, dataset, _), name in zip(mixture.streams, mixture.stream_names):
         task = get_task(task_name)
-        datasets[name] = PairedDataset(shard_set(dataset, task.source), shard_set(dataset, task.target), name)
+        source_limit = side_limit(max_len or {}, task.source, model_limits, 0)
+        target_limit = side_limit(max_len or {}, task.target, model_limits, 1)
+        datasets[name] = PairedDataset(
+            shard_set(dataset, task.source), shard_set(dataset, task.target), name, source_limit, target_limit
+        )
     return datasets
+
+
+def side_limit(
+    max_len: Mapping[str, int | None], modality: str, model_limits: tuple[int, int] | None, side: int
+) -> int | None:
+    """Content rows one side of an example may hold: ``max_len[modality]``, within the model's
+    positions on that side (0: source, 1: target) less SOS and EOS."""
+    wanted = max_len.get(modality)
+    if model_limits is None:
+        return wanted
+    room = model_limits[side] - 2
+    if wanted is not None and wanted > room:
+        name = ("max_source_len", "max_target_len")[side]
+        raise UserError(
+            f"data.max_len.{modality}={wanted} rows does not fit the model's {name}={model_limits[side]} "
+            f"(at most {room} content rows besides SOS and EOS): lower it or raise model.{name}"
+        )
+    return room if wanted is None else wanted
+
+
+def check_window(shards: ShardSet, modality: str, window_seconds: float | None) -> None:
+    """Refuse audio or MIDI shards baked with another window than training's (one line)."""
+    if window_seconds is None or not has_time_axis(modality) or shards.info is None:
+        return
+    have = shards.info.window_seconds
+    if have is None:
+        raise UserError(
+            f"{modality} shards baked as whole files, before time-exact windows: bake them again "
+            f"(umt bake {modality} ... --window-seconds {window_seconds:g})",
+            shards.directory,
+        )
+    if abs(have - window_seconds) > 1e-9:
+        raise UserError(
+            f"{modality} shards hold {have:g} s windows, data.window_seconds is {window_seconds:g}",
+            shards.directory,
+        )
 
 
 class TranslationDataModule(pl.LightningDataModule):
@@ -72,9 +122,12 @@ class TranslationDataModule(pl.LightningDataModule):
         vocab: Vocabulary,
         seed: int = 0,
         accumulate_grad_batches: int = 1,
+        model_limits: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.data_config = dict(data)
+        self.model_limits = model_limits
+        """The model's ``(max_source_len, max_target_len)``: longer examples are skipped."""
         self.mixture = mixture
         self.vocab = vocab
         self.seed = seed
@@ -92,14 +145,22 @@ class TranslationDataModule(pl.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         cfg = self.data_config
         datasets = open_stream_datasets(
-            self.mixture, str(cfg["root"]), self.vocab, cfg.get("cache_dir"), cfg.get("tokenizer_hashes")
+            self.mixture,
+            str(cfg["root"]),
+            self.vocab,
+            cfg.get("cache_dir"),
+            cfg.get("tokenizer_hashes"),
+            max_len=dict(cfg.get("max_len") or {}),
+            model_limits=self.model_limits,
+            window_seconds=float(cfg.get("window_seconds", WINDOW_SECONDS)),
         )
+        if rank == 0:
+            report_skipped(datasets)
         specs = build_stream_specs(self.mixture, datasets)
         sampler = MixtureSampler(
             self.mixture,
             specs,
             batch_size=int(cfg["batch_size"]),
-            max_len=dict(cfg.get("max_len") or {}),
             seed=self.seed,
             rank=rank,
             world_size=world,
@@ -187,3 +248,11 @@ def shard_tokenizer_hashes(datasets: Iterable[PairedDataset]) -> dict[str, str]:
                     shard_set.directory,
                 )
     return hashes
+
+
+def report_skipped(datasets: Mapping[str, PairedDataset]) -> None:
+    """One line on stderr per stream that left examples out, with the counts and reasons."""
+    for name, dataset in datasets.items():
+        if dataset.skipped:
+            reasons = ", ".join(f"{count} {why}" for why, count in dataset.skipped.items())
+            print(f"umt train: {name}: {len(dataset)} examples, left out {reasons}", file=sys.stderr)

@@ -186,6 +186,7 @@ def build(cfg: DictConfig, callbacks: list | None = None):
         vocab,
         seed=cfg.seed,
         accumulate_grad_batches=cfg.trainer.accumulate_grad_batches,
+        model_limits=(int(cfg.model.max_source_len), int(cfg.model.max_target_len)),
     )
     trainer = build_trainer(cfg, checkpoint_dir, callbacks)
     return trainer, module, datamodule, resolve_resume(cfg, checkpoint_dir)
@@ -216,6 +217,7 @@ def build_module(cfg: DictConfig, tasks: list[str], tokenizers: dict, vocab):
         tasks=tasks,
         max_steps=cfg.trainer.max_steps,
         task_metrics_every_n_steps=cfg.trainer.task_metrics_every_n_steps,
+        window_seconds=float(cfg.data.window_seconds),
     )
     module.init_codebook_embeddings(codebooks)
     if cfg.init_from:

@@ -36,6 +36,7 @@ import lightning.pytorch as pl
 import torch
 from torch.distributed.fsdp import FullyShardedDataParallel
 
+from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError, UserError
 from umt.models.translator import Translator, TranslatorConfig
 from umt.tokenizers.folders import fit_problem
@@ -104,7 +105,10 @@ class TranslationModule(pl.LightningModule):
         tasks: list[str] | None = None,
         max_steps: int = 0,
         task_metrics_every_n_steps: int | None = None,
+        window_seconds: float = WINDOW_SECONDS,
     ) -> None:
+        """``window_seconds``: the audio/MIDI window of the training data, kept in the checkpoint
+        so that the exported model translates in windows of the same length."""
         super().__init__()
         self.save_hyperparameters()
         self.vocab = vocabulary_from_dict(vocab)
