@@ -23,6 +23,14 @@ def test_every_experiment_composes(experiment):
     mixture = mixture_from_dict(cfg.mixture.name, OmegaConf.to_container(cfg.mixture))
     assert mixture.rates(10**6)  # some task is active by the end
     assert cfg.trainer.max_steps > 0
+    # One window for audio and MIDI: its audio rows fit max_len (else every window would be left
+    # out) and its MIDI shifts fit the vocabulary (else encoding would refuse it).
+    # (tiny trains on made-up shards; the demo's excerpts are shorter than its window.)
+    if experiment not in ("demo", "tiny"):
+        window = cfg.data.window_seconds
+        assert window * 44100 / 512 <= cfg.data.max_len.audio <= cfg.model.max_source_len - 2
+    if experiment != "tiny":
+        assert cfg.data.window_seconds * 100 - 1 <= cfg.vocab.midi_max_shift
 
 
 def test_table_iii_rows_exist():
