@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "translator": ("umt.bench.translator",),
     "bake": ("umt.bench.bake",),
     "inference": ("umt.bench.inference",),
+    "prepare": ("umt.bench.prepare",),
 }

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.bake",  # files -> token shards
     "umt.cli.train",  # train the translator (Hydra config)
     "umt.cli.export",  # Lightning checkpoint -> self-describing model folder
+    "umt.cli.data",  # the paper's data sets -> manifests
     "umt.cli.migrate",  # shards, model folders, checkpoints of an older vocabulary layout
     "umt.cli.translate",  # translate files with an exported model
     "umt.cli.demo",  # all of the above end to end, with an HTML report

@@ -15,7 +15,10 @@ input file::
 ``key`` (optional; default: ``path`` as written) names the item in the shards, so it must be
 unique. ``path`` is resolved against the manifest's folder when relative. ``split`` is optional
 (``umt bake --split`` bakes one split only). Other fields are ignored. Blank lines and lines
-starting with ``#`` are skipped.
+starting with ``#`` are skipped. A record without ``path`` names its file under the modality's
+name, so one manifest of several modalities (``umt data prepare``'s) serves every ``umt bake``::
+
+    {"key": "perf1", "audio": "audio/train/perf1.flac", "midi": "midi/train/perf1.mid", "split": "train"}
 
 Any other file is a *plain list*, one path per line; an item's key is its path relative to the
 manifest's folder (or the path as written, when it lies outside it).
@@ -64,11 +67,16 @@ class ManifestEntry:
     """1-based line number in the manifest (for messages)."""
 
 
-def read_manifest(manifest: str | Path, split: str | None = None) -> list[ManifestEntry]:
+def read_manifest(
+    manifest: str | Path, split: str | None = None, modality: str | None = None
+) -> list[ManifestEntry]:
     """The entries of a JSON Lines or plain-list manifest (see the module docstring), in order.
 
-    ``split`` keeps only the entries of that split. Raises :class:`UserError` naming the manifest
-    and the line for a malformed line, a duplicate key, or a manifest without entries.
+    ``split`` keeps only the entries of that split. With ``modality``, a JSON record without
+    ``path`` gives its file under the modality's name (``"audio": "audio/x.flac"``: the manifests of
+    ``umt data prepare``), and records without one are passed over. Raises :class:`UserError`
+    naming the manifest and the line for a malformed line, a duplicate key, or a manifest without
+    entries.
     """
     manifest = Path(manifest)
     try:
@@ -90,7 +98,9 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[Manife
     first_line_of: dict[str, int] = {}
     for number, line in lines:
         if is_json_lines:
-            entry = _json_entry(manifest, number, line, base)
+            entry = _json_entry(manifest, number, line, base, modality)
+            if entry is None:
+                continue
         else:
             entry = ManifestEntry(key=_key_for(line, base), path=_resolve(line, base), line=number)
         if entry.key in first_line_of:
@@ -107,7 +117,9 @@ def read_manifest(manifest: str | Path, split: str | None = None) -> list[Manife
     return entries
 
 
-def _json_entry(manifest: Path, number: int, line: str, base: Path) -> ManifestEntry:
+def _json_entry(
+    manifest: Path, number: int, line: str, base: Path, modality: str | None = None
+) -> ManifestEntry | None:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -115,6 +127,10 @@ def _json_entry(manifest: Path, number: int, line: str, base: Path) -> ManifestE
     if not isinstance(record, dict):
         raise UserError(f'line {number}: expected a JSON object like {{"key": ..., "path": ...}}', manifest)
     path = record.get("path")
+    if path is None and modality is not None:
+        path = record.get(modality)
+        if path is None:
+            return None  # a record of other modalities
     if not isinstance(path, str) or not path:
         raise UserError(f'line {number}: "path" must be a non-empty string', manifest)
     key = record.get("key", path)
@@ -495,7 +511,7 @@ def prepare_job(
     window_seconds: float = WINDOW_SECONDS,
 ) -> BakeJob:
     """Read the manifest, check the output folder against this tokenizer and plan what is left."""
-    entries = read_manifest(manifest, split=split)
+    entries = read_manifest(manifest, split=split, modality=tokenizer.modality)
     info = shard_info(tokenizer, vocab, window_seconds)
     done = completed_items(out_dir, info)
     count = known_variant_count(tokenizer, entries) if done else getattr(tokenizer, "num_variants", None)

@@ -1,0 +1,229 @@
+"""``umt data prepare``: the paper's data sets in their published layouts (fixtures made here, never
+downloaded) -> files and a manifest that baking and training read unchanged."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from umt.cli import main
+from umt.data.prepare import prepare
+from umt.data.prepare.base import read_splits_file
+from umt.data.prepare.maestro import SAMPLE_RATE, MaestroConverter
+from umt.errors import UserError
+from umt.tokenizers.midi import notes_from_midi
+
+PERFORMANCES = (  # (year, stem, split, seconds, sample rate)
+    ("2004", "MIDI-Unprocessed_A_wav--1", "train", 2.5, 44100),
+    ("2004", "MIDI-Unprocessed_B_wav--2", "train", 1.5, 48000),
+    ("2006", "MIDI-Unprocessed_C_wav--1", "validation", 1.0, 44100),
+    ("2008", "MIDI-Unprocessed_D_wav--3", "test", 2.0, 44100),
+)
+
+
+def make_maestro(root: Path, broken: bool = True) -> Path:
+    """A MAESTRO v3.0.0 folder: the metadata CSV and the WAV/MIDI files it names (stereo 16-bit
+    WAVs of sine tones at the notes' pitches, one at 48 kHz); with ``broken``, a row naming a
+    missing file and a truncated WAV."""
+    import pretty_midi
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for index, (year, stem, split, seconds, rate) in enumerate(PERFORMANCES):
+        (root / year).mkdir(parents=True, exist_ok=True)
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        t = np.arange(int(seconds * rate)) / rate
+        wave = np.zeros_like(t)
+        for k, start in enumerate(np.arange(0.1, seconds - 0.3, 0.35)):
+            pitch = 60 + (index * 3 + k * 5) % 24
+            piano.notes.append(pretty_midi.Note(velocity=80, pitch=pitch, start=start, end=start + 0.3))
+            inside = (t >= start) & (t < start + 0.3)
+            wave[inside] += 0.2 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t[inside])
+        midi.instruments.append(piano)
+        midi.write(str(root / year / f"{stem}.midi"))
+        stereo = np.stack([wave, wave + 0.001 * rng.standard_normal(len(wave))], axis=1)
+        soundfile.write(str(root / year / f"{stem}.wav"), stereo.astype(np.float32), rate, subtype="PCM_16")
+        rows.append(
+            ["Composer", f"Piece {index}", split, year, f"{year}/{stem}.midi", f"{year}/{stem}.wav", seconds]
+        )
+    if broken:
+        rows.append(["X", "Missing", "train", "2009", "2009/gone.midi", "2009/gone.wav", 3.0])
+        (root / "2004" / "cut.midi").write_bytes((root / "2004" / f"{PERFORMANCES[0][1]}.midi").read_bytes())
+        wav = (root / "2004" / f"{PERFORMANCES[0][1]}.wav").read_bytes()
+        (root / "2004" / "cut.wav").write_bytes(wav[:30])  # a header cut short
+        rows.append(["Y", "Truncated", "test", "2004", "2004/cut.midi", "2004/cut.wav", 2.5])
+    with (root / "maestro-v3.0.0.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "canonical_composer",
+                "canonical_title",
+                "split",
+                "year",
+                "midi_filename",
+                "audio_filename",
+                "duration",
+            ]
+        )
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def maestro(tmp_path_factory) -> Path:
+    return make_maestro(tmp_path_factory.mktemp("downloads") / "maestro-v3.0.0")
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_maestro_keeps_published_splits_and_lists_broken_items(maestro, tmp_path, capsys):
+    out = tmp_path / "maestro"
+    assert (
+        main(["data", "prepare", "maestro", "--root", str(maestro), "--out", str(out), "--no-progress"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "4 converted, 2 failed" in err
+    assert "umt: error: gone: " in err and "no such file" in err
+    assert "umt: error: cut: " in err and "not a readable audio file" in err
+    records = _records(out)
+    assert [(r["key"], r["split"]) for r in records] == [
+        (stem, split) for _, stem, split, _, _ in PERFORMANCES
+    ]
+    for record, (year, stem, _, seconds, _) in zip(records, PERFORMANCES):
+        assert record["piece"] == stem and record["start_seconds"] == 0.0
+        samples, rate = soundfile.read(str(out / record["audio"]))
+        assert rate == SAMPLE_RATE and samples.ndim == 1  # mono at the codec's rate
+        assert abs(len(samples) - seconds * SAMPLE_RATE) <= 2 and record["end_seconds"] == pytest.approx(
+            seconds, abs=1e-4
+        )
+        source = notes_from_midi(maestro / year / f"{stem}.midi")
+        assert notes_from_midi(out / record["midi"]) == source
+        assert not Path(record["audio"]).is_absolute() and ".." not in Path(record["audio"]).parts
+    assert [json.loads(line)["key"] for line in (out / "failures.jsonl").read_text().splitlines()] == [
+        "gone",
+        "cut",
+    ]
+
+
+def test_killed_conversion_rerun_gives_the_same_manifest_and_a_finished_one_is_a_no_op(maestro, tmp_path):
+    straight = prepare(MaestroConverter(maestro, tmp_path / "straight"), progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(key: str) -> None:
+        if key == PERFORMANCES[1][1]:
+            raise Killed
+
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        prepare(MaestroConverter(maestro, out), progress=False, on_unit_done=kill_after_two)
+    assert not (out / "manifest.jsonl").exists()
+    resumed = prepare(MaestroConverter(maestro, out), progress=False)
+    assert (resumed.skipped, resumed.converted) == (2, 2)
+    assert (out / "manifest.jsonl").read_bytes() == (tmp_path / "straight" / "manifest.jsonl").read_bytes()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac")}
+    again = prepare(MaestroConverter(maestro, out), progress=False)
+    assert again.converted == 0 and again.skipped == 4 and straight.converted == 4
+    assert {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac")} == stamps
+
+
+def test_never_overwrites_another_folder(maestro, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not made by umt data prepare"):
+        prepare(MaestroConverter(maestro, out), progress=False)
+    other = tmp_path / "other"
+    prepare(MaestroConverter(maestro, other), limit=1, progress=False)
+    with pytest.raises(UserError, match="holds data prepared from 'maestro' at"):
+        prepare(MaestroConverter(tmp_path, other), progress=False)
+
+
+def test_u_must_split_manifests_replace_the_published_splits(maestro, tmp_path):
+    """A dataset_pair_paths/maestro.json-style file: entries name a performance by its token files."""
+    a, b = PERFORMANCES[0][1], PERFORMANCES[2][1]
+    splits_file = tmp_path / "maestro.json"
+    splits_file.write_text(
+        json.dumps(
+            {
+                "train": [
+                    {"dac": [f"audio_tokens/2006/{b}/mono/{b}_0000.dac"], "npy": f"2006/{b}_note_events.npy"}
+                ],
+                "test": [
+                    {"dac": [f"audio_tokens/2004/{a}/mono/{a}_12.5.dac"], "npy": f"2004/{a}_note_events.npy"}
+                ],
+            }
+        )
+    )
+    pieces = [stem for _, stem, *_ in PERFORMANCES]
+    assert read_splits_file(splits_file, pieces) == {b: "train", a: "test"}
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "maestro",
+                "--root",
+                str(maestro),
+                "--out",
+                str(out),
+                "--splits",
+                str(splits_file),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert [(r["key"], r["split"]) for r in _records(out)] == [(a, "test"), (b, "train")]
+
+
+def test_prepared_maestro_bakes_and_trains_end_to_end(tmp_path):
+    """Prepare -> bake audio (a tiny DAC) and MIDI in the default 20 s windows -> train the tiny
+    experiment on them (with the tiny tokenizers' vocabulary), OMR shards beside."""
+    from tests._inference_fixtures import TINY_VOCAB, make_tokenizer_dirs, tiny_vocab
+    from tests._training_fixtures import make_shards
+    from umt.data.pipeline import PairedDataset
+    from umt.data.shards import ShardSet
+    from umt.training.config import compose
+    from umt.training.train import train
+
+    root = make_maestro(tmp_path / "maestro", broken=False)
+    data = tmp_path / "data"
+    prepare_args = ["--root", str(root), "--out", str(data), "--workers", "2", "--no-progress"]
+    assert main(["data", "prepare", "maestro", *prepare_args]) == 0
+    shards = make_shards(tmp_path / "shards", tiny_vocab(), {"grandstaff": ("image", "lmx", 6)})
+    tokenizers = make_tokenizer_dirs(tmp_path / "tokenizers", seed=0)
+    vocab_file = tmp_path / "vocab.json"
+    vocab_file.write_text(json.dumps(TINY_VOCAB))
+    common = ["--manifest", str(data / "manifest.jsonl"), "--vocab", str(vocab_file), "--no-progress"]
+    audio_out, midi_out = shards / "maestro" / "audio", shards / "maestro" / "midi"
+    assert (
+        main(["bake", "audio", "--tokenizer", str(tokenizers["audio"]), "--out", str(audio_out), *common])
+        == 0
+    )
+    assert main(["bake", "midi", "--out", str(midi_out), *common]) == 0
+    amt = PairedDataset(ShardSet(audio_out), ShardSet(midi_out))
+    assert [k for k, variant, _ in amt.items if variant == 0] == [f"{stem}@0" for _, stem, *_ in PERFORMANCES]
+    run = tmp_path / "run"
+    overrides = [
+        "experiment=tiny",
+        f"data.root={shards}",
+        f"run_dir={run}",
+        "data.max_len.audio=250",
+        "data.max_len.midi=250",
+        "logger.kind=none",
+        "trainer.max_steps=4",
+        *(f"vocab.{key}={value}" for key, value in TINY_VOCAB.items()),
+    ]
+    train(compose(overrides))
+    assert (run / "checkpoints" / "last.ckpt").is_file()

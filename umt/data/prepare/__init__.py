@@ -1,0 +1,16 @@
+"""``umt data prepare NAME --root DIR --out DIR``: a paper data set, in its published layout, to a
+manifest that ``umt bake`` reads unchanged (:mod:`umt.data.prepare.base` has the run loop,
+one module per data set has its converter).
+"""
+
+from __future__ import annotations
+
+from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
+from umt.data.prepare.maestro import MaestroConverter
+
+CONVERTERS: dict[str, type[Converter]] = {
+    "maestro": MaestroConverter,
+}
+"""Data set name -> converter (the names of :data:`umt.tasks.PAPER_DATASETS`)."""
+
+__all__ = ["CONVERTERS", "Converter", "PrepareSummary", "WorkUnit", "prepare"]

@@ -1,0 +1,232 @@
+"""The run loop shared by the data set converters: plan, convert in parallel, resume, report.
+
+A converter lists *work units* (one recording, one score) from the data set's own metadata and
+turns each into files under ``OUT`` plus one manifest record. Each unit's files are written
+atomically and its record last, to ``OUT/records/NNNNNN.json``, so a killed run loses at most the
+units in flight: rerunning the same command skips the units whose record exists and then writes
+``OUT/manifest.jsonl`` (every record, in the order of the units, so a killed and rerun conversion
+gives the same manifest as an uninterrupted one) and ``OUT/failures.jsonl`` (units that could not
+be converted and why; the exit status is then 1). ``OUT/prepare.json`` records the data set and
+its root: preparing another one into the same folder is refused, never silently overwritten.
+
+Manifest records hold each modality's file under the modality's name (``"audio"``, ``"midi"``,
+``"image"``, ``"lmx"``), relative to the manifest, with ``key``, ``split``, ``piece`` (the data
+set's own name for the recording or score) and, for recordings, ``start_seconds`` and
+``end_seconds`` in the source. ``umt bake MODALITY --manifest OUT/manifest.jsonl`` bakes the
+records that have that modality; audio and MIDI are cut into time-exact windows there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from umt.errors import UserError
+from umt.utils.io import atomic_write_text
+
+FORMAT = "umt-prepare/1"
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One recording or score to convert."""
+
+    key: str
+    split: str
+    piece: str
+    sources: dict[str, str] = field(default_factory=dict)
+    """Input files by role, as paths relative to the data set's root."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Metadata to copy into the record (composer, title, ...)."""
+
+
+class Converter:
+    """A data set's converter: :meth:`units` from its metadata, :meth:`convert` one unit."""
+
+    name = ""
+    description = ""
+
+    def __init__(self, root: Path, out: Path) -> None:
+        self.root = root
+        self.out = out
+
+    def units(self) -> list[WorkUnit]:
+        """Every unit of the data set, in a fixed order (raises UserError for a missing layout)."""
+        raise NotImplementedError
+
+    def convert(self, unit: WorkUnit) -> dict[str, Any]:
+        """Write the unit's files under :attr:`out`; return its manifest record. Raises for a unit
+        that cannot be converted (the message goes to ``failures.jsonl``)."""
+        raise NotImplementedError
+
+
+@dataclass
+class PrepareSummary:
+    units: int
+    skipped: int
+    """Units already converted by an earlier run."""
+    converted: int
+    failures: list[dict[str, str]]
+    manifest: Path
+    seconds: float
+
+
+def prepare(
+    converter: Converter,
+    workers: int = 1,
+    limit: int | None = None,
+    splits: dict[str, str] | None = None,
+    progress: bool = True,
+    on_unit_done: Callable[[str], None] | None = None,
+) -> PrepareSummary:
+    """Convert every unit not done yet (see the module docstring). ``splits`` maps piece ids to the
+    split to use instead of the published one (``--splits``); ``limit`` converts the first N units."""
+    start = time.perf_counter()
+    out = converter.out
+    _claim(out, converter)
+    units = converter.units()
+    if splits is not None:
+        units = [_resplit(unit, splits) for unit in units if unit.piece in splits]
+    if limit is not None:
+        units = units[:limit]
+    _check_keys(units)
+    records_dir = out / "records"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(i, u) for i, u in enumerate(units) if not _record_path(records_dir, i).is_file()]
+    failures: list[dict[str, str]] = []
+    bar = tqdm(total=len(todo), desc=f"preparing {converter.name}", unit="item", disable=not progress)
+    for index, unit, outcome in _run(converter, todo, workers):
+        if isinstance(outcome, dict):
+            atomic_write_text(_record_path(records_dir, index), json.dumps(outcome, sort_keys=True))
+        else:
+            failures.append({"key": unit.key, "piece": unit.piece, "reason": outcome})
+        bar.update()
+        if on_unit_done is not None:
+            on_unit_done(unit.key)
+    bar.close()
+    manifest = _write_manifest(out, records_dir, len(units))
+    atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+    return PrepareSummary(
+        len(units),
+        len(units) - len(todo),
+        len(todo) - len(failures),
+        failures,
+        manifest,
+        time.perf_counter() - start,
+    )
+
+
+def _run(converter: Converter, todo: Sequence[tuple[int, WorkUnit]], workers: int) -> Iterable:
+    """``(index, unit, record or failure reason)`` per unit, in order."""
+    if workers <= 1 or len(todo) <= 1:
+        for index, unit in todo:
+            yield index, unit, _convert_one(converter, unit)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        outcomes = pool.map(_convert_one, [converter] * len(todo), [u for _, u in todo], chunksize=1)
+        for (index, unit), outcome in zip(todo, outcomes):
+            yield index, unit, outcome
+
+
+def _convert_one(converter: Converter, unit: WorkUnit) -> dict[str, Any] | str:
+    try:
+        return converter.convert(unit)
+    except Exception as error:  # a bad unit becomes a listed failure; the others go on
+        message = str(error) or type(error).__name__
+        return message if isinstance(error, UserError | OSError) else f"{type(error).__name__}: {message}"
+
+
+def _record_path(records_dir: Path, index: int) -> Path:
+    return records_dir / f"{index:06d}.json"
+
+
+def _write_manifest(out: Path, records_dir: Path, count: int) -> Path:
+    lines = []
+    for index in range(count):
+        path = _record_path(records_dir, index)
+        if path.is_file():
+            lines.append(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True))
+    manifest = out / "manifest.jsonl"
+    atomic_write_text(manifest, "".join(line + "\n" for line in lines))
+    return manifest
+
+
+def _claim(out: Path, converter: Converter) -> None:
+    """Write ``prepare.json``, or refuse a folder that holds something else."""
+    stamp = {"format": FORMAT, "dataset": converter.name, "root": os.path.abspath(converter.root)}
+    path = out / "prepare.json"
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            found = None
+        if found != stamp:
+            found = found or {}
+            raise UserError(
+                f"holds data prepared from {found.get('dataset')!r} at {found.get('root')!r}; "
+                "choose another --out",
+                out,
+            )
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError("is not empty and was not made by umt data prepare; choose another --out", out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(stamp, indent=2) + "\n")
+
+
+def _resplit(unit: WorkUnit, splits: dict[str, str]) -> WorkUnit:
+    return WorkUnit(unit.key, splits[unit.piece], unit.piece, unit.sources, unit.extra)
+
+
+def _check_keys(units: Sequence[WorkUnit]) -> None:
+    seen: dict[str, str] = {}
+    for unit in units:
+        if seen.setdefault(unit.piece, unit.split) != unit.split:
+            raise UserError(f"piece {unit.piece!r} is in two splits ({seen[unit.piece]}, {unit.split})")
+    keys = [unit.key for unit in units]
+    if len(set(keys)) != len(keys):
+        raise UserError("the data set lists one item twice")
+
+
+def read_splits_file(path: Path, pieces: Iterable[str]) -> dict[str, str]:
+    """Piece id -> split from a U-MusT ``dataset_pair_paths/*.json`` manifest (``{split: [entry,
+    ...]}``): a piece belongs to a split when one of the entry's paths names it (file or folder
+    name, before any ``_suffix`` the paper's code added)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"not a readable splits file ({error})", path) from None
+    if not isinstance(data, dict):
+        raise UserError('expected {"train": [...], "test": [...]}', path)
+    wanted = set(pieces)
+    found: dict[str, str] = {}
+    for split, entries in data.items():
+        for entry in entries if isinstance(entries, list) else []:
+            for name in _names_in(entry):
+                if name in wanted and found.setdefault(name, split) != split:
+                    raise UserError(f"piece {name!r} is in two splits ({found[name]}, {split})", path)
+    return found
+
+
+def _names_in(entry: Any) -> set[str]:
+    strings = [entry] if isinstance(entry, str) else []
+    if isinstance(entry, dict):
+        for value in entry.values():
+            strings += value if isinstance(value, list) else [value]
+    names = set()
+    for text in (s for s in strings if isinstance(s, str)):
+        parts = Path(text).parts
+        for part in parts[-3:]:
+            stem = part.rsplit(".", 1)[0] if "." in part else part
+            names.add(stem)
+            names.add(stem.rsplit("_", 1)[0])
+            names.add(stem.split("_note_events")[0])
+    return names
