@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from umt.cli import main
-from umt.data.prepare import prepare
+from umt.data.prepare import CONVERTERS, prepare
 from umt.data.prepare.base import read_splits_file
 from umt.data.prepare.maestro import SAMPLE_RATE, MaestroConverter
 from umt.errors import UserError
@@ -187,33 +187,121 @@ def test_u_must_split_manifests_replace_the_published_splits(maestro, tmp_path):
     assert [(r["key"], r["split"]) for r in _records(out)] == [(a, "test"), (b, "train")]
 
 
-def test_prepared_maestro_bakes_and_trains_end_to_end(tmp_path):
-    """Prepare -> bake audio (a tiny DAC) and MIDI in the default 20 s windows -> train the tiny
-    experiment on them (with the tiny tokenizers' vocabulary), OMR shards beside."""
-    from tests._inference_fixtures import TINY_VOCAB, make_tokenizer_dirs, tiny_vocab
-    from tests._training_fixtures import make_shards
+def make_score_set(root: Path, layout: str) -> Path:
+    """An OLiMPiC or GrandStaff-LMX folder: ``samples.{train,test}.txt`` and, per sample, a system
+    rendered with Verovio and its LMX (linearized from the same MusicXML). OLiMPiC: two scores of
+    two systems (one score per split), a listed sample whose files are missing and a corrupt PNG;
+    GrandStaff: two samples with plain and distorted JPEGs."""
+    from PIL import Image
+
+    from tests._inference_fixtures import piano_musicxml, render
+    from umt.tokenizers.lmx import linearize_string
+
+    def write(sample: str, seed: int, image_paths: list[str]) -> None:
+        musicxml = piano_musicxml(1 + seed % 2, seed)
+        (root / f"{sample}.lmx").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{sample}.lmx").write_text(" ".join(linearize_string(musicxml)) + "\n")
+        for index, relative in enumerate(image_paths):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            pixels = render(musicxml)
+            Image.fromarray(pixels if index == 0 else (pixels * 0.9).astype(np.uint8)).save(root / relative)
+
+    splits: dict[str, list[str]] = {"train": [], "test": []}
+    if layout == "olimpic":
+        for seed, (score, split) in enumerate((("4904021", "train"), ("4919673", "test"))):
+            for system in ("p1-s1", "p1-s2"):
+                sample = f"samples/{score}/{system}"
+                write(sample, seed * 2 + len(splits[split]), [f"{sample}.png"])
+                splits[split].append(sample)
+        splits["train"].append("samples/4904021/p2-s1")  # listed, never written
+        (root / "samples/4919673/p1-s2.png").write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
+    else:
+        for seed, (sample, split) in enumerate(
+            (
+                ("chopin/preludes/prelude28-7/maj2_down_m-0-4", "train"),
+                ("mozart/sonata/sonata16/min3_up_m-8-12", "test"),
+            )
+        ):
+            write(sample, seed, [f"grandstaff/{sample}.jpg", f"grandstaff/{sample}_distorted.jpg"])
+            splits[split].append(sample)
+    for split, samples in splits.items():
+        (root / f"samples.{split}.txt").write_text("".join(s + "\n" for s in samples))
+    return root
+
+
+def test_olimpic_keeps_scores_in_their_split_and_lists_broken_samples(tmp_path, capsys):
+    pytest.importorskip("verovio")
+    root = make_score_set(tmp_path / "olimpic-1.0-synthetic", "olimpic")
+    out = tmp_path / "olimpic"
+    assert main(["data", "prepare", "olimpic", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "umt: error: samples/4904021/p2-s1: " in err and "no such file" in err
+    assert "umt: error: samples/4919673/p1-s2: " in err and "not a readable image" in err
+    records = _records(out)
+    assert [(r["key"], r["split"], r["piece"]) for r in records] == [
+        ("samples/4904021/p1-s1", "train", "samples/4904021"),
+        ("samples/4904021/p1-s2", "train", "samples/4904021"),
+        ("samples/4919673/p1-s1", "test", "samples/4919673"),
+    ]
+    for record in records:
+        assert (out / record["image"]).read_bytes() == (root / f"{record['key']}.png").read_bytes()
+        assert (out / record["lmx"]).read_text() == (root / f"{record['key']}.lmx").read_text()
+
+
+def test_grandstaff_gives_plain_and_distorted_examples(tmp_path):
+    pytest.importorskip("verovio")
+    root = make_score_set(tmp_path / "grandstaff-lmx.1.0", "grandstaff")
+    summary = prepare(CONVERTERS["grandstaff"](root, tmp_path / "out"), progress=False)
+    assert (summary.converted, summary.failures) == (4, [])
+    keys = [(r["key"], r["split"]) for r in _records(tmp_path / "out")]
+    first, second = "chopin/preludes/prelude28-7/maj2_down_m-0-4", "mozart/sonata/sonata16/min3_up_m-8-12"
+    assert keys == [
+        (first, "train"),
+        (first + ".distorted", "train"),
+        (second, "test"),
+        (second + ".distorted", "test"),
+    ]
+
+
+def test_cli_lists_every_converter():
+    from umt.cli.data import NAMES
+
+    assert sorted(NAMES) == sorted(CONVERTERS)
+
+
+def test_prepared_data_sets_bake_and_train_end_to_end(tmp_path):
+    """GrandStaff-LMX and MAESTRO fixtures -> umt data prepare -> umt bake (tiny RQ-VAE and DAC,
+    LMX, MIDI in the default 20 s windows) -> the tiny experiment trains on them (OMR on grandstaff,
+    AMT on maestro), with the tiny tokenizers' vocabulary."""
+    pytest.importorskip("verovio")
+    from tests._inference_fixtures import TINY_VOCAB, make_tokenizer_dirs
     from umt.data.pipeline import PairedDataset
     from umt.data.shards import ShardSet
     from umt.training.config import compose
     from umt.training.train import train
 
-    root = make_maestro(tmp_path / "maestro", broken=False)
-    data = tmp_path / "data"
-    prepare_args = ["--root", str(root), "--out", str(data), "--workers", "2", "--no-progress"]
-    assert main(["data", "prepare", "maestro", *prepare_args]) == 0
-    shards = make_shards(tmp_path / "shards", tiny_vocab(), {"grandstaff": ("image", "lmx", 6)})
+    downloads = {
+        "maestro": make_maestro(tmp_path / "maestro-v3.0.0", broken=False),
+        "grandstaff": make_score_set(tmp_path / "grandstaff-lmx.1.0", "grandstaff"),
+    }
     tokenizers = make_tokenizer_dirs(tmp_path / "tokenizers", seed=0)
     vocab_file = tmp_path / "vocab.json"
     vocab_file.write_text(json.dumps(TINY_VOCAB))
-    common = ["--manifest", str(data / "manifest.jsonl"), "--vocab", str(vocab_file), "--no-progress"]
-    audio_out, midi_out = shards / "maestro" / "audio", shards / "maestro" / "midi"
-    assert (
-        main(["bake", "audio", "--tokenizer", str(tokenizers["audio"]), "--out", str(audio_out), *common])
-        == 0
-    )
-    assert main(["bake", "midi", "--out", str(midi_out), *common]) == 0
-    amt = PairedDataset(ShardSet(audio_out), ShardSet(midi_out))
+    shards = tmp_path / "shards"
+    bakes = {"maestro": ("audio", "midi"), "grandstaff": ("image", "lmx")}
+    for name, root in downloads.items():
+        data = tmp_path / "data" / name
+        args = ["--root", str(root), "--out", str(data), "--workers", "2", "--no-progress"]
+        assert main(["data", "prepare", name, *args]) == 0
+        for modality in bakes[name]:
+            tokenizer = ["--tokenizer", str(tokenizers[modality])] if modality in tokenizers else []
+            manifest = ["--manifest", str(data / "manifest.jsonl"), "--vocab", str(vocab_file)]
+            out = ["--out", str(shards / name / modality), "--variants", "2", "--no-progress"]
+            assert main(["bake", modality, *tokenizer, *manifest, *out]) == 0
+    amt = PairedDataset(ShardSet(shards / "maestro" / "audio"), ShardSet(shards / "maestro" / "midi"))
     assert [k for k, variant, _ in amt.items if variant == 0] == [f"{stem}@0" for _, stem, *_ in PERFORMANCES]
+    omr = PairedDataset(ShardSet(shards / "grandstaff" / "image"), ShardSet(shards / "grandstaff" / "lmx"))
+    assert omr.num_keys == 4
     run = tmp_path / "run"
     overrides = [
         "experiment=tiny",

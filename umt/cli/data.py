@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAMES = ("maestro",)
+NAMES = ("grandstaff", "maestro", "olimpic")
 """The converters (kept here too so that ``umt --help`` imports nothing heavy)."""
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from umt.errors import UserError
+from umt.errors import InputError, UserError
 from umt.tokenizers.lmx import linearize
 from umt.tokenizers.midi import encode_notes, notes_from_midi
 from umt.vocab import Vocabulary
@@ -34,7 +34,8 @@ def _require(module_name: str, *names: str) -> None:
 
 
 class LmxFileTokenizer:
-    """MusicXML (``.musicxml`` / ``.xml`` / ``.mxl``) -> LMX rows ``[T, K]`` (id in codebook 0)."""
+    """MusicXML (``.musicxml`` / ``.xml`` / ``.mxl``) or an LMX token file (``.lmx``, the paper data
+    sets' format) -> LMX rows ``[T, K]`` (id in codebook 0)."""
 
     modality = "lmx"
     fingerprint = ""
@@ -45,8 +46,12 @@ class LmxFileTokenizer:
 
     def load(self, path: str | Path) -> list[str]:
         """The LMX tokens of the score's default part (as :func:`umt.tokenizers.lmx.linearize` picks:
-        the piano, else the first); raises InputError for unreadable input."""
-
+        the piano, else the first), or of an ``.lmx`` file; raises InputError for unreadable input."""
+        if Path(path).suffix.lower() == ".lmx":
+            try:
+                return Path(path).read_text(encoding="utf-8").split()
+            except UnicodeDecodeError as error:
+                raise InputError(f"not an LMX text file ({error.reason})", path) from None
         tokens = linearize(path)
         return tokens.split() if isinstance(tokens, str) else list(tokens)
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
 from umt.data.prepare.maestro import MaestroConverter
+from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
 
 CONVERTERS: dict[str, type[Converter]] = {
+    "grandstaff": GrandStaffConverter,
     "maestro": MaestroConverter,
+    "olimpic": OlimpicConverter,
 }
 """Data set name -> converter (the names of :data:`umt.tasks.PAPER_DATASETS`)."""
 
