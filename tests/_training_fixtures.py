@@ -8,7 +8,7 @@ import numpy as np
 
 from tests._vocab import TINY_VOCAB, tiny_vocab  # noqa: F401  (re-exported for the training tests)
 from umt.data.shards import ShardInfo, ShardWriter
-from umt.data.windows import WINDOW_SECONDS, has_time_axis, window_key
+from umt.modalities.windows import WINDOW_SECONDS, has_time_axis, window_key
 from umt.vocab import Vocabulary
 
 

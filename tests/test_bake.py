@@ -30,8 +30,8 @@ from umt.data.bake import (
     read_manifest,
 )
 from umt.data.shards import ShardSet, _read_header
-from umt.data.windows import has_time_axis, window_key
 from umt.errors import InputError, UserError
+from umt.modalities.windows import has_time_axis, window_key
 from umt.tokenizers import registry as tokenizer_registry
 from umt.utils.registry import Registry
 from umt.vocab import default_vocabulary

@@ -15,7 +15,7 @@ from tests.test_bake import FakeAudioTokenizer
 from umt.data.bake import bake_files
 from umt.data.pipeline import PairedDataset
 from umt.data.shards import ShardSet
-from umt.data.windows import check_window_seconds, sample_windows, split_window_key, window_key
+from umt.modalities.windows import check_window_seconds, sample_windows, split_window_key, window_key
 from umt.tokenizers.audio import AudioTokenizer
 from umt.tokenizers.midi import Note, decode_segments, notes_from_midi
 from umt.tokenizers.rule_based import MidiFileTokenizer

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError
+from umt.modalities.windows import WINDOW_SECONDS
 from umt.models.translator import Translator, TranslatorConfig
 from umt.utils.io import atomic_path, atomic_write_text
 from umt.vocab import Vocabulary, vocabulary_from_dict

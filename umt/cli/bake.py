@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from umt.data.windows import WINDOW_SECONDS  # light, as the specs
 from umt.modalities import MODALITY_SPECS  # light: the specs import no tokenizer
+from umt.modalities.windows import WINDOW_SECONDS  # light, as the specs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from umt.cli import report_failures
     from umt.data.bake import VariantChoice
-    from umt.data.windows import check_window_seconds
     from umt.errors import UserError
+    from umt.modalities.windows import check_window_seconds
     from umt.tokenizers.registry import load_tokenizer
 
     choice = VariantChoice.parse(args.variants)

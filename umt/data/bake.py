@@ -45,8 +45,14 @@ import torch
 from tqdm.auto import tqdm
 
 from umt.data.shards import ShardInfo, ShardSet, ShardWriter
-from umt.data.windows import WINDOW_SECONDS, check_window_seconds, has_time_axis, split_window_key, window_key
 from umt.errors import InputError, UserError
+from umt.modalities.windows import (
+    WINDOW_SECONDS,
+    check_window_seconds,
+    has_time_axis,
+    split_window_key,
+    window_key,
+)
 from umt.utils.io import atomic_write_text
 from umt.vocab import Vocabulary
 
@@ -300,7 +306,7 @@ class LoadedEntry:
 @dataclass
 class TokenizedEntry:
     """One input's items ``(key, variant, rows [T, K])``, or why it failed. The key is the entry's,
-    or for a time-axis modality that of each window (:func:`umt.data.windows.window_key`)."""
+    or for a time-axis modality that of each window (:func:`umt.modalities.windows.window_key`)."""
 
     entry: ManifestEntry
     items: list[tuple[str, int, np.ndarray]] = field(default_factory=list)

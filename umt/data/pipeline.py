@@ -28,7 +28,7 @@ trainer consumes (each batch carries its ``batch_index``); its state is what goe
 restores its own), not the state of workers that have prefetched ahead.
 
 **No cutting.** Examples are never cut while training. Audio and MIDI are baked in time-exact
-windows of ``data.window_seconds`` (:mod:`umt.data.windows`), so an audio window and the MIDI
+windows of ``data.window_seconds`` (:mod:`umt.modalities.windows`), so an audio window and the MIDI
 window of the same seconds pair by key; pairs without a shared time axis (image <-> LMX, image
 <-> audio) are whole items, and a time-axis file longer than one window does not pair with a whole
 image. Items longer than the limits (``max_len`` per modality, content rows without SOS/EOS, and
@@ -51,8 +51,8 @@ import numpy as np
 import torch
 
 from umt.data.shards import ShardSet
-from umt.data.windows import has_time_axis, split_window_key, window_key
 from umt.errors import InputError
+from umt.modalities.windows import has_time_axis, split_window_key, window_key
 from umt.tasks import Mixture, get_task
 from umt.vocab import PAD_ID, Vocabulary
 

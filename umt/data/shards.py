@@ -11,7 +11,7 @@ augmentation *variant* (e.g. one of the 32 pixel shifts of an image)::
               vocab_hash      Vocabulary.layout_hash of the ids
               tokenizer_hash  fingerprint of the tokenizer that made them ("" for rule-based ones)
               window_seconds  for a modality with a time axis (audio, MIDI): the wall-clock window
-                              each item covers (:mod:`umt.data.windows`); absent otherwise
+                              each item covers (:mod:`umt.modalities.windows`); absent otherwise
               keys            JSON list of item keys (usually the input file's manifest key)
               variants        JSON list of variant numbers, one per item
 

@@ -29,7 +29,6 @@ outputs atomically once everything for it has succeeded.
 
 from __future__ import annotations
 
-from umt.data.windows import WINDOW_SECONDS
 from umt.inference.files import TranslateSummary, file_tasks, output_stems, translate_files
 from umt.inference.generation import Generated, GenerationConfig, select_device
 from umt.inference.inputs import (
@@ -43,6 +42,7 @@ from umt.inference.inputs import (
 )
 from umt.inference.modality_files import midi_writer, png_writer, score_files, text_writer, wav_writer
 from umt.inference.pipeline import CascadeResult, TranslationPipeline
+from umt.modalities.windows import WINDOW_SECONDS
 
 __all__ = [
     "WINDOW_SECONDS",

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from umt.data.systems import staff_height as fallback_staff_height
-from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError, InputError, UserError
 from umt.inference.generation import (
     Generated,
@@ -28,6 +27,7 @@ from umt.inference.inputs import (
     stack_images,
     to_gray,
 )
+from umt.modalities.windows import WINDOW_SECONDS
 from umt.pretrained import from_pretrained, read_config
 from umt.tasks import TASKS as REGISTERED_TASKS
 from umt.tasks import get_task

@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from umt.data.windows import sample_windows
 from umt.errors import CheckpointError, InputError, UserError
+from umt.modalities.windows import sample_windows
 from umt.models.dac import DAC, DACConfig, normalise_state_dict_keys
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 from umt.vocab import Vocabulary
@@ -244,7 +244,7 @@ class AudioTokenizer:
         return load_audio(path, self.sample_rate)
 
     def windows(self, x: torch.Tensor, seconds: float, vocab: Vocabulary | None = None) -> list[torch.Tensor]:
-        """``x [1, T]`` cut into ``seconds`` windows, exact sample slices (:mod:`umt.data.windows`; a
+        """``x [1, T]`` cut into ``seconds`` windows, exact sample slices (:mod:`umt.modalities.windows`; a
         last window shorter than one codec frame is left out unless it is the only one)."""
         bounds = sample_windows(x.shape[-1], self.sample_rate, seconds, min_samples=self.hop_length)
         return [x[..., start:stop] for start, stop in bounds]

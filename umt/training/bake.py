@@ -33,8 +33,8 @@ from umt.data.bake import (
     write_failures_report,
 )
 from umt.data.shards import ShardInfo
-from umt.data.windows import WINDOW_SECONDS
 from umt.errors import UserError
+from umt.modalities.windows import WINDOW_SECONDS
 from umt.vocab import Vocabulary
 
 

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from umt.data.windows import WINDOW_SECONDS
+from umt.modalities.windows import WINDOW_SECONDS
 from umt.vocab import VocabConfig
 
 
@@ -89,7 +89,7 @@ class DataNode:
     """Content rows per modality (no SOS/EOS); longer examples are skipped and counted (never cut:
     audio and MIDI come in ``window_seconds`` windows from baking)."""
     window_seconds: float = WINDOW_SECONDS
-    """The wall-clock window of audio and MIDI items (:mod:`umt.data.windows`): the shards must have
+    """The wall-clock window of audio and MIDI items (:mod:`umt.modalities.windows`): the shards must have
     been baked with it, and the exported model translates in windows of this length."""
     tokenizer_hashes: NeuralModalityNode = field(default_factory=lambda: NeuralModalityNode())
     """Expected tokenizer fingerprints by modality (shards with another one are refused)."""

@@ -20,8 +20,8 @@ import torch
 from umt.data.pipeline import MixtureSampler, MixtureStream, PairedDataset, build_stream_specs
 from umt.data.shards import ShardSet
 from umt.data.storage import is_remote, local_shard_dir
-from umt.data.windows import WINDOW_SECONDS, has_time_axis
 from umt.errors import CheckpointError, UserError
+from umt.modalities.windows import WINDOW_SECONDS, has_time_axis
 from umt.tasks import Mixture, get_task
 from umt.training.distributed import gather_from_ranks
 from umt.vocab import Vocabulary

@@ -36,8 +36,8 @@ import lightning.pytorch as pl
 import torch
 from torch.distributed.fsdp import FullyShardedDataParallel
 
-from umt.data.windows import WINDOW_SECONDS
 from umt.errors import CheckpointError, UserError
+from umt.modalities.windows import WINDOW_SECONDS
 from umt.models.translator import Translator, TranslatorConfig
 from umt.tokenizers.folders import fit_problem
 from umt.training.config import OptimNode

@@ -7,7 +7,7 @@ split, year, midi_filename, audio_filename, duration``; splits ``train``, ``vali
 Each performance becomes ``audio/SPLIT/STEM.flac`` (mono, 44.1 kHz, 16-bit: what the codec reads)
 and ``midi/SPLIT/STEM.mid`` (the performance's MIDI file, checked to be readable),
 one record with ``start_seconds`` 0 and ``end_seconds`` the recording's length. Baking cuts both
-into the same time-exact windows (:mod:`umt.data.windows`).
+into the same time-exact windows (:mod:`umt.modalities.windows`).
 """
 
 from __future__ import annotations
