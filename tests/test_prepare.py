@@ -3,7 +3,6 @@ downloaded) -> files and a manifest that baking and training read unchanged."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import soundfile
 from umt.cli import main
 from umt.data.prepare import CONVERTERS, prepare
 from umt.data.prepare.base import read_splits_file
-from umt.data.prepare.maestro import SAMPLE_RATE, MaestroConverter
+from umt.data.prepare.maestro import SAMPLE_RATE, MaestroConverter, write_metadata
 from umt.errors import UserError
 from umt.tokenizers.midi import notes_from_midi
 
@@ -58,20 +57,7 @@ def make_maestro(root: Path, broken: bool = True) -> Path:
         wav = (root / "2004" / f"{PERFORMANCES[0][1]}.wav").read_bytes()
         (root / "2004" / "cut.wav").write_bytes(wav[:30])  # a header cut short
         rows.append(["Y", "Truncated", "test", "2004", "2004/cut.midi", "2004/cut.wav", 2.5])
-    with (root / "maestro-v3.0.0.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "canonical_composer",
-                "canonical_title",
-                "split",
-                "year",
-                "midi_filename",
-                "audio_filename",
-                "duration",
-            ]
-        )
-        writer.writerows(rows)
+    write_metadata(root, rows)
     return root
 
 

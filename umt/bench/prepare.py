@@ -18,7 +18,6 @@ the converter's other fixed cost) is timed on its own too, so the Python left ov
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ RATE = 44100
 
 def make_fixture(root: Path, minutes: float, pieces: int, seed: int = 0) -> list[Path]:
     """A MAESTRO-layout folder with ``pieces`` performances totalling ``minutes`` of audio."""
+    from umt.data.prepare.maestro import write_metadata
     from umt.tokenizers.midi import Note, notes_to_midi
 
     rng = np.random.default_rng(seed)
@@ -51,20 +51,7 @@ def make_fixture(root: Path, minutes: float, pieces: int, seed: int = 0) -> list
         split = ("train", "validation", "test")[index % 3]
         rows.append(["C", f"P{index}", split, "2004", f"2004/{stem}.midi", f"2004/{stem}.wav", seconds])
         wavs.append(wav)
-    with (root / "maestro-v3.0.0.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "canonical_composer",
-                "canonical_title",
-                "split",
-                "year",
-                "midi_filename",
-                "audio_filename",
-                "duration",
-            ]
-        )
-        writer.writerows(rows)
+    write_metadata(root, rows)
     return wavs
 
 

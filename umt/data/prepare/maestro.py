@@ -26,7 +26,26 @@ from umt.tokenizers.midi import notes_from_midi
 from umt.utils.io import atomic_path, atomic_write_bytes
 
 SAMPLE_RATE = 44100
-COLUMNS = ("canonical_composer", "canonical_title", "split", "year", "midi_filename", "audio_filename")
+COLUMNS = (
+    "canonical_composer",
+    "canonical_title",
+    "split",
+    "year",
+    "midi_filename",
+    "audio_filename",
+    "duration",
+)
+METADATA_FILE = "maestro-v3.0.0.csv"
+
+
+def write_metadata(root: Path, rows: list[list[Any]]) -> Path:
+    """``ROOT/maestro-v3.0.0.csv`` with :data:`COLUMNS` (fixtures of the tests and benchmarks)."""
+    path = root / METADATA_FILE
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    return path
 
 
 class MaestroConverter(Converter):
