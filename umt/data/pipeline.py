@@ -151,9 +151,10 @@ def _key_joiner(source: ShardSet, target: ShardSet, target_keys: Mapping[str, An
 
     def from_window(key: str) -> str | None:
         base, index = split_window_key(key)
+        if index != 0:
+            return None  # a later window of a recording: never the whole of it
         if source_windows.get(base, 0) > 1:
-            if index == 0:
-                skipped["spans several windows"] = skipped.get("spans several windows", 0) + 1
+            skipped["spans several windows"] = skipped.get("spans several windows", 0) + 1
             return None
         return base if base in target_keys else None
 
