@@ -13,7 +13,8 @@ import soundfile
 from umt.cli import main
 from umt.data.prepare import CONVERTERS, prepare
 from umt.data.prepare.base import read_splits_file
-from umt.data.prepare.maestro import SAMPLE_RATE, MaestroConverter, write_metadata
+from umt.data.prepare.maestro import MaestroConverter, write_metadata
+from umt.data.prepare.recordings import SAMPLE_RATE
 from umt.errors import UserError
 from umt.tokenizers.midi import notes_from_midi
 
@@ -301,3 +302,39 @@ def test_prepared_data_sets_bake_and_train_end_to_end(tmp_path):
     ]
     train(compose(overrides))
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_slakh_takes_its_splits_from_folders_and_leaves_omitted_out(tmp_path, capsys):
+    """Slakh2100 redux: TrackNNNNN folders with mix.flac and all_src.mid under train/validation/test
+    (and omitted); a piano and a drum track, a track without its MIDI."""
+    import pretty_midi
+
+    root = tmp_path / "slakh2100_flac_redux"
+    tracks = {"train": ["Track00001", "Track00003"], "test": ["Track01876"], "omitted": ["Track00002"]}
+    for split, names in tracks.items():
+        for index, name in enumerate(names):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            t = np.arange(int(1.5 * 22050)) / 22050
+            soundfile.write(
+                str(folder / "mix.flac"), (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 22050
+            )
+            if name == "Track00003":
+                continue  # no MIDI
+            midi = pretty_midi.PrettyMIDI()
+            piano = pretty_midi.Instrument(program=0)
+            piano.notes.append(pretty_midi.Note(velocity=90, pitch=60 + index, start=0.1, end=0.9))
+            drums = pretty_midi.Instrument(program=0, is_drum=True)
+            drums.notes.append(pretty_midi.Note(velocity=90, pitch=36, start=0.5, end=0.6))
+            midi.instruments += [piano, drums]
+            midi.write(str(folder / "all_src.mid"))
+    out = tmp_path / "slakh"
+    assert main(["data", "prepare", "slakh", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
+    assert "umt: error: Track00003: " in capsys.readouterr().err
+    records = _records(out)
+    assert [(r["key"], r["split"]) for r in records] == [("Track00001", "train"), ("Track01876", "test")]
+    for record in records:
+        samples, rate = soundfile.read(str(out / record["audio"]))
+        assert rate == SAMPLE_RATE and abs(len(samples) - 1.5 * SAMPLE_RATE) <= 2  # resampled from 22.05 kHz
+        notes = notes_from_midi(out / record["midi"])
+        assert sorted(n.is_drum for n in notes) == [False, True]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAMES = ("grandstaff", "maestro", "olimpic")
+NAMES = ("grandstaff", "maestro", "olimpic", "slakh")
 """The converters (kept here too so that ``umt --help`` imports nothing heavy)."""
 
 

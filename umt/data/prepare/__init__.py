@@ -8,11 +8,13 @@ from __future__ import annotations
 from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
 from umt.data.prepare.maestro import MaestroConverter
 from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
+from umt.data.prepare.slakh import SlakhConverter
 
 CONVERTERS: dict[str, type[Converter]] = {
     "grandstaff": GrandStaffConverter,
     "maestro": MaestroConverter,
     "olimpic": OlimpicConverter,
+    "slakh": SlakhConverter,
 }
 """Data set name -> converter (the names of :data:`umt.tasks.PAPER_DATASETS`)."""
 
