@@ -44,11 +44,12 @@ def has_time_axis(modality: str) -> bool:
     return spec is not None and spec.frames_per_second is not None
 
 
-def check_window_seconds(seconds: float) -> float:
-    """``seconds`` as a float, refused (ValueError) unless a positive multiple of 10 ms."""
+def check_window_seconds(seconds: float, name: str = "window_seconds") -> float:
+    """``seconds`` as a float, refused (ValueError) unless a positive multiple of 10 ms (the MIDI
+    tick: a window holds a whole number of them)."""
     seconds = float(seconds)
     if not math.isfinite(seconds) or seconds <= 0 or abs(seconds * 100 - round(seconds * 100)) > 1e-6:
-        raise ValueError(f"window_seconds must be a positive multiple of 0.01 s, got {seconds}")
+        raise ValueError(f"{name} must be a positive multiple of 0.01 s (a multiple of 10 ms), got {seconds}")
     return seconds
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from umt.errors import InputError
+from umt.modalities.windows import check_window_seconds
 from umt.utils.io import atomic_write_bytes
 from umt.vocab import PAD_ID, Vocabulary
 
@@ -103,9 +104,7 @@ def seconds_to_ticks(seconds: float) -> int:
 
 def segment_ticks(segment_seconds: float, vocab: Vocabulary) -> int:
     """Segment length in ticks; every event inside a segment must fit the shift range."""
-    ticks = seconds_to_ticks(segment_seconds)
-    if ticks < 1 or abs(ticks - segment_seconds * TICKS_PER_SECOND) > 1e-6:
-        raise ValueError(f"segment_seconds must be a positive multiple of 10 ms, got {segment_seconds}")
+    ticks = seconds_to_ticks(check_window_seconds(segment_seconds, "segment_seconds"))
     max_shift = vocab["midi/shift"].size - 1
     if ticks > max_shift + 1:
         raise ValueError(

@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from umt.errors import UserError
+from umt.errors import InputError, UserError
 from umt.utils.io import atomic_write_text
 
 FORMAT = "umt-prepare/1"
@@ -53,10 +53,26 @@ class Converter:
 
     name = ""
     description = ""
+    missing_source = "named in the metadata, but no such file"
+    """What a missing input file is called (``failures.jsonl``)."""
 
     def __init__(self, root: Path, out: Path) -> None:
         self.root = root
         self.out = out
+
+    def source_files(self, unit: WorkUnit) -> dict[str, Path]:
+        """The unit's input files by role; InputError naming the first one that is missing."""
+        files = {role: self.root / relative for role, relative in unit.sources.items()}
+        for path in files.values():
+            if not path.is_file():
+                raise InputError(self.missing_source, path)
+        return files
+
+    def output_path(self, modality: str, unit: WorkUnit, suffix: str) -> Path:
+        """``MODALITY/SPLIT/KEY{suffix}``, relative to :attr:`out` (its folder is made)."""
+        relative = Path(modality) / unit.split / f"{unit.key}{suffix}"
+        (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
+        return relative
 
     def units(self) -> list[WorkUnit]:
         """Every unit of the data set, in a fixed order (raises UserError for a missing layout)."""

@@ -27,17 +27,12 @@ class RecordingConverter(Converter):
     """Converts units whose ``sources`` name an ``audio`` and a ``midi`` file."""
 
     def convert(self, unit: WorkUnit) -> dict[str, Any]:
-        audio_in = self.root / unit.sources["audio"]
-        midi_in = self.root / unit.sources["midi"]
-        for path in (audio_in, midi_in):
-            if not path.is_file():
-                raise InputError("named in the metadata, but no such file", path)
+        sources = self.source_files(unit)
+        audio_in, midi_in = sources["audio"], sources["midi"]
         notes_from_midi(midi_in)  # refuses a truncated or corrupt file (InputError)
         samples = read_mono(audio_in, SAMPLE_RATE)
-        audio = Path("audio") / unit.split / f"{unit.key}.flac"
-        midi = Path("midi") / unit.split / f"{unit.key}.mid"
-        for relative in (audio, midi):
-            (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
+        audio = self.output_path("audio", unit, ".flac")
+        midi = self.output_path("midi", unit, ".mid")
         with atomic_path(self.out / audio, suffix=".flac") as tmp:
             soundfile.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
         atomic_write_bytes(self.out / midi, midi_in.read_bytes())  # the recording's own file

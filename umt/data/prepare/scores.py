@@ -30,6 +30,8 @@ SPLIT_FILES = ("train", "dev", "test")
 class SampleListConverter(Converter):
     """A data set of samples listed in ``samples.SPLIT.txt`` (see the module docstring)."""
 
+    missing_source = "listed in the split file, but no such file"
+
     def images(self, sample: str) -> dict[str, str]:
         """Example key suffix ("" for the sample itself) -> image path relative to the root."""
         raise NotImplementedError
@@ -65,20 +67,16 @@ class SampleListConverter(Converter):
         return units
 
     def convert(self, unit: WorkUnit) -> dict[str, Any]:
-        image_in = self.root / unit.sources["image"]
-        lmx_in = self.root / unit.sources["lmx"]
-        for path in (image_in, lmx_in):
-            if not path.is_file():
-                raise InputError("listed in the split file, but no such file", path)
+        sources = self.source_files(unit)
+        image_in, lmx_in = sources["image"], sources["lmx"]
         _check_image(image_in)
         lmx_text = lmx_in.read_text(encoding="utf-8", errors="strict")
         if not lmx_text.split():
             raise InputError("holds no LMX tokens", lmx_in)
-        image = Path("image") / unit.split / f"{unit.key}{image_in.suffix.lower()}"
-        lmx = Path("lmx") / unit.split / f"{unit.key}.lmx"
-        for relative, data in ((image, image_in.read_bytes()), (lmx, lmx_text.encode("utf-8"))):
-            (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.out / relative, data)
+        image = self.output_path("image", unit, image_in.suffix.lower())
+        lmx = self.output_path("lmx", unit, ".lmx")
+        atomic_write_bytes(self.out / image, image_in.read_bytes())
+        atomic_write_bytes(self.out / lmx, lmx_text.encode("utf-8"))
         return {
             "key": unit.key,
             "split": unit.split,
