@@ -41,7 +41,7 @@ from umt.tokenizers.image import (
     unflatten_with_repairs,
 )
 from umt.tokenizers.lmx import Delinearized, delinearize, parse_lmx_text
-from umt.tokenizers.midi import Note, decode_segments_with_problems, encode_notes, notes_from_midi
+from umt.tokenizers.midi import Note, decode_segments_with_problems, encode_windows, notes_from_midi
 from umt.vocab import Vocabulary, vocabulary_from_dict
 
 
@@ -258,15 +258,10 @@ class TranslationPipeline:
         SOS and EOS around every source, as in training)."""
         if not notes:
             raise InputError("holds no notes", name)
-        eos = self.vocab.eos("midi")
-        segments = encode_notes(notes, self.vocab, self.window_seconds)
+        windows = encode_windows(notes, self.vocab, self.window_seconds)
         return [
-            self._check_source(
-                self.vocab.single_stream_rows(ids[:-1] if ids[-1:] == [eos] else ids),
-                f"MIDI segment {i}",
-                name,
-            )
-            for i, ids in enumerate(segments)
+            self._check_source(self.vocab.single_stream_rows(ids), f"MIDI segment {i}", name)
+            for i, ids in enumerate(windows)
         ]
 
     def load_notes(self, source: Any, name: str = "<midi>") -> list[Note]:

@@ -198,6 +198,12 @@ def encode_notes(notes: Iterable[Note], vocab: Vocabulary, segment_seconds: floa
     return segments
 
 
+def encode_windows(notes: Iterable[Note], vocab: Vocabulary, window_seconds: float = 20.0) -> list[list[int]]:
+    """:func:`encode_notes` without each segment's closing EOS: the ids of one time window as a
+    model reads or writes them (the batch frames every sequence with its own SOS and EOS)."""
+    return [segment[:-1] for segment in encode_notes(notes, vocab, window_seconds)]
+
+
 def normalize_notes(notes: Iterable[Note]) -> list[Note]:
     """What :func:`decode_segments` returns for :func:`encode_notes` of ``notes``, sorted.
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from umt.errors import InputError, UserError
 from umt.tokenizers.lmx import linearize
-from umt.tokenizers.midi import encode_notes, notes_from_midi
+from umt.tokenizers.midi import encode_windows, notes_from_midi
 from umt.vocab import Vocabulary
 
 
@@ -66,7 +66,7 @@ class MidiFileTokenizer:
     """A MIDI file -> MIDI event rows ``[T, K]`` (id in codebook 0), one item per time window.
 
     :meth:`windows` cuts a piece into ``seconds`` windows with
-    :func:`umt.tokenizers.midi.encode_notes` (segment ``i`` covers seconds ``[W i, W (i + 1))``,
+    :func:`umt.tokenizers.midi.encode_windows` (segment ``i`` covers seconds ``[W i, W (i + 1))``,
     notes sounding at its start in its tie section, shifts counted from its start). A window's rows
     are its segment without the EOS id: the training batch adds SOS and EOS around it, so no
     example holds an EOS in the middle.
@@ -83,11 +83,7 @@ class MidiFileTokenizer:
 
     def windows(self, notes: Any, seconds: float, vocab: Vocabulary) -> list[list[int]]:
         """The id list of each ``seconds`` window's segment, without its EOS."""
-        eos = vocab.eos("midi")
-        return [
-            segment[:-1] if segment and segment[-1] == eos else segment
-            for segment in encode_notes(notes, vocab, seconds)
-        ]
+        return encode_windows(notes, vocab, seconds)
 
     def variants(self, window: Any) -> list[Any]:
         return [window]
