@@ -124,6 +124,9 @@ def test_killed_conversion_rerun_gives_the_same_manifest_and_a_finished_one_is_a
 
 
 def test_never_overwrites_another_folder(maestro, tmp_path):
+    # A folder that is not the data set: one line, and --out is not even made.
+    assert main(["data", "prepare", "olimpic", "--root", str(maestro), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -132,7 +135,9 @@ def test_never_overwrites_another_folder(maestro, tmp_path):
     other = tmp_path / "other"
     prepare(MaestroConverter(maestro, other), limit=1, progress=False)
     with pytest.raises(UserError, match="holds data prepared from 'maestro' at"):
-        prepare(MaestroConverter(tmp_path, other), progress=False)
+        prepare(
+            MaestroConverter(make_maestro(tmp_path / "another copy", broken=False), other), progress=False
+        )
 
 
 def test_u_must_split_manifests_replace_the_published_splits(maestro, tmp_path):

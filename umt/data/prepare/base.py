@@ -107,8 +107,8 @@ def prepare(
     split to use instead of the published one (``--splits``); ``limit`` converts the first N units."""
     start = time.perf_counter()
     out = converter.out
+    units = converter.units()  # a folder that is not the data set is refused before --out is made
     _claim(out, converter)
-    units = converter.units()
     if splits is not None:
         units = [_resplit(unit, splits) for unit in units if unit.piece in splits]
     if limit is not None:

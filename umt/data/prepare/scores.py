@@ -43,7 +43,8 @@ class SampleListConverter(Converter):
         files = [(split, self.root / f"samples.{split}.txt") for split in SPLIT_FILES]
         if not any(path.is_file() for _, path in files):
             raise UserError(
-                f"no samples.{{{','.join(SPLIT_FILES)}}}.txt: not a {self.name} folder", self.root
+                f"no samples.{{{','.join(SPLIT_FILES)}}}.txt: not the {self.name} data set's layout",
+                self.root,
             )
         units = []
         for split, path in files:
