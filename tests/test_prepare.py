@@ -343,3 +343,79 @@ def test_slakh_takes_its_splits_from_folders_and_leaves_omitted_out(tmp_path, ca
         assert rate == SAMPLE_RATE and abs(len(samples) - 1.5 * SAMPLE_RATE) <= 2  # resampled from 22.05 kHz
         notes = notes_from_midi(out / record["midi"])
         assert sorted(n.is_drum for n in notes) == [False, True]
+
+
+def _tone_and_midi(wav: Path, midi_path: Path | None, pitch: int, seconds: float = 1.5, rate: int = 44100):
+    """A sine tone at ``pitch`` from 0.2 s to 1.0 s, and (when a path is given) its MIDI."""
+    import pretty_midi
+
+    t = np.arange(int(seconds * rate)) / rate
+    wave = np.where((t >= 0.2) & (t < 1.0), 0.2 * np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t), 0.0)
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(wav), wave.astype(np.float32), rate, subtype="PCM_16")
+    if midi_path is not None:
+        midi = pretty_midi.PrettyMIDI()
+        strings = pretty_midi.Instrument(program=40)
+        strings.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=0.2, end=1.0))
+        midi.instruments.append(strings)
+        midi_path.parent.mkdir(parents=True, exist_ok=True)
+        midi.write(str(midi_path))
+
+
+def test_musicnet_reads_the_em_labels_and_leaves_out_recordings_without_them(tmp_path, capsys):
+    """MusicNet's train_data/test_data WAVs with MusicNet-EM's MIDI (nested musicnet_em/musicnet_em,
+    as some copies unpack), the metadata CSV; 2194 has no EM label (as in the release), 2628's label
+    is truncated."""
+    root = tmp_path / "musicnet"
+    labels = root / "musicnet_em" / "musicnet_em"
+    for folder, key, pitch in (
+        ("train_data", "1727", 62),
+        ("train_data", "2194", 64),
+        ("test_data", "2191", 67),
+        ("test_data", "2628", 69),
+    ):
+        _tone_and_midi(root / folder / f"{key}.wav", None if key == "2194" else labels / f"{key}.mid", pitch)
+    (labels / "2628.mid").write_bytes((labels / "2628.mid").read_bytes()[:20])
+    (root / "musicnet_metadata.csv").write_text(
+        "id,composer,composition,movement,ensemble,source,transcriber,catalog_name,seconds\n"
+        "1727,Schubert,Piano Quintet in A major,2. Andante,Piano Quintet,European Archive,x,D667,447\n"
+    )
+    out = tmp_path / "out"
+    assert main(["data", "prepare", "musicnet", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "2 converted, 1 failed, 1 left out (left_out.jsonl)" in err
+    assert "umt: error: 2628: " in err
+    records = _records(out)
+    assert [(r["key"], r["split"]) for r in records] == [("1727", "train"), ("2191", "test")]
+    assert records[0]["composer"] == "Schubert" and records[0]["ensemble"] == "Piano Quintet"
+    assert notes_from_midi(out / records[1]["midi"]) == notes_from_midi(labels / "2191.mid")
+    left_out = [json.loads(line) for line in (out / "left_out.jsonl").read_text().splitlines()]
+    assert [row["key"] for row in left_out] == ["2194"]
+    # U-MusT's dataset_pair_paths/musicnet.json names recordings by their EM note-event files.
+    splits_file = tmp_path / "musicnet.json"
+    splits_file.write_text(
+        json.dumps(
+            {
+                "train": [
+                    {"dac": ["test_data/2191_augmented_0.dac"], "npy": "musicnet_em/2191_note_events.npy"}
+                ],
+                "test": [
+                    {"dac": ["train_data/1727_augmented_0.dac"], "npy": "musicnet_em/1727_note_events.npy"}
+                ],
+            }
+        )
+    )
+    args = [
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "resplit"),
+        "--splits",
+        str(splits_file),
+        "--no-progress",
+    ]
+    assert main(["data", "prepare", "musicnet", *args]) == 0
+    assert [(r["key"], r["split"]) for r in _records(tmp_path / "resplit")] == [
+        ("1727", "test"),
+        ("2191", "train"),
+    ]

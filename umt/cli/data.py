@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAMES = ("grandstaff", "maestro", "olimpic", "slakh")
+NAMES = ("grandstaff", "maestro", "musicnet", "olimpic", "slakh")
 """The converters (kept here too so that ``umt --help`` imports nothing heavy)."""
 
 
@@ -64,7 +64,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     summary = prepare(converter, args.workers, args.limit, splits, progress=not args.no_progress)
     print(
         f"umt data prepare: {summary.units} items, {summary.skipped} already done, {summary.converted} "
-        f"converted, {len(summary.failures)} failed in {summary.seconds:.1f} s -> {summary.manifest}",
+        f"converted, {len(summary.failures)} failed{_left_out(summary.left_out)} in {summary.seconds:.1f} s "
+        f"-> {summary.manifest}",
         file=sys.stderr,
     )
     return report_failures({f["key"]: f["reason"] for f in summary.failures})
+
+
+def _left_out(rows: list[dict[str, str]]) -> str:
+    return f", {len(rows)} left out (left_out.jsonl)" if rows else ""

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
 from umt.data.prepare.maestro import MaestroConverter
+from umt.data.prepare.musicnet import MusicNetConverter
 from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
 from umt.data.prepare.slakh import SlakhConverter
 
 CONVERTERS: dict[str, type[Converter]] = {
     "grandstaff": GrandStaffConverter,
     "maestro": MaestroConverter,
+    "musicnet": MusicNetConverter,
     "olimpic": OlimpicConverter,
     "slakh": SlakhConverter,
 }

@@ -6,8 +6,10 @@ atomically and its record last, to ``OUT/records/NNNNNN.json``, so a killed run 
 units in flight: rerunning the same command skips the units whose record exists and then writes
 ``OUT/manifest.jsonl`` (every record, in the order of the units, so a killed and rerun conversion
 gives the same manifest as an uninterrupted one) and ``OUT/failures.jsonl`` (units that could not
-be converted and why; the exit status is then 1). ``OUT/prepare.json`` records the data set and
-its root: preparing another one into the same folder is refused, never silently overwritten.
+be converted and why; the exit status is then 1), and ``OUT/left_out.jsonl`` (items the converter
+leaves out by design, such as recordings without labels; not failures). ``OUT/prepare.json``
+records the data set and its root: preparing another one into the same folder is refused, never
+silently overwritten.
 
 Manifest records hold each modality's file under the modality's name (``"audio"``, ``"midi"``,
 ``"image"``, ``"lmx"``), relative to the manifest, with ``key``, ``split``, ``piece`` (the data
@@ -59,6 +61,10 @@ class Converter:
     def __init__(self, root: Path, out: Path) -> None:
         self.root = root
         self.out = out
+        self.left_out: list[dict[str, str]] = []
+        """Set by :meth:`units`: items of the data set it leaves out by design, with why (``key``,
+        ``piece``, ``reason``): not failures (MusicNet recordings that MusicNet-EM has no labels
+        for, say); written to ``OUT/left_out.jsonl``."""
 
     def source_files(self, unit: WorkUnit) -> dict[str, Path]:
         """The unit's input files by role; InputError naming the first one that is missing."""
@@ -93,6 +99,7 @@ class PrepareSummary:
     failures: list[dict[str, str]]
     manifest: Path
     seconds: float
+    left_out: list[dict[str, str]] = field(default_factory=list)
 
 
 def prepare(
@@ -129,7 +136,8 @@ def prepare(
             on_unit_done(unit.key)
     bar.close()
     manifest = _write_manifest(out, records_dir, len(units))
-    atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in failures))
+    atomic_write_text(out / "failures.jsonl", _json_lines(failures))
+    atomic_write_text(out / "left_out.jsonl", _json_lines(converter.left_out))
     return PrepareSummary(
         len(units),
         len(units) - len(todo),
@@ -137,7 +145,12 @@ def prepare(
         failures,
         manifest,
         time.perf_counter() - start,
+        list(converter.left_out),
     )
+
+
+def _json_lines(rows: Iterable[dict[str, str]]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
 
 
 def _run(converter: Converter, todo: Sequence[tuple[int, WorkUnit]], workers: int) -> Iterable:
