@@ -419,3 +419,66 @@ def test_musicnet_reads_the_em_labels_and_leaves_out_recordings_without_them(tmp
         ("1727", "test"),
         ("2191", "train"),
     ]
+
+
+def make_bpsd(root: Path) -> Path:
+    """BPSD v2's layout: an unfolded score of 9 bars (piano, two staves) with two performances,
+    AS35 timed in ann_audio_measure (bar k starts at 0.5 + 1.2 (k - 1) s, the end row is bar 10)
+    and FG58 without bar times; a second piece whose recordings the archive does not hold."""
+    from tests._inference_fixtures import piano_musicxml
+
+    piece = "Beethoven_Op049No2-01"
+    scores = root / "0_RawData" / "score_xml_unfolded"
+    scores.mkdir(parents=True)
+    (scores / f"{piece}.xml").write_text(piano_musicxml(9, seed=3))
+    (scores / "Beethoven_Op106-01.xml").write_text(piano_musicxml(2, seed=4))
+    for performer in ("AS35", "FG58"):
+        _tone_and_midi(root / "1_Audio" / f"{piece}_{performer}.wav", None, 60, seconds=12.0)
+    measures = root / "2_Annotations" / "ann_audio_measure"
+    measures.mkdir(parents=True)
+    rows = "".join(f"{0.5 + 1.2 * (bar - 1):.3f};{bar}\n" for bar in range(1, 11))
+    (measures / f"{piece}_AS35.csv").write_text("start;measure\n" + rows)
+    return root
+
+
+def test_bpsd_cuts_systems_with_each_performances_audio(tmp_path, capsys):
+    pytest.importorskip("verovio")
+    from PIL import Image
+
+    root = make_bpsd(tmp_path / "Beethoven_Piano_Sonata_Dataset_v2")
+    out = tmp_path / "bpsd"
+    assert main(["data", "prepare", "bpsd", "--root", str(root), "--out", str(out), "--no-progress"]) == 0
+    assert "1 converted, 0 failed, 2 left out" in capsys.readouterr().err
+    records = _records(out)
+    assert [(r["key"], r["measures"], r["split"]) for r in records] == [
+        ("Beethoven_Op049No2-01_AS35/m0001-0004", [1, 4], "test"),
+        ("Beethoven_Op049No2-01_AS35/m0005-0008", [5, 8], "test"),
+        ("Beethoven_Op049No2-01_AS35/m0009-0009", [9, 9], "test"),
+    ]
+    for record in records:
+        first, last = record["measures"]
+        # U-MusT's margins: 0.1 s before the first bar, 0.05 s before the bar after the system.
+        assert record["start_seconds"] == pytest.approx(0.5 + 1.2 * (first - 1) - 0.1)
+        assert record["end_seconds"] == pytest.approx(0.5 + 1.2 * last - 0.05)
+        samples, rate = soundfile.read(str(out / record["audio"]))
+        assert len(samples) == pytest.approx((record["end_seconds"] - record["start_seconds"]) * rate, abs=2)
+        assert (out / record["lmx"]).read_text().split().count("measure") == last - first + 1
+        with Image.open(out / record["image"]) as image:
+            assert image.height > 40 and image.width > image.height
+    left_out = [json.loads(line) for line in (out / "left_out.jsonl").read_text().splitlines()]
+    assert [(row["key"], row["reason"]) for row in left_out] == [
+        ("Beethoven_Op049No2-01_FG58", "no bar times for it"),
+        ("Beethoven_Op106-01", "no recording in 1_Audio"),
+    ]
+
+
+def test_bpsd_systems_follow_the_scores_own_breaks():
+    from music21 import converter, layout
+
+    from tests._inference_fixtures import piano_musicxml
+    from umt.data.prepare.bpsd import system_spans
+
+    score = converter.parseData(piano_musicxml(6, seed=1), format="musicxml")
+    assert system_spans(score) == [(0, 3), (4, 5)]
+    score.parts[0].getElementsByClass("Measure")[2].insert(0, layout.SystemLayout(isNew=True))
+    assert system_spans(score) == [(0, 1), (2, 5)]

@@ -6,12 +6,14 @@ one module per data set has its converter).
 from __future__ import annotations
 
 from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
+from umt.data.prepare.bpsd import BpsdConverter
 from umt.data.prepare.maestro import MaestroConverter
 from umt.data.prepare.musicnet import MusicNetConverter
 from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
 from umt.data.prepare.slakh import SlakhConverter
 
 CONVERTERS: dict[str, type[Converter]] = {
+    "bpsd": BpsdConverter,
     "grandstaff": GrandStaffConverter,
     "maestro": MaestroConverter,
     "musicnet": MusicNetConverter,

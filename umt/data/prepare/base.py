@@ -84,9 +84,10 @@ class Converter:
         """Every unit of the data set, in a fixed order (raises UserError for a missing layout)."""
         raise NotImplementedError
 
-    def convert(self, unit: WorkUnit) -> dict[str, Any]:
-        """Write the unit's files under :attr:`out`; return its manifest record. Raises for a unit
-        that cannot be converted (the message goes to ``failures.jsonl``)."""
+    def convert(self, unit: WorkUnit) -> dict[str, Any] | list[dict[str, Any]]:
+        """Write the unit's files under :attr:`out`; return its manifest record (or records, for a
+        unit that makes several examples, such as a piece's systems). Raises for a unit that cannot
+        be converted (the message goes to ``failures.jsonl``)."""
         raise NotImplementedError
 
 
@@ -127,7 +128,7 @@ def prepare(
     failures: list[dict[str, str]] = []
     bar = tqdm(total=len(todo), desc=f"preparing {converter.name}", unit="item", disable=not progress)
     for index, unit, outcome in _run(converter, todo, workers):
-        if isinstance(outcome, dict):
+        if not isinstance(outcome, str):
             atomic_write_text(_record_path(records_dir, index), json.dumps(outcome, sort_keys=True))
         else:
             failures.append({"key": unit.key, "piece": unit.piece, "reason": outcome})
@@ -165,7 +166,7 @@ def _run(converter: Converter, todo: Sequence[tuple[int, WorkUnit]], workers: in
             yield index, unit, outcome
 
 
-def _convert_one(converter: Converter, unit: WorkUnit) -> dict[str, Any] | str:
+def _convert_one(converter: Converter, unit: WorkUnit) -> dict[str, Any] | list[dict[str, Any]] | str:
     try:
         return converter.convert(unit)
     except Exception as error:  # a bad unit becomes a listed failure; the others go on
@@ -182,7 +183,9 @@ def _write_manifest(out: Path, records_dir: Path, count: int) -> Path:
     for index in range(count):
         path = _record_path(records_dir, index)
         if path.is_file():
-            lines.append(json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True))
+            records = json.loads(path.read_text(encoding="utf-8"))
+            for record in records if isinstance(records, list) else [records]:
+                lines.append(json.dumps(record, sort_keys=True))
     manifest = out / "manifest.jsonl"
     atomic_write_text(manifest, "".join(line + "\n" for line in lines))
     return manifest
