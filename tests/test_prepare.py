@@ -482,3 +482,63 @@ def test_bpsd_systems_follow_the_scores_own_breaks():
     assert system_spans(score) == [(0, 3), (4, 5)]
     score.parts[0].getElementsByClass("Measure")[2].insert(0, layout.SystemLayout(isNew=True))
     assert system_spans(score) == [(0, 1), (2, 5)]
+
+
+def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_path, capsys):
+    """A video of a dark, silent title card, then pages of 2, 1 and 3 systems (a cut, a crossfade,
+    a cut), and a silent outro page (a crossfade): three examples, with their system counts, cut
+    at the slide boundaries to within one frame; the title card and the outro are left out."""
+    pytest.importorskip("verovio")
+    pytest.importorskip("imageio_ffmpeg")
+    from PIL import Image
+
+    from tests._video_fixtures import FPS, PagePlan, make_score_video
+
+    root = tmp_path / "ytsv"
+    (root / "videos").mkdir(parents=True)
+    plan = [
+        PagePlan(0, 1.0, "cut", None),
+        PagePlan(2, 2.0, "cut", 60),
+        PagePlan(1, 2.0, "fade", 64),
+        PagePlan(3, 2.0, "cut", 67),
+        PagePlan(2, 1.0, "fade", None),
+    ]
+    boundaries = make_score_video(root / "videos" / "p0gqoNe4h0c.mp4", plan)
+    (root / "metadata.csv").write_text(
+        "YT Id,Title,Melody Staves\np0gqoNe4h0c,Sonata,0\nmissing0001,Gone,0\n"
+    )
+    (root / "test_included_yt_ids.csv").write_text("YT Id,dataset\np0gqoNe4h0c,musicnet\n")
+    out = tmp_path / "out"
+    assert main(["data", "prepare", "ytsv", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "umt: error: missing0001: " in err and "no video file" in err
+    records = _records(out)
+    assert [(r["key"], r["split"], r["systems"]) for r in records] == [
+        ("p0gqoNe4h0c/0001", "test", 2),
+        ("p0gqoNe4h0c/0002", "test", 1),
+        ("p0gqoNe4h0c/0003", "test", 3),
+    ]
+    for record, start, end in zip(records, boundaries, boundaries[1:]):
+        assert abs(record["start_seconds"] - start / FPS) <= 1 / FPS + 1e-9
+        assert abs(record["end_seconds"] - end / FPS) <= 1 / FPS + 1e-9
+        samples, rate = soundfile.read(str(out / record["audio"]))
+        assert abs(len(samples) - (record["end_seconds"] - record["start_seconds"]) * rate) <= 2
+        assert record["title"] == "Sonata"
+        with Image.open(out / record["image"]) as image:
+            assert image.width * image.height <= 256_000
+    left_out = [json.loads(line) for line in (out / "left_out.jsonl").read_text().splitlines()]
+    assert [(row["key"], row["reason"].split(" (")[0]) for row in left_out] == [
+        ("p0gqoNe4h0c/0000", "too dark for a score page"),
+        ("p0gqoNe4h0c/0004", "silent"),
+    ]
+
+
+def test_ytsv_splits_follow_the_papers_rule():
+    from umt.data.prepare.ytsv import paper_splits
+
+    ids = [f"id{n:03d}" for n in range(100)]
+    splits = paper_splits(ids, {"id007", "id050"})
+    counts = {name: sum(1 for s in splits.values() if s == name) for name in ("train", "valid", "test")}
+    assert counts == {"train": 85, "valid": 7, "test": 8}
+    assert splits["id007"] == splits["id050"] == "test"
+    assert paper_splits(list(reversed(ids)), {"id007", "id050"}) == splits  # order of the CSV: no matter

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAMES = ("bpsd", "grandstaff", "maestro", "musicnet", "olimpic", "slakh")
+NAMES = ("bpsd", "grandstaff", "maestro", "musicnet", "olimpic", "slakh", "ytsv")
 """The converters (kept here too so that ``umt --help`` imports nothing heavy)."""
 
 

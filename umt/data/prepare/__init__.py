@@ -11,6 +11,7 @@ from umt.data.prepare.maestro import MaestroConverter
 from umt.data.prepare.musicnet import MusicNetConverter
 from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
 from umt.data.prepare.slakh import SlakhConverter
+from umt.data.prepare.ytsv import YtsvConverter
 
 CONVERTERS: dict[str, type[Converter]] = {
     "bpsd": BpsdConverter,
@@ -19,6 +20,7 @@ CONVERTERS: dict[str, type[Converter]] = {
     "musicnet": MusicNetConverter,
     "olimpic": OlimpicConverter,
     "slakh": SlakhConverter,
+    "ytsv": YtsvConverter,
 }
 """Data set name -> converter (the names of :data:`umt.tasks.PAPER_DATASETS`)."""
 

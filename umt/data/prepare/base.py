@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from umt.errors import InputError, UserError
 from umt.utils.io import atomic_write_text
 
-FORMAT = "umt-prepare/1"
+FORMAT = "umt-prepare/2"
+"""Version 2: a record file holds ``{"records": [...], "left_out": [...]}``."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,15 @@ class WorkUnit:
     """Input files by role, as paths relative to the data set's root."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Metadata to copy into the record (composer, title, ...)."""
+
+
+@dataclass
+class Converted:
+    """What :meth:`Converter.convert` may return for a unit that makes several examples, some of
+    which it drops by rule (a video's title card, a slide with too long a sound, ...)."""
+
+    records: list[dict[str, Any]]
+    left_out: list[dict[str, str]] = field(default_factory=list)
 
 
 class Converter:
@@ -84,10 +94,11 @@ class Converter:
         """Every unit of the data set, in a fixed order (raises UserError for a missing layout)."""
         raise NotImplementedError
 
-    def convert(self, unit: WorkUnit) -> dict[str, Any] | list[dict[str, Any]]:
+    def convert(self, unit: WorkUnit) -> dict[str, Any] | list[dict[str, Any]] | Converted:
         """Write the unit's files under :attr:`out`; return its manifest record (or records, for a
-        unit that makes several examples, such as a piece's systems). Raises for a unit that cannot
-        be converted (the message goes to ``failures.jsonl``)."""
+        unit that makes several examples, such as a piece's systems; with the examples it dropped,
+        as :class:`Converted`). Raises for a unit that cannot be converted (the message goes to
+        ``failures.jsonl``)."""
         raise NotImplementedError
 
 
@@ -129,16 +140,17 @@ def prepare(
     bar = tqdm(total=len(todo), desc=f"preparing {converter.name}", unit="item", disable=not progress)
     for index, unit, outcome in _run(converter, todo, workers):
         if not isinstance(outcome, str):
-            atomic_write_text(_record_path(records_dir, index), json.dumps(outcome, sort_keys=True))
+            atomic_write_text(_record_path(records_dir, index), json.dumps(_stored(outcome), sort_keys=True))
         else:
             failures.append({"key": unit.key, "piece": unit.piece, "reason": outcome})
         bar.update()
         if on_unit_done is not None:
             on_unit_done(unit.key)
     bar.close()
-    manifest = _write_manifest(out, records_dir, len(units))
+    manifest, dropped = _write_manifest(out, records_dir, len(units))
+    left_out = [*converter.left_out, *dropped]
     atomic_write_text(out / "failures.jsonl", _json_lines(failures))
-    atomic_write_text(out / "left_out.jsonl", _json_lines(converter.left_out))
+    atomic_write_text(out / "left_out.jsonl", _json_lines(left_out))
     return PrepareSummary(
         len(units),
         len(units) - len(todo),
@@ -146,7 +158,7 @@ def prepare(
         failures,
         manifest,
         time.perf_counter() - start,
-        list(converter.left_out),
+        left_out,
     )
 
 
@@ -166,7 +178,9 @@ def _run(converter: Converter, todo: Sequence[tuple[int, WorkUnit]], workers: in
             yield index, unit, outcome
 
 
-def _convert_one(converter: Converter, unit: WorkUnit) -> dict[str, Any] | list[dict[str, Any]] | str:
+def _convert_one(
+    converter: Converter, unit: WorkUnit
+) -> dict[str, Any] | list[dict[str, Any]] | Converted | str:
     try:
         return converter.convert(unit)
     except Exception as error:  # a bad unit becomes a listed failure; the others go on
@@ -178,17 +192,25 @@ def _record_path(records_dir: Path, index: int) -> Path:
     return records_dir / f"{index:06d}.json"
 
 
-def _write_manifest(out: Path, records_dir: Path, count: int) -> Path:
-    lines = []
+def _stored(outcome: dict[str, Any] | list[dict[str, Any]] | Converted) -> dict[str, Any]:
+    """A unit's outcome as its record file holds it."""
+    if isinstance(outcome, Converted):
+        return {"records": outcome.records, "left_out": outcome.left_out}
+    return {"records": outcome if isinstance(outcome, list) else [outcome], "left_out": []}
+
+
+def _write_manifest(out: Path, records_dir: Path, count: int) -> tuple[Path, list[dict[str, str]]]:
+    """Write the manifest from the units' record files; return it and the examples they dropped."""
+    lines, dropped = [], []
     for index in range(count):
         path = _record_path(records_dir, index)
         if path.is_file():
-            records = json.loads(path.read_text(encoding="utf-8"))
-            for record in records if isinstance(records, list) else [records]:
-                lines.append(json.dumps(record, sort_keys=True))
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            lines += [json.dumps(record, sort_keys=True) for record in stored["records"]]
+            dropped += stored["left_out"]
     manifest = out / "manifest.jsonl"
     atomic_write_text(manifest, "".join(line + "\n" for line in lines))
-    return manifest
+    return manifest, dropped
 
 
 def _claim(out: Path, converter: Converter) -> None:

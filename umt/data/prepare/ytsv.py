@@ -1,0 +1,218 @@
+"""YTSV, the paper's YouTube score-video pairs: score-following videos cut into (systems, audio)
+examples for image<->audio.
+
+Layout read (the videos are the user's own download, e.g. ``yt-dlp -o "videos/%(id)s.%(ext)s"``):
+
+* ``ROOT/metadata.csv``: one row per video, column ``YT Id`` (U-MusT's name for it); the other
+  columns (title, instrumentation, ...) are copied into the records;
+* ``ROOT/videos/<YT Id>.{mp4,webm,mkv,mov}``;
+* optionally ``ROOT/test_included_yt_ids.csv`` (U-MusT's ``dataset_pair_paths/`` file, column
+  ``YT Id``): videos of pieces in the AMT test sets, which must be in ``test``.
+
+Splits follow U-MusT's ``scripts/make_youtube_split_json.py``: the other videos, sorted by id and
+shuffled with Python's ``random.seed(0)``, give the first 85 % of *all* ids to ``train``, the next
+7 % to ``valid``, the rest to ``test`` with the listed ones. ``--splits`` replaces that.
+
+Each video is one work unit:
+
+1. its slides are found by frame differencing (:mod:`umt.data.video`: hard cuts and crossfades);
+2. each slide's image is cut into systems by the staff-line detector (:mod:`umt.data.systems`:
+   projection profiles, staves grouped into systems); every system is scaled to a staff height of
+   :data:`~umt.data.render.STAFF_HEIGHT_PX` px, and the slide's systems are stacked top to bottom
+   into one image (U-MusT stacks their token grids the same way);
+3. the sound is cut to the slide's time span (exact sample slices at 44.1 kHz);
+4. the paper's filters drop a slide, listed in ``left_out.jsonl`` with why: too dark or blank
+   (pixel intensity), no staff, overlapping system boxes, sound over
+   :data:`MAX_AUDIO_SECONDS`, silence (a silent intro or outro), more than :data:`MAX_PIXELS`
+   pixels.
+
+Records: ``{"key": "YTID/NNNN", "image", "audio", "start_seconds", "end_seconds", "systems", ...}``
+with ``NNNN`` the slide's index in the video. No YOLO system detector is included: the classical
+detector is the one this converter uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+
+from umt.data.prepare.base import Converted, Converter, WorkUnit
+from umt.data.prepare.recordings import SAMPLE_RATE
+from umt.errors import UserError
+from umt.utils.io import atomic_path, atomic_write_bytes
+
+METADATA_FILE = "metadata.csv"
+TEST_IDS_FILE = "test_included_yt_ids.csv"
+ID_COLUMN = "YT Id"
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
+SPLIT_RATIOS = (("train", 0.85), ("valid", 0.07))
+MAX_AUDIO_SECONDS = 20.0
+MAX_PIXELS = 256_000
+SILENCE_RMS = 1e-3
+"""About -60 dBFS: a slide whose sound stays under it is an intro, an outro or a pause."""
+DARK_MEAN, BLANK_MEAN = 150.0, 254.0
+"""A score slide is mostly white paper with ink: a mean grey under 150 is a photo or a title card, over
+254 a blank page."""
+SYSTEM_GAP_PX = 8
+
+
+class YtsvConverter(Converter):
+    name = "ytsv"
+    description = "YouTube score-following videos -> per-slide system images with their audio"
+    missing_source = "listed in metadata.csv, but no video file"
+
+    def units(self) -> list[WorkUnit]:
+        rows = self._metadata()
+        test_ids = self._test_ids()
+        splits = paper_splits([row[ID_COLUMN] for row in rows], test_ids)
+        units, self.left_out = [], []
+        for row in rows:
+            video_id = row[ID_COLUMN]
+            video = self._video(video_id)
+            extra = {k.strip().lower().replace(" ", "_"): v for k, v in row.items() if k != ID_COLUMN and v}
+            units.append(WorkUnit(video_id, splits[video_id], video_id, {"video": video}, extra))
+        return units
+
+    def _metadata(self) -> list[dict[str, str]]:
+        path = self.root / METADATA_FILE
+        if not path.is_file():
+            raise UserError(f"no {METADATA_FILE}: not a YTSV folder (see umt.data.prepare.ytsv)", self.root)
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if ID_COLUMN not in (reader.fieldnames or []):
+                raise UserError(f"lacks the column {ID_COLUMN!r}", path)
+            rows = [row for row in reader if (row.get(ID_COLUMN) or "").strip()]
+        for row in rows:
+            row[ID_COLUMN] = row[ID_COLUMN].strip()
+            if "/" in row[ID_COLUMN] or row[ID_COLUMN] in (".", ".."):
+                raise UserError(f"video id {row[ID_COLUMN]!r} is not a YouTube id", path)
+        return rows
+
+    def _test_ids(self) -> set[str]:
+        path = self.root / TEST_IDS_FILE
+        if not path.is_file():
+            return set()
+        with path.open(newline="", encoding="utf-8") as handle:
+            return {row[ID_COLUMN].strip() for row in csv.DictReader(handle) if row.get(ID_COLUMN)}
+
+    def _video(self, video_id: str) -> str:
+        for suffix in VIDEO_SUFFIXES:
+            if (self.root / "videos" / f"{video_id}{suffix}").is_file():
+                return f"videos/{video_id}{suffix}"
+        return f"videos/{video_id}.mp4"  # missing: source_files names it
+
+    def convert(self, unit: WorkUnit) -> Converted:
+        from umt.data.video import find_slides, read_audio, read_frames
+
+        video = self.source_files(unit)["video"]
+        sound = read_audio(video, SAMPLE_RATE)
+        fps, frames = read_frames(video)
+        slides, _ = find_slides(fps, frames)
+        records, dropped = [], []
+        for index, slide in enumerate(slides):
+            key = f"{unit.key}/{index:04d}"
+            start, end = slide.start_frame / fps, slide.end_frame / fps
+            audio = sound[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+            image, systems, reason = slide_example(slide.image, audio)
+            if reason is not None:
+                dropped.append({"key": key, "piece": unit.piece, "reason": reason})
+                continue
+            record = self._write(unit, index, image, audio)
+            span = {"start_seconds": round(start, 6), "end_seconds": round(end, 6), "systems": systems}
+            records.append({"key": key, **record, **span})
+        return Converted(records, dropped)
+
+    def _write(self, unit: WorkUnit, index: int, image: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
+        """Write the slide's image and sound; the record's other fields."""
+        from PIL import Image
+
+        from umt.data.render import png_bytes
+
+        image_path = Path("image") / unit.split / unit.key / f"{index:04d}.png"
+        audio_path = Path("audio") / unit.split / unit.key / f"{index:04d}.flac"
+        for path in (image_path, audio_path):
+            (self.out / path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.out / image_path, png_bytes(Image.fromarray(image)))
+        with atomic_path(self.out / audio_path, suffix=".flac") as tmp:
+            soundfile.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        return {
+            "split": unit.split,
+            "piece": unit.piece,
+            "image": image_path.as_posix(),
+            "audio": audio_path.as_posix(),
+            **unit.extra,
+        }
+
+
+def paper_splits(video_ids: list[str], test_ids: set[str]) -> dict[str, str]:
+    """Video id -> split, by U-MusT's rule (see the module docstring)."""
+    ids = sorted(set(video_ids))
+    others = [video_id for video_id in ids if video_id not in test_ids]
+    random.Random(0).shuffle(others)
+    splits = {video_id: "test" for video_id in ids}
+    start = 0
+    cumulative = 0.0
+    for split, ratio in SPLIT_RATIOS:
+        cumulative += ratio
+        stop = int(len(ids) * cumulative)
+        for video_id in others[start:stop]:
+            splits[video_id] = split
+        start = stop
+    return splits
+
+
+def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, int, str | None]:
+    """``(the slide's stacked systems, how many, None)``, or the paper's reason to drop it last."""
+    from umt.data.systems import system_boxes
+
+    mean = float(page.mean())
+    if mean < DARK_MEAN:
+        return page, 0, f"too dark for a score page (mean grey {mean:.0f})"
+    if mean > BLANK_MEAN:
+        return page, 0, "blank"
+    if len(audio) / SAMPLE_RATE > MAX_AUDIO_SECONDS:
+        return page, 0, f"sound of {len(audio) / SAMPLE_RATE:.1f} s, over {MAX_AUDIO_SECONDS:g} s"
+    if len(audio) == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
+        return page, 0, "silent"
+    boxes = system_boxes(page)
+    if not boxes:
+        return page, 0, "no staff"
+    if any(a.bottom > b.top for a, b in itertools.pairwise(boxes)):
+        return page, 0, "overlapping system boxes"
+    image = stack_systems([_scaled(page[b.top : b.bottom, b.left : b.right]) for b in boxes])
+    if image.size > MAX_PIXELS:
+        return image, len(boxes), f"{image.size} pixels, over {MAX_PIXELS}"
+    return image, len(boxes), None
+
+
+def _scaled(system: np.ndarray) -> np.ndarray:
+    """A system crop scaled to the engraving's staff height."""
+    from PIL import Image
+
+    from umt.data.render import STAFF_HEIGHT_PX
+    from umt.data.systems import staff_height
+
+    height = staff_height(system)
+    if not height:
+        return system
+    factor = STAFF_HEIGHT_PX / height
+    size = (max(1, round(system.shape[1] * factor)), max(1, round(system.shape[0] * factor)))
+    return np.asarray(Image.fromarray(system).resize(size, Image.Resampling.LANCZOS))
+
+
+def stack_systems(systems: list[np.ndarray]) -> np.ndarray:
+    """Systems top to bottom, left-aligned on white, :data:`SYSTEM_GAP_PX` apart."""
+    width = max(s.shape[1] for s in systems)
+    height = sum(s.shape[0] for s in systems) + SYSTEM_GAP_PX * (len(systems) - 1)
+    image = np.full((height, width), 255, dtype=np.uint8)
+    top = 0
+    for system in systems:
+        image[top : top + system.shape[0], : system.shape[1]] = system
+        top += system.shape[0] + SYSTEM_GAP_PX
+    return image
