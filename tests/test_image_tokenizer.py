@@ -314,3 +314,29 @@ def test_save_and_from_pretrained(tokenizer, tmp_path):
         ImageTokenizer.from_pretrained(folder)
     with pytest.raises(CheckpointError, match="no such directory"):
         ImageTokenizer.from_pretrained(tmp_path / "nowhere")
+
+
+def test_stacked_systems_png_loads_as_its_systems_and_refuses_rows_that_do_not_fit(tmp_path):
+    """write_systems_png records each system's rows; load splits there (any other PNG is one image)."""
+    from PIL import Image, PngImagePlugin
+
+    from umt.tokenizers.image import SYSTEMS_KEY, system_rows, write_systems_png
+
+    systems = [np.full((30, 50), 200, np.uint8), np.full((20, 70), 100, np.uint8)]
+    path = tmp_path / "slide.png"
+    path.write_bytes(write_systems_png(systems, gap=8))
+    assert system_rows(path, 58) == [(0, 30), (38, 58)]
+    with Image.open(path) as image:
+        pixels = np.asarray(image)
+    assert (
+        (pixels[:30, :50] == 200).all() and (pixels[38:, :70] == 100).all() and (pixels[30:38] == 255).all()
+    )
+    plain = tmp_path / "plain.png"
+    Image.fromarray(pixels).save(plain)
+    assert system_rows(plain, 58) is None
+    bad = tmp_path / "bad.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SYSTEMS_KEY, "0-30,38-999")
+    Image.fromarray(pixels).save(bad, pnginfo=info)
+    with pytest.raises(InputError, match="do not fit the image"):
+        system_rows(bad, 58)

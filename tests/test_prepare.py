@@ -472,6 +472,20 @@ def test_bpsd_cuts_systems_with_each_performances_audio(tmp_path, capsys):
     ]
 
 
+def test_bpsd_rerun_is_a_no_op(tmp_path):
+    """Several records per unit (a piece's systems) and left-out items survive a rerun unchanged."""
+    pytest.importorskip("verovio")
+    from umt.data.prepare.bpsd import BpsdConverter
+
+    root = make_bpsd(tmp_path / "Beethoven_Piano_Sonata_Dataset_v2")
+    first = prepare(BpsdConverter(root, tmp_path / "out"), progress=False)
+    files = {name: (tmp_path / "out" / name).read_bytes() for name in ("manifest.jsonl", "left_out.jsonl")}
+    again = prepare(BpsdConverter(root, tmp_path / "out"), progress=False)
+    assert (first.converted, again.converted, again.skipped) == (1, 0, 1)
+    assert {name: (tmp_path / "out" / name).read_bytes() for name in files} == files
+    assert len(again.left_out) == 2
+
+
 def test_bpsd_systems_follow_the_scores_own_breaks():
     from music21 import converter, layout
 
@@ -531,6 +545,30 @@ def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_pat
         ("p0gqoNe4h0c/0000", "too dark for a score page"),
         ("p0gqoNe4h0c/0004", "silent"),
     ]
+    # Baked, each slide's systems pair with its audio (one window each): the I2A/A2I examples.
+    from tests._inference_fixtures import TINY_VOCAB, make_tokenizer_dirs
+    from umt.data.pipeline import PairedDataset
+    from umt.data.shards import ShardSet
+
+    tokenizers = make_tokenizer_dirs(tmp_path / "tokenizers", seed=0)
+    (tmp_path / "vocab.json").write_text(json.dumps(TINY_VOCAB))
+    for modality in ("image", "audio"):
+        args = ["--tokenizer", str(tokenizers[modality]), "--manifest", str(out / "manifest.jsonl")]
+        args += ["--vocab", str(tmp_path / "vocab.json"), "--out", str(tmp_path / "shards" / modality)]
+        assert main(["bake", modality, *args, "--no-progress"]) == 0
+    pairs = PairedDataset(ShardSet(tmp_path / "shards" / "image"), ShardSet(tmp_path / "shards" / "audio"))
+    assert pairs.num_keys == 3
+    # A slide's PNG stacks its systems and records their rows: it tokenizes as the systems, sep between.
+    from umt.tokenizers.image import ImageTokenizer
+    from umt.vocab import VocabConfig, Vocabulary
+
+    tokenizer = ImageTokenizer.from_pretrained(tokenizers["image"])
+    vocab = Vocabulary(VocabConfig(**TINY_VOCAB))
+    for record in records:
+        systems = tokenizer.load(out / record["image"])
+        assert len(systems) == record["systems"]
+        rows = tokenizer.tokenize(systems, vocab)
+        assert (rows == vocab.special_row(vocab.sep)).all(axis=1).sum() == record["systems"] - 1
 
 
 def test_ytsv_splits_follow_the_papers_rule():

@@ -116,6 +116,48 @@ def read_image(path: str | Path) -> np.ndarray:
     return gray
 
 
+SYSTEMS_KEY = "umt:systems"
+"""PNG text key of an image that stacks several systems (a score video's slide): their row ranges,
+``"top-bottom,top-bottom,..."``. Such an image is tokenized as those systems, ``sep`` between."""
+
+
+def write_systems_png(systems: Sequence[np.ndarray], gap: int = 8) -> bytes:
+    """Systems ``uint8 [H_i, W_i]`` stacked top to bottom on white, ``gap`` px apart, as PNG bytes
+    with their row ranges under :data:`SYSTEMS_KEY`."""
+    import io
+
+    from PIL import PngImagePlugin
+
+    width = max(system.shape[1] for system in systems)
+    height = sum(system.shape[0] for system in systems) + gap * (len(systems) - 1)
+    page = np.full((height, width), 255, dtype=np.uint8)
+    ranges, top = [], 0
+    for system in systems:
+        page[top : top + system.shape[0], : system.shape[1]] = system
+        ranges.append(f"{top}-{top + system.shape[0]}")
+        top += system.shape[0] + gap
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SYSTEMS_KEY, ",".join(ranges))
+    buffer = io.BytesIO()
+    Image.fromarray(page).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def system_rows(path: str | Path, height: int) -> list[tuple[int, int]] | None:
+    """The row ranges a stacked-systems PNG records (None for an ordinary image)."""
+    with image_errors(Path(path)), Image.open(path) as image:
+        text = getattr(image, "text", {}).get(SYSTEMS_KEY) if image.format == "PNG" else None
+    if not text:
+        return None
+    try:
+        rows = [tuple(int(v) for v in part.split("-")) for part in text.split(",")]
+    except ValueError:
+        raise InputError(f"unreadable {SYSTEMS_KEY} rows {text[:40]!r}", path) from None
+    if not rows or any(len(r) != 2 or not 0 <= r[0] < r[1] <= height for r in rows):
+        raise InputError(f"{SYSTEMS_KEY} rows {text[:40]!r} do not fit the image", path)
+    return rows  # type: ignore[return-value]
+
+
 def measure_staff_height(gray: np.ndarray, min_line_fraction: float = 0.5) -> float | None:
     """Median staff height in px of a clean score image ``uint8 [H, W]``, or None if no staff found.
 
@@ -451,31 +493,44 @@ class ImageTokenizer:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
-    def load(self, path: str | Path, staff_height: float | None = None) -> torch.Tensor:
-        """Read and preprocess one system image -> ``[1, Hc, Wc]`` in [-1, 1]."""
+    def load(self, path: str | Path, staff_height: float | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """Read and preprocess one system image -> ``[1, Hc, Wc]`` in [-1, 1]; a stacked-systems
+        PNG (:func:`write_systems_png`) -> one such tensor per system."""
         gray = read_image(path)
+        rows = system_rows(path, gray.shape[0])
+        if rows is not None:
+            return [self._preprocess(gray[top:bottom], staff_height) for top, bottom in rows]
+        return self._preprocess(gray, staff_height)
+
+    def _preprocess(self, gray: np.ndarray, staff_height: float | None) -> torch.Tensor:
         if staff_height is None and self.preprocess_config.measure_staff_height:
             staff_height = measure_staff_height(gray)
         return preprocess(gray, self.preprocess_config, staff_height)
 
-    def variants(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The 32 shift variants of a loaded image (variant 0 is ``x``)."""
+    def variants(self, x: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor] | list[list[torch.Tensor]]:
+        """The 32 shift variants of a loaded image (variant 0 is ``x``); of stacked systems, variant
+        ``k`` shifts every system by shift ``k``."""
+        if isinstance(x, list):
+            per_system = [shift_variants(system) for system in x]
+            return [list(shifted) for shifted in zip(*per_system)]
         return shift_variants(x)
 
     def codes_of(self, x: torch.Tensor) -> np.ndarray:
         """One loaded image ``[1, H, W]`` -> code grid ``int64 [H/16, W/16, K]``."""
         return self.encode(x.unsqueeze(0))[0].cpu().numpy()
 
-    def tokenize(self, x: torch.Tensor, vocab: Vocabulary) -> np.ndarray:
-        """One loaded image ``[1, H, W]`` -> content rows ``[1 + H*W/256, K]`` (height token first)."""
+    def tokenize(self, x: torch.Tensor | list[torch.Tensor], vocab: Vocabulary) -> np.ndarray:
+        """One loaded image ``[1, H, W]`` -> content rows ``[1 + H*W/256, K]`` (height token first);
+        stacked systems -> their rows, ``sep`` between."""
         self._check_vocab(vocab)
-        grid = self.codes_of(x)
-        if grid.shape[0] > vocab.config.max_image_height:
-            raise ValueError(
-                f"image is {grid.shape[0]} token rows high; the vocabulary allows "
-                f"{vocab.config.max_image_height}"
-            )
-        return flatten_systems([grid], vocab)
+        grids = [self.codes_of(system) for system in (x if isinstance(x, list) else [x])]
+        for grid in grids:
+            if grid.shape[0] > vocab.config.max_image_height:
+                raise ValueError(
+                    f"image is {grid.shape[0]} token rows high; the vocabulary allows "
+                    f"{vocab.config.max_image_height}"
+                )
+        return flatten_systems(grids, vocab)
 
     def detokenize(self, rows: np.ndarray, vocab: Vocabulary) -> torch.Tensor:
         """Content rows -> image ``[1, H, W]`` in [-1, 1]; several systems are stacked top to bottom."""

@@ -19,12 +19,14 @@ Each video is one work unit:
 2. each slide's image is cut into systems by the staff-line detector (:mod:`umt.data.systems`:
    projection profiles, staves grouped into systems); every system is scaled to a staff height of
    :data:`~umt.data.render.STAFF_HEIGHT_PX` px, and the slide's systems are stacked top to bottom
-   into one image (U-MusT stacks their token grids the same way);
+   into one PNG that records their row ranges (:func:`umt.tokenizers.image.write_systems_png`):
+   baked, it becomes the systems' token grids one after the other, ``sep`` between, as U-MusT
+   concatenates its per-system token files;
 3. the sound is cut to the slide's time span (exact sample slices at 44.1 kHz);
 4. the paper's filters drop a slide, listed in ``left_out.jsonl`` with why: too dark or blank
    (pixel intensity), no staff, overlapping system boxes, sound over
    :data:`MAX_AUDIO_SECONDS`, silence (a silent intro or outro), more than :data:`MAX_PIXELS`
-   pixels.
+   pixels of systems.
 
 Records: ``{"key": "YTID/NNNN", "image", "audio", "start_seconds", "end_seconds", "systems", ...}``
 with ``NNNN`` the slide's index in the video. No YOLO system detector is included: the classical
@@ -119,26 +121,26 @@ class YtsvConverter(Converter):
             key = f"{unit.key}/{index:04d}"
             start, end = slide.start_frame / fps, slide.end_frame / fps
             audio = sound[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
-            image, systems, reason = slide_example(slide.image, audio)
+            images, systems, reason = slide_example(slide.image, audio)
             if reason is not None:
                 dropped.append({"key": key, "piece": unit.piece, "reason": reason})
                 continue
-            record = self._write(unit, index, image, audio)
+            record = self._write(unit, index, images, audio)
             span = {"start_seconds": round(start, 6), "end_seconds": round(end, 6), "systems": systems}
             records.append({"key": key, **record, **span})
         return Converted(records, dropped)
 
-    def _write(self, unit: WorkUnit, index: int, image: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
-        """Write the slide's image and sound; the record's other fields."""
-        from PIL import Image
-
-        from umt.data.render import png_bytes
+    def _write(
+        self, unit: WorkUnit, index: int, systems: list[np.ndarray], audio: np.ndarray
+    ) -> dict[str, Any]:
+        """Write the slide's systems (one stacked-systems PNG) and sound; the record's other fields."""
+        from umt.tokenizers.image import write_systems_png
 
         image_path = Path("image") / unit.split / unit.key / f"{index:04d}.png"
         audio_path = Path("audio") / unit.split / unit.key / f"{index:04d}.flac"
         for path in (image_path, audio_path):
             (self.out / path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.out / image_path, png_bytes(Image.fromarray(image)))
+        atomic_write_bytes(self.out / image_path, write_systems_png(systems, SYSTEM_GAP_PX))
         with atomic_path(self.out / audio_path, suffix=".flac") as tmp:
             soundfile.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
         return {
@@ -167,8 +169,8 @@ def paper_splits(video_ids: list[str], test_ids: set[str]) -> dict[str, str]:
     return splits
 
 
-def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, int, str | None]:
-    """``(the slide's stacked systems, how many, None)``, or the paper's reason to drop it last."""
+def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[Any, int, str | None]:
+    """``(the slide's system images, how many, None)``, or the paper's reason to drop it last."""
     from umt.data.systems import system_boxes
 
     mean = float(page.mean())
@@ -185,10 +187,11 @@ def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[np.ndarray, int,
         return page, 0, "no staff"
     if any(a.bottom > b.top for a, b in itertools.pairwise(boxes)):
         return page, 0, "overlapping system boxes"
-    image = stack_systems([_scaled(page[b.top : b.bottom, b.left : b.right]) for b in boxes])
-    if image.size > MAX_PIXELS:
-        return image, len(boxes), f"{image.size} pixels, over {MAX_PIXELS}"
-    return image, len(boxes), None
+    systems = [_scaled(page[b.top : b.bottom, b.left : b.right]) for b in boxes]
+    pixels = sum(system.size for system in systems)
+    if pixels > MAX_PIXELS:
+        return page, len(boxes), f"{pixels} pixels, over {MAX_PIXELS}"
+    return systems, len(boxes), None
 
 
 def _scaled(system: np.ndarray) -> np.ndarray:
@@ -204,15 +207,3 @@ def _scaled(system: np.ndarray) -> np.ndarray:
     factor = STAFF_HEIGHT_PX / height
     size = (max(1, round(system.shape[1] * factor)), max(1, round(system.shape[0] * factor)))
     return np.asarray(Image.fromarray(system).resize(size, Image.Resampling.LANCZOS))
-
-
-def stack_systems(systems: list[np.ndarray]) -> np.ndarray:
-    """Systems top to bottom, left-aligned on white, :data:`SYSTEM_GAP_PX` apart."""
-    width = max(s.shape[1] for s in systems)
-    height = sum(s.shape[0] for s in systems) + SYSTEM_GAP_PX * (len(systems) - 1)
-    image = np.full((height, width), 255, dtype=np.uint8)
-    top = 0
-    for system in systems:
-        image[top : top + system.shape[0], : system.shape[1]] = system
-        top += system.shape[0] + SYSTEM_GAP_PX
-    return image
