@@ -97,3 +97,34 @@ def test_large_inputs_are_grouped_by_key():
     est = [Note(r.pitch, r.program, r.is_drum, r.onset + rng.uniform(-0.03, 0.03), r.offset) for r in ref]
     scores = note_scores(ref, est)
     assert scores.num_matched == 5000
+
+
+def test_scores_are_mir_evals_on_random_notes():
+    """The same figures as calling mir_eval directly (pitches in Hz, intervals in seconds)."""
+    import mir_eval
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    ref = [
+        n(int(p), t, t + d)
+        for p, t, d in zip(rng.integers(50, 70, 300), rng.uniform(0, 30, 300), rng.uniform(0.05, 1, 300))
+    ]
+    est = []
+    for r in ref:
+        onset = abs(r.onset + rng.normal(0, 0.03))
+        est.append(
+            n(r.pitch + int(rng.random() < 0.1), onset, max(onset + 0.02, r.offset + rng.normal(0, 0.1)))
+        )
+
+    def arrays(notes):
+        return (
+            np.array([[x.onset, x.offset] for x in notes]),
+            np.array([440.0 * 2 ** ((x.pitch - 69) / 12) for x in notes]),
+        )
+
+    for ratio in (None, 0.2):
+        expected = mir_eval.transcription.precision_recall_f1_overlap(
+            *arrays(ref), *arrays(est), offset_ratio=ratio
+        )
+        ours = note_scores(ref, est, offset_ratio=ratio)
+        assert (ours.precision, ours.recall, ours.f1) == pytest.approx(expected[:3])

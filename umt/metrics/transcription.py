@@ -1,33 +1,31 @@
-"""Note-level transcription metrics, computed as mir_eval's ``transcription`` module does.
+"""Note-level transcription metrics: mir_eval's ``transcription`` module, on this project's notes.
 
-A reference note and an estimated note *match* when (mir_eval ``match_notes``, ``strict=False``):
-
-- their pitches are equal (MIDI keys; mir_eval's 50-cent tolerance on Hz is the same thing for
-  integer keys),
-- their onsets differ by at most ``onset_tolerance`` (50 ms),
-- and, for the onset+offset scores, their offsets differ by at most
-  ``max(offset_min_tolerance, offset_ratio * reference duration)`` (50 ms, 0.2).
-
-Distances are rounded to 4 decimals before the ``<=`` test (mir_eval's ``N_DECIMALS``), each note
-matches at most one note, and the number of matches is that of a maximum bipartite matching
-(Hopcroft–Karp here, as mir_eval's ``_bipartite_match``). Precision = matches / estimated notes,
-recall = matches / reference notes, F1 their harmonic mean; all 0 when either side is empty.
+A reference note and an estimated note *match* (``mir_eval.transcription.match_notes``) when
+their pitches are equal, their onsets differ by at most ``onset_tolerance`` (50 ms), and, for
+the onset+offset scores, their offsets differ by at most
+``max(offset_min_tolerance, offset_ratio * reference duration)`` (50 ms, 0.2); each note matches
+at most one, in a maximum bipartite matching. Precision = matches / estimated notes, recall =
+matches / reference notes, F1 their harmonic mean; all 0 when either side is empty.
 
 Program-agnostic scores (``onset_*``, ``onset_offset_*``) use the pitched notes only (drums
 dropped, as MT3's flat note metrics do). The multi-instrument scores (``multi_*``) use all notes and
-also require equal programs for pitched notes; drums match drums by key and onset only (they have no
-meaningful offset). mir_eval itself is not a dependency.
+also require equal programs for pitched notes (notes are matched within each program, as MT3
+scores each program's notes); drums match drums by key and onset only (they have no meaningful
+offset).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-N_DECIMALS = 4
+MIN_DURATION = 1e-3
+"""mir_eval refuses zero-length intervals; a note shorter than this (a drum hit, a grace note)
+is scored as this long (its offset never counts for drums, and is within tolerance otherwise)."""
 
 
 class NoteLike(Protocol):
@@ -48,28 +46,34 @@ class Scores:
     num_matched: int
 
 
-def _max_matching(hits: np.ndarray) -> int:
-    """Size of a maximum matching in a boolean bipartite graph ``[num_ref, num_est]``."""
-    if not hits.any():
-        return 0
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import maximum_bipartite_matching
-
-    matching = maximum_bipartite_matching(csr_matrix(hits.astype(np.int8)), perm_type="column")
-    return int((matching >= 0).sum())
+def _arrays(notes: Sequence[NoteLike]) -> tuple[np.ndarray, np.ndarray]:
+    """mir_eval's inputs: intervals ``[n, 2]`` in seconds and pitches in Hz."""
+    if not notes:
+        return np.zeros((0, 2)), np.zeros(0)
+    onsets = np.array([float(note.onset) for note in notes])
+    offsets = np.maximum(np.array([float(note.offset) for note in notes]), onsets + MIN_DURATION)
+    pitches = 440.0 * 2.0 ** ((np.array([int(note.pitch) for note in notes], dtype=np.float64) - 69) / 12)
+    return np.stack([onsets, offsets], axis=1), pitches
 
 
 def _group_matches(
-    ref: np.ndarray, est: np.ndarray, onset_tolerance, offset_ratio, offset_min_tolerance
+    ref: Sequence[NoteLike], est: Sequence[NoteLike], onset_tolerance, offset_ratio, offset_min_tolerance
 ) -> int:
-    """Matches between notes already known to agree in pitch (and program): ``[n, 2]`` intervals."""
-    onset_distance = np.around(np.abs(ref[:, :1] - est[None, :, 0]), decimals=N_DECIMALS)
-    hits = onset_distance <= onset_tolerance
-    if offset_ratio is not None:
-        offset_distance = np.around(np.abs(ref[:, 1:] - est[None, :, 1]), decimals=N_DECIMALS)
-        tolerance = np.maximum(offset_ratio * (ref[:, 1] - ref[:, 0]), offset_min_tolerance)
-        hits &= offset_distance <= tolerance[:, None]
-    return _max_matching(hits)
+    import mir_eval
+
+    (ref_intervals, ref_pitches), (est_intervals, est_pitches) = _arrays(ref), _arrays(est)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mir_eval warns about empty sides, which score 0 here
+        matched = mir_eval.transcription.match_notes(
+            ref_intervals,
+            ref_pitches,
+            est_intervals,
+            est_pitches,
+            onset_tolerance=onset_tolerance,
+            offset_ratio=offset_ratio,
+            offset_min_tolerance=offset_min_tolerance,
+        )
+    return len(matched)
 
 
 def count_matches(
@@ -81,27 +85,24 @@ def count_matches(
     offset_min_tolerance: float = 0.05,
     match_program: bool = False,
 ) -> int:
-    """Size of the maximum matching (see the module docstring); drums never use offsets."""
+    """Size of mir_eval's maximum matching (see the module docstring), drums and pitched notes
+    apart (drums never use offsets), and within each program when ``match_program``."""
 
-    def groups(notes: Iterable[NoteLike]) -> dict[tuple, list[tuple[float, float]]]:
-        result: dict[tuple, list[tuple[float, float]]] = {}
+    def groups(notes: Iterable[NoteLike]) -> dict[tuple[bool, int], list[NoteLike]]:
+        result: dict[tuple[bool, int], list[NoteLike]] = {}
         for note in notes:
             program = note.program if match_program and not note.is_drum else -1
-            result.setdefault((bool(note.is_drum), program, int(note.pitch)), []).append(
-                (float(note.onset), float(note.offset))
-            )
+            result.setdefault((bool(note.is_drum), program), []).append(note)
         return result
 
     est_groups = groups(estimate)
     total = 0
-    for key, ref_intervals in groups(reference).items():
-        est_intervals = est_groups.get(key)
-        if not est_intervals:
+    for key, ref_notes in groups(reference).items():
+        est_notes = est_groups.get(key)
+        if not est_notes:
             continue
         ratio = None if key[0] else offset_ratio
-        total += _group_matches(
-            np.asarray(ref_intervals), np.asarray(est_intervals), onset_tolerance, ratio, offset_min_tolerance
-        )
+        total += _group_matches(ref_notes, est_notes, onset_tolerance, ratio, offset_min_tolerance)
     return total
 
 
@@ -123,7 +124,7 @@ def note_scores(
     offset_min_tolerance: float = 0.05,
     match_program: bool = False,
 ) -> Scores:
-    """mir_eval ``precision_recall_f1_overlap`` (without the overlap ratio) on the given notes.
+    """mir_eval's ``precision_recall_f1_overlap`` (without the overlap ratio) on the given notes.
 
     ``offset_ratio=None`` scores onsets only. Pass the notes to score (see
     :func:`transcription_metrics` for which notes each standard score uses).
