@@ -509,7 +509,8 @@ def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_pat
     from tests._video_fixtures import FPS, PagePlan, make_score_video
 
     root = tmp_path / "ytsv"
-    (root / "videos").mkdir(parents=True)
+    (root / "mp4").mkdir(parents=True)
+    (root / "metadata").mkdir()
     plan = [
         PagePlan(0, 1.0, "cut", None),
         PagePlan(2, 2.0, "cut", 60),
@@ -517,9 +518,10 @@ def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_pat
         PagePlan(3, 2.0, "cut", 67),
         PagePlan(2, 1.0, "fade", None),
     ]
-    boundaries = make_score_video(root / "videos" / "p0gqoNe4h0c.mp4", plan)
-    (root / "metadata.csv").write_text(
-        "YT Id,Title,Melody Staves\np0gqoNe4h0c,Sonata,0\nmissing0001,Gone,0\n"
+    boundaries = make_score_video(root / "mp4" / "p0gqoNe4h0c.mp4", plan)
+    (root / "metadata" / "ytsv_metadata.csv").write_text(
+        "YT Id,Title of Video,Composer Full Name,Staff Count\n"
+        "p0gqoNe4h0c,Sonata (with Score),Anon,0-2\nmissing0001,Gone,Anon,0-2\n"
     )
     (root / "test_included_yt_ids.csv").write_text("YT Id,dataset\np0gqoNe4h0c,musicnet\n")
     out = tmp_path / "out"
@@ -537,7 +539,7 @@ def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_pat
         assert abs(record["end_seconds"] - end / FPS) <= 1 / FPS + 1e-9
         samples, rate = soundfile.read(str(out / record["audio"]))
         assert abs(len(samples) - (record["end_seconds"] - record["start_seconds"]) * rate) <= 2
-        assert record["title"] == "Sonata"
+        assert (record["title_of_video"], record["staff_count"]) == ("Sonata (with Score)", "0-2")
         with Image.open(out / record["image"]) as image:
             assert image.width * image.height <= 256_000
     left_out = [json.loads(line) for line in (out / "left_out.jsonl").read_text().splitlines()]

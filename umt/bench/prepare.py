@@ -193,8 +193,9 @@ def _run_bpsd(work: Path, minutes: float, pieces: int, workers: list[int]) -> No
 
 
 def make_ytsv_fixture(root: Path, minutes: float, videos: int, seed: int = 0) -> list[Path]:
-    """YTSV's layout: ``videos`` 1280x720 30 frames/s videos, ``minutes`` in all, a page every 8 s
-    (cuts and 0.5 s crossfades in turn), a tone per page."""
+    """YTSV's layout (``metadata/ytsv_metadata.csv``, ``mp4/``): ``videos`` 1280x720 30 frames/s
+    videos, ``minutes`` in all, a page every 8 s (cuts and 0.5 s crossfades in turn), a tone per
+    page."""
     import imageio_ffmpeg
 
     rng = np.random.default_rng(seed)
@@ -208,12 +209,13 @@ def make_ytsv_fixture(root: Path, minutes: float, videos: int, seed: int = 0) ->
             page[top : top + h, 40 : 40 + w] = system[:h, :w]
             top += h + 40
         pages.append(page)
-    (root / "videos").mkdir(parents=True, exist_ok=True)
+    (root / "mp4").mkdir(parents=True, exist_ok=True)
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
     paths, rows = [], []
     per_video = max(1, round(minutes * 60 / videos / page_seconds))
     for video in range(videos):
         video_id = f"bench{video:07d}"
-        path = root / "videos" / f"{video_id}.mp4"
+        path = root / "mp4" / f"{video_id}.mp4"
         sound = np.concatenate([_tone(page_seconds, 60 + k % 12, rng) for k in range(per_video)])
         wav = root / f"{video_id}.wav"
         soundfile.write(str(wav), sound, RATE, subtype="PCM_16")
@@ -242,7 +244,8 @@ def make_ytsv_fixture(root: Path, minutes: float, videos: int, seed: int = 0) ->
         wav.unlink()
         paths.append(path)
         rows.append(video_id)
-    (root / "metadata.csv").write_text("YT Id\n" + "".join(f"{r}\n" for r in rows))
+    lines = "".join(f"{r},Bench video,0-2\n" for r in rows)
+    (root / "metadata" / "ytsv_metadata.csv").write_text("YT Id,Title of Video,Staff Count\n" + lines)
     return paths
 
 

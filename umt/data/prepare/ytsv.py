@@ -1,11 +1,15 @@
 """YTSV, the paper's YouTube score-video pairs: score-following videos cut into (systems, audio)
 examples for image<->audio.
 
-Layout read (the videos are the user's own download, e.g. ``yt-dlp -o "videos/%(id)s.%(ext)s"``):
+Published layout (MALerLab/youtube-score-video-dataset: the metadata is published, the videos
+are the user's own download):
 
-* ``ROOT/metadata.csv``: one row per video, column ``YT Id`` (U-MusT's name for it); the other
-  columns (title, instrumentation, ...) are copied into the records;
-* ``ROOT/videos/<YT Id>.{mp4,webm,mkv,mov}``;
+* ``ROOT/metadata/ytsv_metadata.csv`` (or ``ROOT/ytsv_metadata.csv``): one row per video, columns
+  ``YT Id, Title of Video, User, Duration, Composer Full Name, Title of Piece, ..., Staff Count``
+  (``Staff Count`` is ``MELODY-PIANO`` staves, ``0-2`` for piano solo); the columns are copied
+  into the records in snake case;
+* ``ROOT/mp4/<YT Id>.mp4``, or ``ROOT/<Staff Count>/mp4/<YT Id>.mp4`` where the dataset's own
+  pipeline has moved it (``.webm`` and ``.mkv`` are read too);
 * optionally ``ROOT/test_included_yt_ids.csv`` (U-MusT's ``dataset_pair_paths/`` file, column
   ``YT Id``): videos of pieces in the AMT test sets, which must be in ``test``.
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 import csv
 import itertools
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +54,18 @@ from umt.data.prepare.recordings import SAMPLE_RATE
 from umt.errors import UserError
 from umt.utils.io import atomic_path, atomic_write_bytes
 
-METADATA_FILE = "metadata.csv"
+METADATA_FILES = ("metadata/ytsv_metadata.csv", "ytsv_metadata.csv")
 TEST_IDS_FILE = "test_included_yt_ids.csv"
 ID_COLUMN = "YT Id"
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov")
+STAFF_COUNT_COLUMN = "Staff Count"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv")
 SPLIT_RATIOS = (("train", 0.85), ("valid", 0.07))
 MAX_AUDIO_SECONDS = 20.0
 MAX_PIXELS = 256_000
-SILENCE_RMS = 1e-3
-"""About -60 dBFS: a slide whose sound stays under it is an intro, an outro or a pause."""
+SILENCE_RMS = 10 ** (-50 / 20)
+"""-50 dBFS, the YTSV pipeline's silence threshold: a slide whose sound stays under it is an intro,
+an outro or a pause."""
 DARK_MEAN, BLANK_MEAN = 150.0, 254.0
 """A score slide is mostly white paper with ink: a mean grey under 150 is a photo or a title card, over
 254 a blank page."""
@@ -67,24 +75,25 @@ SYSTEM_GAP_PX = 8
 class YtsvConverter(Converter):
     name = "ytsv"
     description = "YouTube score-following videos -> per-slide system images with their audio"
-    missing_source = "listed in metadata.csv, but no video file"
+    missing_source = "listed in the metadata, but no video file"
 
     def units(self) -> list[WorkUnit]:
         rows = self._metadata()
-        test_ids = self._test_ids()
-        splits = paper_splits([row[ID_COLUMN] for row in rows], test_ids)
+        splits = paper_splits([row[ID_COLUMN] for row in rows], self._test_ids())
         units, self.left_out = [], []
         for row in rows:
             video_id = row[ID_COLUMN]
-            video = self._video(video_id)
-            extra = {k.strip().lower().replace(" ", "_"): v for k, v in row.items() if k != ID_COLUMN and v}
-            units.append(WorkUnit(video_id, splits[video_id], video_id, {"video": video}, extra))
+            extra = {_snake(k): v for k, v in row.items() if k and k != ID_COLUMN and v}
+            sources = {"video": self._video(video_id, row.get(STAFF_COUNT_COLUMN) or "")}
+            units.append(WorkUnit(video_id, splits[video_id], video_id, sources, extra))
         return units
 
     def _metadata(self) -> list[dict[str, str]]:
-        path = self.root / METADATA_FILE
-        if not path.is_file():
-            raise UserError(f"no {METADATA_FILE}: not a YTSV folder (see umt.data.prepare.ytsv)", self.root)
+        path = next((self.root / f for f in METADATA_FILES if (self.root / f).is_file()), None)
+        if path is None:
+            raise UserError(
+                f"no {METADATA_FILES[0]}: not a YTSV folder (see umt.data.prepare.ytsv)", self.root
+            )
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if ID_COLUMN not in (reader.fieldnames or []):
@@ -92,7 +101,7 @@ class YtsvConverter(Converter):
             rows = [row for row in reader if (row.get(ID_COLUMN) or "").strip()]
         for row in rows:
             row[ID_COLUMN] = row[ID_COLUMN].strip()
-            if "/" in row[ID_COLUMN] or row[ID_COLUMN] in (".", ".."):
+            if not _SAFE_ID.fullmatch(row[ID_COLUMN]):
                 raise UserError(f"video id {row[ID_COLUMN]!r} is not a YouTube id", path)
         return rows
 
@@ -103,11 +112,13 @@ class YtsvConverter(Converter):
         with path.open(newline="", encoding="utf-8") as handle:
             return {row[ID_COLUMN].strip() for row in csv.DictReader(handle) if row.get(ID_COLUMN)}
 
-    def _video(self, video_id: str) -> str:
-        for suffix in VIDEO_SUFFIXES:
-            if (self.root / "videos" / f"{video_id}{suffix}").is_file():
-                return f"videos/{video_id}{suffix}"
-        return f"videos/{video_id}.mp4"  # missing: source_files names it
+    def _video(self, video_id: str, staff_count: str) -> str:
+        folders = ["mp4"] + ([f"{staff_count}/mp4"] if _SAFE_ID.fullmatch(staff_count) else [])
+        for folder in folders:
+            for suffix in VIDEO_SUFFIXES:
+                if (self.root / folder / f"{video_id}{suffix}").is_file():
+                    return f"{folder}/{video_id}{suffix}"
+        return f"mp4/{video_id}.mp4"  # missing: source_files names it
 
     def convert(self, unit: WorkUnit) -> Converted:
         from umt.data.video import find_slides, read_audio, read_frames
@@ -207,3 +218,7 @@ def _scaled(system: np.ndarray) -> np.ndarray:
     factor = STAFF_HEIGHT_PX / height
     size = (max(1, round(system.shape[1] * factor)), max(1, round(system.shape[0] * factor)))
     return np.asarray(Image.fromarray(system).resize(size, Image.Resampling.LANCZOS))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
