@@ -1,9 +1,5 @@
-"""Image-to-audio benchmark: direct and cascaded generation (onset F1 of the score read, mel distances).
-
-    python eval/i2a.py --checkpoint MODEL_DIR --corpus CORPUS_DIR [--split test] [--limit N] [--out FILE.json]
-
-The corpus is one built by `umt corpus build`; the work is :mod:`umt.evaluation`.
-"""
+"""`umt eval i2a` as a script: `python eval/i2a.py --checkpoint MODEL --data MANIFEST [...]` (every
+option of `umt eval`; see `python eval/i2a.py --help` and :mod:`umt.evaluate`)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from umt.evaluation import benchmark_main
+from umt.cli import main
 
 if __name__ == "__main__":
-    sys.exit(benchmark_main("i2a"))
+    sys.exit(main(["eval", "i2a", *sys.argv[1:]]))

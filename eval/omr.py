@@ -1,9 +1,5 @@
-"""OMR benchmark: symbol error rate of an exported model on a corpus split.
-
-    python eval/omr.py --checkpoint MODEL_DIR --corpus CORPUS_DIR [--split test] [--limit N] [--out FILE.json]
-
-The corpus is one built by `umt corpus build`; the work is :mod:`umt.evaluation`.
-"""
+"""`umt eval omr` as a script: `python eval/omr.py --checkpoint MODEL --data MANIFEST [...]` (every
+option of `umt eval`; see `python eval/omr.py --help` and :mod:`umt.evaluate`)."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from umt.evaluation import benchmark_main
+from umt.cli import main
 
 if __name__ == "__main__":
-    sys.exit(benchmark_main("omr"))
+    sys.exit(main(["eval", "omr", *sys.argv[1:]]))

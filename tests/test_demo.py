@@ -189,12 +189,13 @@ def test_translate_export_and_eval_take_paths_relative_to_where_the_user_stands(
     assert weights[0] == weights[1]
     script = Path(__file__).resolve().parents[1] / "eval" / "omr.py"
     evaluated = subprocess.run(
-        [sys.executable, str(script), "--checkpoint", "again", "--corpus", "runs/q/corpus",
-         "--limit", "1", "--max-len", "16", "--out", "figures/omr.json"],
+        [sys.executable, str(script), "--checkpoint", "again", "--data", "runs/q/corpus",
+         "--limit", "1", "--max-len", "16", "--out", "figures/omr", "--no-progress"],
         cwd=here, capture_output=True, text=True,
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert json.loads((here / "figures" / "omr.json").read_text())["metrics"]["excerpts"] == 1
+    metrics = json.loads((here / "figures" / "omr" / "metrics.json").read_text())
+    assert metrics["test_sets"]["corpus"]["items"] == 1
 
 
 @needs_fluidsynth
@@ -350,23 +351,30 @@ def test_rerun_finishes_without_redoing_work_and_other_settings_are_refused(quic
 
 
 @needs_fluidsynth
-def test_benchmark_scripts_run_on_the_demo_model(quick_demo, tmp_path, capsys):
-    from umt.evaluation import benchmark_main
-
+def test_umt_eval_runs_on_the_demo_model(quick_demo, tmp_path, capsys):
     model, corpus = quick_demo / "run" / "model", quick_demo / "corpus"
-    out = tmp_path / "omr.json"
-    common = ["--checkpoint", str(model), "--corpus", str(corpus), "--limit", "1", "--max-len", "16"]
-    assert benchmark_main("omr", [*common, "--out", str(out)]) == 0
-    figures = json.loads(out.read_text())["metrics"]
-    assert figures["excerpts"] == 1 and figures["omr_ser"] >= 0
-    assert "omr_ser" in capsys.readouterr().out
-    # the demo model was not trained for AMT: one line, non-zero status, no output file
-    assert benchmark_main("amt", [*common, "--out", str(tmp_path / "amt.json")]) == 2
+    common = [
+        "--checkpoint",
+        str(model),
+        "--data",
+        str(corpus),
+        "--limit",
+        "1",
+        "--max-len",
+        "16",
+        "--no-progress",
+    ]
+    assert umt_main(["eval", "omr", *common, "--out", str(tmp_path / "omr")]) == 0
+    figures = json.loads((tmp_path / "omr" / "metrics.json").read_text())["test_sets"]["corpus"]
+    assert figures["items"] == 1 and figures["ser"] >= 0
+    assert "| corpus | 1 |" in capsys.readouterr().out
+    # the demo model was not trained for AMT: one line, non-zero status, nothing written
+    assert umt_main(["eval", "amt", *common, "--out", str(tmp_path / "amt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not amt" in err[0]
-    assert not (tmp_path / "amt.json").exists()
-    assert benchmark_main("i2a", ["--checkpoint", str(model), "--corpus", str(tmp_path)]) == 2
-    assert "not a built corpus" in capsys.readouterr().err
+    assert not (tmp_path / "amt").exists()
+    assert umt_main(["eval", "omr", "--checkpoint", str(model), "--data", str(tmp_path / "none")]) == 2
+    assert "cannot read the manifest" in capsys.readouterr().err
 
 
 def test_device_choice_reaches_every_trainer():

@@ -128,3 +128,12 @@ def test_scores_are_mir_evals_on_random_notes():
         )
         ours = note_scores(ref, est, offset_ratio=ratio)
         assert (ours.precision, ours.recall, ours.f1) == pytest.approx(expected[:3])
+
+
+def test_family_onset_f1_scores_each_instrument_family_of_the_reference():
+    from umt.metrics.transcription import family_onset_f1
+
+    ref = [n(60, 0.0, 1.0, program=0), n(64, 0.0, 1.0, program=41), n(36, 0.5, 0.6, is_drum=True)]
+    est = [n(60, 0.0, 1.0, program=3), n(64, 0.0, 1.0, program=0), n(36, 0.5, 0.6, is_drum=True)]
+    # the viola note was transcribed as piano: strings 0, and piano gets a false positive
+    assert family_onset_f1(ref, est) == {"drums": 1.0, "piano": pytest.approx(2 / 3), "strings": 0.0}

@@ -17,14 +17,13 @@ Mel distance is DAC's multi-scale log-mel L1 (:class:`umt.models.dac_discriminat
 with its default scales); audio is cut or zero-padded to the reference length first. Lower is
 better; read it against the silence and tokenizer figures.
 
-``eval/image_to_audio.py`` runs this on a model folder and a corpus; ``umt demo`` uses it too.
+``umt demo`` runs this on its held-out excerpts; ``umt eval`` (:mod:`umt.evaluate`) is the
+benchmark suite on prepared test sets.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -316,76 +315,3 @@ def _direct_image_to_audio(run: _Run, sources: list[np.ndarray], audio_generatio
             result.mel_distance["direct"] = run.mel(result.direct_audio, result.reference_audio)
     run.seconds["i2a"] = time.perf_counter() - start
     run.metrics["direct_audio_made"] = float(sum(r.direct_audio is not None for r in run.results))
-
-
-def evaluate_transcription(
-    pipeline: Any, excerpts: Sequence[Excerpt], generation: Any = None
-) -> dict[str, float]:
-    """AMT (audio -> MIDI) of ``pipeline`` on the excerpts' recordings: the mean of the standard
-    note scores (:func:`umt.metrics.transcription.transcription_metrics`) over excerpts."""
-
-    with_audio = [e for e in excerpts if e.audio is not None]
-    if not with_audio:
-        raise UserError("no excerpt has audio to transcribe")
-    estimates = pipeline.transcribe([str(e.audio) for e in with_audio], generation)
-    per_excerpt = [
-        transcription_metrics(notes_from_midi(e.midi), notes) for e, notes in zip(with_audio, estimates)
-    ]
-    metrics = {key: float(np.mean([m[key] for m in per_excerpt])) for key in per_excerpt[0]}
-    metrics["excerpts"] = float(len(with_audio))
-    return metrics
-
-
-BENCHMARKS = {
-    "omr": "OMR (image -> LMX): symbol error rate",
-    "amt": "AMT (audio -> MIDI): note onset / offset F1",
-    "i2a": "image -> audio, direct and cascaded: onset F1 of the score read, mel distances",
-}
-
-
-def benchmark_main(benchmark: str, argv: Sequence[str] | None = None) -> int:
-    """The ``eval/*.py`` scripts: run one benchmark of a model folder on a built corpus's split,
-    print the figures and write them as JSON (``--out``). Returns the exit status."""
-
-    parser = argparse.ArgumentParser(prog=f"eval/{benchmark}.py", description=BENCHMARKS[benchmark])
-    parser.add_argument("--checkpoint", required=True, help="exported model folder (umt export)")
-    parser.add_argument("--corpus", required=True, help="a corpus built by `umt corpus build`")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit", type=int, default=None, help="at most N excerpts")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-len", type=int, default=None, help="longest output in rows")
-    parser.add_argument("--audio-temperature", type=float, default=1.0, help="sampling of audio codes")
-    parser.add_argument("--audio-top-p", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="write the figures to this JSON file")
-    args = parser.parse_args(argv)
-    try:
-        from umt.inference import GenerationConfig, TranslationPipeline
-
-        excerpts = corpus_excerpts(args.corpus, args.split, args.limit)
-        pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
-        generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
-        audio_generation = GenerationConfig(
-            temperature=args.audio_temperature,
-            top_p=args.audio_top_p,
-            batch_size=args.batch_size,
-            max_len=args.max_len,
-            seed=args.seed,
-        )
-        if benchmark == "amt":
-            metrics = evaluate_transcription(pipeline, excerpts, generation)
-        else:
-            tasks = ("omr",) if benchmark == "omr" else ("omr", "cascade", "i2a")
-            metrics = evaluate_image_to_audio(pipeline, excerpts, generation, audio_generation, tasks).metrics
-    except UserError as error:
-        print(f"eval/{benchmark}.py: error: {error}", file=sys.stderr)
-        return 2
-    width = max(len(name) for name in metrics)
-    for name, value in metrics.items():
-        print(f"{name:<{width}}  {value:.4f}")
-    if args.out:
-        from umt.utils.io import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps({"benchmark": benchmark, "metrics": metrics}, indent=2) + "\n")
-    return 0

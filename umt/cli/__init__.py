@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.data",  # the paper's data sets -> manifests
     "umt.cli.migrate",  # shards, model folders, checkpoints of an older vocabulary layout
     "umt.cli.translate",  # translate files with an exported model
+    "umt.cli.eval",  # the paper's benchmarks on prepared test sets
     "umt.cli.demo",  # all of the above end to end, with an HTML report
 )
 

@@ -37,6 +37,7 @@ from umt.tokenizers.image import (
     ImageTokenizer,
     measure_staff_height,
     preprocess,
+    system_rows,
     to_uint8_image,
     unflatten_with_repairs,
 )
@@ -190,6 +191,20 @@ class TranslationPipeline:
     def image_rows(self, gray: np.ndarray, name: str = "<image>") -> np.ndarray:
         """One system image ``uint8 [H, W]`` -> content rows ``[T, K]`` (height token first)."""
         return self.preprocessed_image_rows(self.preprocess_image(gray), name)
+
+    def image_file_rows(self, path: str | Path) -> np.ndarray:
+        """An image file -> content rows: one system, or, for a stacked-systems PNG (a score
+        video's slide, :func:`umt.tokenizers.image.write_systems_png`), its systems ``sep``-joined."""
+        gray = to_gray(str(path))
+        rows = system_rows(path, gray.shape[0])
+        if rows is None:
+            return self.image_rows(gray, str(path))
+        systems = [self.preprocess_image(gray[top:bottom]) for top, bottom in rows]
+        try:
+            tokens = self._image().tokenize(systems, self.vocab)
+        except ValueError as error:
+            raise InputError(str(error), str(path)) from None
+        return self._check_source(tokens, "the systems", str(path))
 
     def preprocessed_image_rows(self, x: torch.Tensor, name: str = "<image>") -> np.ndarray:
         """:meth:`preprocess_image`'s output -> content rows ``[T, K]`` (height token first)."""

@@ -160,3 +160,25 @@ def transcription_metrics(reference: Sequence[NoteLike], estimate: Sequence[Note
         result[f"{name}_recall"] = score.recall
         result[f"{name}_f1"] = score.f1
     return result
+
+
+FAMILIES = (
+    "piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
+    "reed", "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive", "sound_effects",
+)  # fmt: skip
+"""General MIDI's instrument families, 8 programs each (MT3's per-instrument groups)."""
+
+
+def family(note: NoteLike) -> str:
+    return "drums" if note.is_drum else FAMILIES[min(max(int(note.program), 0), 127) // 8]
+
+
+def family_onset_f1(reference: Sequence[NoteLike], estimate: Sequence[NoteLike]) -> dict[str, float]:
+    """Onset F1 within each instrument family the reference has (:data:`FAMILIES`, ``drums``):
+    the notes of that family on both sides, as MT3 scores each instrument."""
+    result = {}
+    for name in sorted({family(note) for note in reference}):
+        ref = [note for note in reference if family(note) == name]
+        est = [note for note in estimate if family(note) == name]
+        result[name] = note_scores(ref, est, offset_ratio=None).f1
+    return result

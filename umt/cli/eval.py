@@ -1,0 +1,138 @@
+"""``umt eval``: the paper's benchmarks on prepared test sets (see :mod:`umt.evaluate`).
+
+    umt eval TASK --checkpoint MODEL --data MANIFEST [--data MANIFEST ...] [--split test]
+        [--out DIR] [--batch-size N] [--limit N] [--transcriber AMT_MODEL] [--omr OMR_MODEL]
+    umt eval paper-table-7 --checkpoint MODEL --data olimpic-synth --data olimpic-scanned --data bpsd
+    umt eval compare DIR1 DIR2 ...
+
+TASK is omr, amt, i2a, m2a, a2i or l2i; ``paper-table-N`` runs the task of one of the paper's
+tables and lays its ``table.md`` out like it, with the paper's figures beside ours. Each
+``--data`` (a ``manifest.jsonl`` of ``umt data prepare`` or ``umt corpus build``, or its folder)
+is one test set, a row of the table. ``i2a`` and ``m2a`` transcribe audio with ``--transcriber``
+(an AMT model folder; default the checkpoint when it does AMT); ``a2i`` and ``l2i`` read images
+with ``--omr`` (default the checkpoint when it does OMR). Writes ``DIR/metrics.json``,
+``DIR/per_item.jsonl`` and ``DIR/table.md``; rerunning the command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+TASK_NAMES = ("omr", "amt", "i2a", "m2a", "a2i", "l2i")
+TABLE_NAMES = ("paper-table-7", "paper-table-8")
+"""Kept here too so that ``umt --help`` imports nothing heavy (a test checks them)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="the paper's benchmarks: score a model on test sets, paper-style tables",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare"), metavar="TASK")
+    parser.add_argument("runs", nargs="*", metavar="DIR", help="compare: the eval folders")
+    parser.add_argument("--checkpoint", metavar="MODEL", help="exported model folder")
+    parser.add_argument("--data", action="append", default=[], metavar="MANIFEST", help="a test set (repeat)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: eval/TASK)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="at most N items per test set")
+    parser.add_argument("--transcriber", metavar="AMT_MODEL", help="transcribes audio for i2a and m2a")
+    parser.add_argument("--omr", metavar="OMR_MODEL", help="reads images back for a2i and l2i")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--max-len", type=int, help="longest output in rows")
+    parser.add_argument("--audio-temperature", type=float, default=1.0, help="sampling of audio codes")
+    parser.add_argument("--audio-top-p", type=float, default=0.9)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from umt.errors import UserError
+
+    if args.what == "compare":
+        from umt.evaluate.report import compare
+
+        if len(args.runs) < 1:
+            raise UserError("compare needs eval folders: umt eval compare DIR1 DIR2 ...")
+        sys.stdout.write(compare([Path(d) for d in args.runs]))
+        return 0
+    if args.runs:
+        raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
+    if not args.checkpoint or not args.data:
+        raise UserError(f"umt eval {args.what} needs --checkpoint MODEL and --data MANIFEST")
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise UserError("--batch-size and --limit must be >= 1")
+    return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from umt.evaluate.items import read_items
+    from umt.evaluate.report import PAPER_TABLES
+    from umt.evaluate.run import run_eval
+    from umt.evaluate.tasks import NEEDS, EvalContext
+    from umt.inference import GenerationConfig, TranslationPipeline
+
+    table = args.what if args.what in PAPER_TABLES else None
+    task = PAPER_TABLES[table].task if table else args.what
+    items = [item for data in args.data for item in read_items(data, args.split, args.limit, NEEDS[task])]
+    pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipeline.check_task(task)
+    generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
+    audio_generation = GenerationConfig(
+        temperature=args.audio_temperature,
+        top_p=args.audio_top_p,
+        batch_size=args.batch_size,
+        max_len=args.max_len,
+        seed=args.seed,
+    )
+    ctx = EvalContext(pipeline, generation, audio_generation)
+    ctx.transcriber = _transcriber(args, pipeline, generation) if task in ("i2a", "m2a") else None
+    ctx.reader = _reader(args, pipeline, generation) if task in ("a2i", "l2i") else None
+    settings = {
+        "task": task,
+        "table": table,
+        "checkpoint": str(Path(args.checkpoint).resolve()),
+        "data": [str(Path(d).resolve()) for d in args.data],
+        "split": args.split,
+        "limit": args.limit,
+        "transcriber": args.transcriber and str(Path(args.transcriber).resolve()),
+        "omr": args.omr and str(Path(args.omr).resolve()),
+        "generation": {"max_len": args.max_len, "seed": args.seed},
+        "audio_generation": {"temperature": args.audio_temperature, "top_p": args.audio_top_p},
+    }
+    out = Path(args.out or Path("eval") / (table or task))
+    metrics = run_eval(task, ctx, items, out, settings, args.batch_size, not args.no_progress, table)
+    sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
+    print(f"umt eval: {metrics['items']} items, {len(metrics['failed'])} failed -> {out}", file=sys.stderr)
+    return 1 if metrics["failed"] else 0
+
+
+def _helper(path: str | None, pipeline, task: str, flag: str):
+    """The model folder given for ``task`` (an AMT or OMR model), or the checkpoint itself."""
+    from umt.errors import UserError
+    from umt.inference import TranslationPipeline
+
+    if path is not None:
+        helper = TranslationPipeline.from_pretrained(path, device=str(pipeline.device))
+    elif not pipeline.tasks or task in pipeline.tasks:
+        helper = pipeline
+    else:
+        raise UserError(f"the model does not do {task}; give {flag} MODEL to score with")
+    helper.check_task(task)
+    return helper
+
+
+def _transcriber(args, pipeline, generation):
+    helper = _helper(args.transcriber, pipeline, "amt", "--transcriber")
+    rate = pipeline.sample_rate
+    return lambda audios: helper.transcribe([(audio, rate) for audio in audios], generation)
+
+
+def _reader(args, pipeline, generation):
+    helper = _helper(args.omr, pipeline, "omr", "--omr")
+    return lambda images: helper.omr_tokens(list(images), generation)

@@ -1,0 +1,238 @@
+"""Figures from per-item rows, paper-style tables, and runs side by side.
+
+:func:`aggregate` turns the rows of ``per_item.jsonl`` into figures per test set (and over all of
+them): SER is the corpus rate (edit distances summed over gold lengths, as OLiMPiC/Zeus compute
+it); every other figure is the mean over the items that define it (an EMD is undefined for an
+image with no notes read; those are counted). For ``a2i`` it adds the paper's random-pairing
+baseline: the EMD between each item's gold LMX and another item's (a seeded derangement).
+
+:data:`PAPER_TABLES` holds the paper's published figures for the tables whose numbers the
+sources at hand give (U-MusT's README: Table VII, OMR; Table VIII, AMT); ``table.md`` shows them
+beside ours, marked as the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from umt.errors import UserError
+from umt.evaluate.items import EvalItem
+from umt.utils.io import atomic_write_text
+
+SER_TASKS = ("omr", "l2i")
+COLUMNS: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "omr": (("ser", "SER %", 1.0), ("ser_no_tuplets", "SER w/o tuplets %", 1.0)),
+    "l2i": (("ser", "read-back SER %", 1.0),),
+    "amt": (
+        ("onset_f1", "onset F1", 100.0),
+        ("onset_offset_f1", "onset+offset F1", 100.0),
+        ("multi_onset_f1", "multi-instrument onset F1", 100.0),
+    ),
+    "i2a": (
+        ("onset_f1_50ms", "onset F1 @50 ms", 100.0),
+        ("onset_f1_100ms", "@100 ms", 100.0),
+        ("onset_f1_200ms", "@200 ms", 100.0),
+        ("midi_onset_f1_50ms", "vs MIDI @50 ms", 100.0),
+    ),
+    "m2a": (
+        ("onset_f1_50ms", "onset F1 @50 ms", 100.0),
+        ("onset_f1_100ms", "@100 ms", 100.0),
+        ("onset_f1_200ms", "@200 ms", 100.0),
+    ),
+    "a2i": (
+        ("pitch_emd", "pitch EMD", 1.0),
+        ("duration_emd", "duration EMD", 1.0),
+        ("tokenizer_pitch_emd", "tokenizer pitch EMD", 1.0),
+        ("tokenizer_duration_emd", "tokenizer duration EMD", 1.0),
+        ("random_pitch_emd", "random-pair pitch EMD", 1.0),
+        ("random_duration_emd", "random-pair duration EMD", 1.0),
+    ),
+}
+"""Task -> (figure, column title, scale: F1 shown x100 as the paper does)."""
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    task: str
+    title: str
+    metric: str
+    columns: tuple[str, ...]
+    rows: dict[str, tuple[float, ...]]
+    match: tuple[tuple[str, int], ...]
+    """(text in our test set's name, the paper column it is) pairs, first match wins."""
+    full: str
+    """The row of the paper's full model (shown beside ours)."""
+    note: str = ""
+
+
+PAPER_TABLES = {
+    "paper-table-7": PaperTable(
+        "omr",
+        "Table VII: optical music recognition, symbol error rate (%), lower is better",
+        "ser",
+        ("OLiMPiC synthetic", "OLiMPiC scanned", "BPSD scanned"),
+        {
+            "OMR only": (15.90, 24.58, 45.39),
+            "+ Image-to-Audio": (10.57, 15.45, 23.85),
+            "+ MIDI-to-Audio (full)": (9.72, 13.67, 23.36),
+            "Zeus (prior SOTA, retrained)": (10.10, 14.45, 31.24),
+        },
+        (("synthetic", 0), ("scanned", 1), ("bpsd", 2)),
+        "+ MIDI-to-Audio (full)",
+        "The paper's BPSD column is a hand-annotated 9-piece subset of scanned pages.",
+    ),
+    "paper-table-8": PaperTable(
+        "amt",
+        "Table VIII: automatic music transcription, note onset F1 (x100), higher is better",
+        "onset_f1",
+        ("MusicNet_EM strings", "MusicNet_EM woodwinds", "MAESTRO"),
+        {
+            "AMT only": (87.21, 72.04, 89.40),
+            "+ Audio-to-Image": (87.28, 72.61, 89.38),
+            "+ LMX-to-Image (full)": (87.25, 75.52, 89.45),
+        },
+        (("strings", 0), ("woodwind", 1), ("maestro", 2)),
+        "+ LMX-to-Image (full)",
+        "The paper splits MusicNet-EM's test recordings into strings and woodwinds; prepare each "
+        "group into its own folder (--splits) to get those two rows.",
+    ),
+}
+
+
+def aggregate(task: str, rows: Sequence[dict[str, Any]], items: Sequence[EvalItem]) -> dict[str, Any]:
+    """``{"test_sets": {name: figures}, "items": n, "failed": [...]}`` (see the module docstring)."""
+    scored = [row for row in rows if "error" not in row]
+    failed = [
+        {"key": row["key"], "test_set": row["test_set"], "error": row["error"]}
+        for row in rows
+        if "error" in row
+    ]
+    names = list(dict.fromkeys(row["test_set"] for row in rows))
+    groups = {name: [row for row in scored if row["test_set"] == name] for name in names}
+    if len(names) > 1:
+        groups["all"] = scored
+    figures = {name: _figures(task, group) for name, group in groups.items()}
+    if task == "a2i":
+        for name in figures:
+            chosen = [item for item in items if name == "all" or item.test_set == name]
+            figures[name].update(random_pairing_emd(chosen))
+    return {"test_sets": figures, "items": len(rows), "failed": failed}
+
+
+def _figures(task: str, rows: Sequence[dict[str, Any]]) -> dict[str, float | int | None]:
+    figures: dict[str, float | int | None] = {"items": len(rows)}
+    if task in SER_TASKS:
+        gold = sum(row["gold_tokens"] for row in rows)
+        gold_nt = sum(row["gold_tokens_no_tuplets"] for row in rows)
+        figures["ser"] = 100.0 * sum(row["errors"] for row in rows) / gold if gold else None
+        figures["ser_no_tuplets"] = (
+            100.0 * sum(row["errors_no_tuplets"] for row in rows) / gold_nt if gold_nt else None
+        )
+        return figures
+    names = sorted({k for row in rows for k, v in row.items() if v is None or isinstance(v, int | float)})
+    for name in names:
+        values = [float(row[name]) for row in rows if isinstance(row.get(name), int | float)]
+        figures[name] = float(np.mean(values)) if values else None
+        undefined = sum(1 for row in rows if name in row and row[name] is None)
+        if undefined:
+            figures[f"{name}_undefined"] = undefined
+    return figures
+
+
+def random_pairing_emd(items: Sequence[EvalItem], seed: int = 0) -> dict[str, float | None]:
+    """The paper's random baseline: each gold LMX against another item's (a seeded derangement)."""
+    from umt.evaluate.tasks import read_lmx_tokens
+    from umt.metrics.emd import lmx_emd
+
+    with_lmx = [item for item in items if item.lmx is not None]
+    if len(with_lmx) < 2:
+        return {"random_pitch_emd": None, "random_duration_emd": None}
+    order = np.random.default_rng(seed).permutation(len(with_lmx))
+    golds = [read_lmx_tokens(item) for item in with_lmx]
+    pairs = [lmx_emd(golds[order[(k + 1) % len(order)]], golds[order[k]]) for k in range(len(order))]
+    result = {}
+    for name in ("pitch_emd", "duration_emd"):
+        values = [pair[name] for pair in pairs if pair[name] is not None]
+        result[f"random_{name}"] = float(np.mean(values)) if values else None
+    return result
+
+
+def _cell(value: Any, scale: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value * scale:.2f}"
+
+
+def markdown_table(metrics: dict[str, Any], table: str | None = None) -> str:
+    """Rows per test set, the task's figures as columns; with ``table``, the paper's figure for
+    each test set beside ours and the paper's whole table below."""
+    task = metrics["task"]
+    columns = COLUMNS[task]
+    paper = PAPER_TABLES.get(table or "")
+    head = ["test set", "items", *(title for _, title, _ in columns)]
+    if paper:
+        head.append("paper, full model")
+    lines = [f"# umt eval {task}" + (f" ({paper.title})" if paper else ""), ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, figures in metrics["test_sets"].items():
+        cells = [
+            name,
+            str(figures.get("items", 0)),
+            *(_cell(figures.get(key), scale) for key, _, scale in columns),
+        ]
+        if paper:
+            column = next((index for text, index in paper.match if text in name.lower()), None)
+            cells.append("—" if column is None else f"{paper.rows[paper.full][column]:.2f} (paper)")
+        lines.append("| " + " | ".join(cells) + " |")
+    if paper:
+        lines += ["", f"The paper's {paper.title.split(':')[0]}, as published:", ""]
+        lines += ["| method | " + " | ".join(paper.columns) + " |", "|" + "---|" * (len(paper.columns) + 1)]
+        lines += [
+            f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+            for row, values in paper.rows.items()
+        ]
+        if paper.note:
+            lines += ["", paper.note]
+    if metrics.get("failed"):
+        lines += ["", f"{len(metrics['failed'])} item(s) could not be scored (per_item.jsonl has why)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, metrics: dict[str, Any], table: str | None = None) -> None:
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "table.md", markdown_table(metrics, table))
+
+
+def compare(directories: Sequence[Path]) -> str:
+    """The figures of several runs side by side: one row per (test set, figure), a column per run."""
+    runs = []
+    for directory in directories:
+        path = Path(directory) / "metrics.json"
+        try:
+            runs.append(
+                (Path(directory).name or str(directory), json.loads(path.read_text(encoding="utf-8")))
+            )
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"not an umt eval folder ({error})", directory) from None
+    tasks = {metrics["task"] for _, metrics in runs}
+    if len(tasks) > 1:
+        raise UserError(f"the folders hold different tasks ({', '.join(sorted(tasks))})")
+    task = tasks.pop()
+    test_sets = list(dict.fromkeys(name for _, metrics in runs for name in metrics["test_sets"]))
+    lines = [
+        "| test set | figure | " + " | ".join(name for name, _ in runs) + " |",
+        "|" + "---|" * (len(runs) + 2),
+    ]
+    for test_set in test_sets:
+        for key, title, scale in (("items", "items", 1.0), *COLUMNS[task]):
+            values = [metrics["test_sets"].get(test_set, {}).get(key) for _, metrics in runs]
+            cells = [str(v) if key == "items" and v is not None else _cell(v, scale) for v in values]
+            lines.append(f"| {test_set} | {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
