@@ -117,9 +117,13 @@ def score_amt(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any
     return results
 
 
-def _audio_or_none(pipeline: Any, rows: np.ndarray, name: str) -> np.ndarray | None:
+def _decoded(
+    convert: Callable[[np.ndarray, str], np.ndarray], rows: np.ndarray, name: str
+) -> np.ndarray | None:
+    """Generated rows as audio or an image; None when the model made nothing decodable (EOS at
+    once, no complete image column): the item then scores as empty, not as a failure."""
     try:
-        return pipeline.rows_to_audio(rows, name)
+        return convert(rows, name)
     except InputError:
         return None
 
@@ -128,7 +132,7 @@ def score_i2a(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any
     p, transcribe = ctx.pipeline, ctx.need_transcriber("i2a")
     sources = [p.image_file_rows(item.image) for item in items]
     generated = [
-        _audio_or_none(p, out.rows, item.key)
+        _decoded(p.rows_to_audio, out.rows, item.key)
         for item, out in zip(items, p.generate("i2a", sources, ctx.audio_generation))
     ]
     references = [p.load_audio(str(item.audio), item.key)[0].numpy() for item in items]
@@ -165,7 +169,7 @@ def score_a2i(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any
     outputs = iter(p.generate("a2i", [w for windows in per_item for w in windows], ctx.generation))
     results = []
     for item, windows in zip(items, per_item):
-        images = [_image_or_none(p, next(outputs).rows, item.key) for _ in windows]
+        images = [_decoded(p.rows_to_image, next(outputs).rows, item.key) for _ in windows]
         systems = [image for image in images if image is not None]
         predicted = [token for tokens in read_each(read, systems) for token in tokens]
         gold = read_lmx_tokens(item)
@@ -191,13 +195,6 @@ def read_each(read: Reader, images: Sequence[np.ndarray]) -> list[list[str]]:
             except InputError:
                 readings.append([])
         return readings
-
-
-def _image_or_none(pipeline: Any, rows: np.ndarray, name: str) -> np.ndarray | None:
-    try:
-        return pipeline.rows_to_image(rows, name)
-    except InputError:
-        return None
 
 
 def _tokenizer_reading(ctx: EvalContext, item: EvalItem) -> list[str]:
