@@ -187,3 +187,45 @@ def test_eval_scripts_are_the_command(model, test_set, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["task"] == "omr"
+
+
+def test_attention_weights_are_what_the_layers_computed(model, test_set, tmp_path, capsys):
+    """The recorded weights reproduce each cross-attention layer's output; the plot and the
+    alignment cover every generated audio frame, and every frame points at a column of the image."""
+    import torch
+
+    from umt.data.pipeline import collate
+    from umt.evaluate.attention import layer_weights
+    from umt.inference import GenerationConfig, TranslationPipeline
+
+    pipeline = TranslationPipeline.from_pretrained(model)
+    image = test_set.parent / json.loads(test_set.read_text().splitlines()[0])["image"]
+    source = pipeline.image_file_rows(image)
+    rows = pipeline.generate("i2a", [source], GenerationConfig(max_len=24, temperature=1.0))[0].rows
+    batch = collate([(source, rows, "image", "audio", 0)], pipeline.vocab)
+    outputs = []
+    handles = [
+        layer.cross_attn.register_forward_hook(lambda m, i, o: outputs.append((i[1][1], o)))
+        for layer in pipeline.model.decoder
+    ]
+    weights = layer_weights(pipeline.model, batch)
+    for handle in handles:
+        handle.remove()
+    outputs = outputs[-len(weights) :]
+    for layer, w, (values, out) in zip(pipeline.model.decoder, weights, outputs):
+        assert torch.allclose(w.sum(-1), torch.ones(()), atol=1e-5)
+        attended = (w @ values.float()).transpose(1, 2).reshape(out.shape)
+        assert torch.allclose(layer.cross_attn.out(attended), out, atol=1e-4)
+
+    out_png = tmp_path / "follow.png"
+    args = ["eval", "attention", str(image), str(out_png), "--checkpoint", str(model), "--max-len", "24"]
+    assert main(args) == 0
+    alignment = json.loads(out_png.with_suffix(".json").read_text())
+    from PIL import Image
+
+    with Image.open(out_png) as picture:
+        width = picture.width
+        assert picture.height > len(alignment["frames"])
+    assert 0 < len(alignment["frames"]) <= 23  # max-len 24 counts the SOS row
+    assert all(0 <= frame["x"] <= width and 0 < frame["share"] <= 1 for frame in alignment["frames"])
+    assert main(["eval", "attention", str(image), str(tmp_path / "x.jpg"), "--checkpoint", str(model)]) == 2

@@ -4,6 +4,7 @@
         [--out DIR] [--batch-size N] [--limit N] [--transcriber AMT_MODEL] [--omr OMR_MODEL]
     umt eval paper-table-7 --checkpoint MODEL --data olimpic-synth --data olimpic-scanned --data bpsd
     umt eval compare DIR1 DIR2 ...
+    umt eval attention IMAGE OUT.png --checkpoint MODEL
 
 TASK is omr, amt, i2a, m2a, a2i or l2i; ``paper-table-N`` runs the task of one of the paper's
 tables and lays its ``table.md`` out like it, with the paper's figures beside ours. Each
@@ -12,6 +13,8 @@ is one test set, a row of the table. ``i2a`` and ``m2a`` transcribe audio with `
 (an AMT model folder; default the checkpoint when it does AMT); ``a2i`` and ``l2i`` read images
 with ``--omr`` (default the checkpoint when it does OMR). Writes ``DIR/metrics.json``,
 ``DIR/per_item.jsonl`` and ``DIR/table.md``; rerunning the command resumes where it stopped.
+``attention`` plots where an image-to-audio model looks in the score while it plays, and writes the
+alignment (audio frame -> image column) beside the plot as JSON.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare"), metavar="TASK")
-    parser.add_argument("runs", nargs="*", metavar="DIR", help="compare: the eval folders")
+    parser.add_argument("what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention"), metavar="TASK")
+    parser.add_argument(
+        "runs", nargs="*", metavar="ARG", help="compare: eval folders; attention: IMAGE OUT.png"
+    )
     parser.add_argument("--checkpoint", metavar="MODEL", help="exported model folder")
     parser.add_argument("--data", action="append", default=[], metavar="MANIFEST", help="a test set (repeat)")
     parser.add_argument("--split", default="test")
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("compare needs eval folders: umt eval compare DIR1 DIR2 ...")
         sys.stdout.write(compare([Path(d) for d in args.runs]))
         return 0
+    if args.what == "attention":
+        return _attention(args)
     if args.runs:
         raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
     if not args.checkpoint or not args.data:
@@ -110,6 +117,28 @@ def _evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
     print(f"umt eval: {metrics['items']} items, {len(metrics['failed'])} failed -> {out}", file=sys.stderr)
     return 1 if metrics["failed"] else 0
+
+
+def _attention(args: argparse.Namespace) -> int:
+    from umt.errors import UserError
+    from umt.evaluate.attention import follow_score
+    from umt.inference import GenerationConfig, TranslationPipeline
+
+    if len(args.runs) != 2 or not args.checkpoint:
+        raise UserError("usage: umt eval attention IMAGE OUT.png --checkpoint MODEL")
+    image, out = Path(args.runs[0]), Path(args.runs[1])
+    if out.suffix.lower() != ".png":
+        raise UserError("the plot is written as PNG: name it .png", out)
+    pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
+    generation = GenerationConfig(
+        temperature=args.audio_temperature, top_p=args.audio_top_p, max_len=args.max_len, seed=args.seed
+    )
+    alignment = follow_score(pipeline, image, generation, out)
+    print(
+        f"umt eval attention: {len(alignment['frames'])} audio frames -> {out}, {out.with_suffix('.json')}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _helper(path: str | None, pipeline, task: str, flag: str):
