@@ -116,3 +116,13 @@ def test_fad_of_identical_sets_is_zero_and_grows_with_a_difference(tmp_path):
     again = cached_statistics(tmp_path / "cache", files, load)
     assert len(calls) == 3 and all(np.array_equal(x, y) for x, y in zip(first, again))
     assert fad(tones, first) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_statistics_add_up_from_per_item_sums():
+    from umt.metrics.fad import frame_sums, statistics, statistics_from_sums
+
+    rng = np.random.default_rng(1)
+    parts = [rng.standard_normal((n, 3)) for n in (5, 40, 17)]
+    mu, sigma = statistics(parts)
+    mu2, sigma2 = statistics_from_sums(frame_sums(p) for p in parts)
+    assert np.allclose(mu, mu2) and np.allclose(sigma, sigma2)

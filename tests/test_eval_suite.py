@@ -91,6 +91,8 @@ def test_every_task_scores_every_item(task, model, test_set, tmp_path, capsys):
 
     first = COLUMNS[task][0][0]
     assert first in figures  # the task's headline figure was computed (a random model's value)
+    if task in ("i2a", "m2a"):  # the generated audio against the test set's recordings
+        assert figures["fad_log_mel"] is not None and figures["fad_log_mel"] > 0
     table = (out / "table.md").read_text()
     assert table.startswith(f"# umt eval {task}") and "olimpic/olimpic-1.0-scanned" in table
     assert capsys.readouterr().out == table

@@ -40,11 +40,13 @@ COLUMNS: dict[str, tuple[tuple[str, str, float], ...]] = {
         ("onset_f1_100ms", "@100 ms", 100.0),
         ("onset_f1_200ms", "@200 ms", 100.0),
         ("midi_onset_f1_50ms", "vs MIDI @50 ms", 100.0),
+        ("fad_log_mel", "FAD (log-mel)", 1.0),
     ),
     "m2a": (
         ("onset_f1_50ms", "onset F1 @50 ms", 100.0),
         ("onset_f1_100ms", "@100 ms", 100.0),
         ("onset_f1_200ms", "@200 ms", 100.0),
+        ("fad_log_mel", "FAD (log-mel)", 1.0),
     ),
     "a2i": (
         ("pitch_emd", "pitch EMD", 1.0),
@@ -106,7 +108,9 @@ PAPER_TABLES = {
 }
 
 
-def aggregate(task: str, rows: Sequence[dict[str, Any]], items: Sequence[EvalItem]) -> dict[str, Any]:
+def aggregate(
+    task: str, rows: Sequence[dict[str, Any]], items: Sequence[EvalItem], cache_dir: Path | None = None
+) -> dict[str, Any]:
     """``{"test_sets": {name: figures}, "items": n, "failed": [...]}`` (see the module docstring)."""
     scored = [row for row in rows if "error" not in row]
     failed = [
@@ -119,10 +123,12 @@ def aggregate(task: str, rows: Sequence[dict[str, Any]], items: Sequence[EvalIte
     if len(names) > 1:
         groups["all"] = scored
     figures = {name: _figures(task, group) for name, group in groups.items()}
-    if task == "a2i":
-        for name in figures:
-            chosen = [item for item in items if name == "all" or item.test_set == name]
+    for name in figures:
+        chosen = [item for item in items if name == "all" or item.test_set == name]
+        if task == "a2i":
             figures[name].update(random_pairing_emd(chosen))
+        if task in ("i2a", "m2a") and cache_dir is not None:
+            figures[name]["fad_log_mel"] = test_set_fad(chosen, cache_dir)
     return {"test_sets": figures, "items": len(rows), "failed": failed}
 
 
@@ -162,6 +168,36 @@ def random_pairing_emd(items: Sequence[EvalItem], seed: int = 0) -> dict[str, fl
         values = [pair[name] for pair in pairs if pair[name] is not None]
         result[f"random_{name}"] = float(np.mean(values)) if values else None
     return result
+
+
+def test_set_fad(items: Sequence[EvalItem], cache_dir: Path) -> float | None:
+    """FAD (log-mel embedding) of the audio generated for ``items`` against their reference audio;
+    None without two frames on each side."""
+    import soundfile
+
+    from umt.evaluate.tasks import fad_sums_path
+    from umt.metrics.fad import cached_statistics, frechet_distance, statistics_from_sums
+
+    sums = []
+    for item in items:
+        path = fad_sums_path(cache_dir, item)
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                sums.append((int(data["count"]), data["total"], data["outer"]))
+    references = [item.audio for item in items if item.audio is not None]
+    if not sums or not references:
+        return None
+
+    def load(path: Path) -> tuple[np.ndarray, int]:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return samples.mean(axis=1), rate
+
+    try:
+        generated = statistics_from_sums(sums)
+        reference = cached_statistics(cache_dir / "fad-reference", references, load)
+    except ValueError:
+        return None
+    return frechet_distance(*generated, *reference)
 
 
 def _cell(value: Any, scale: float) -> str:

@@ -41,6 +41,7 @@ def run_eval(
     """Score every item not scored yet; write the figures; return ``metrics.json``'s content."""
     out = Path(out)
     _claim(out, settings)
+    ctx.cache_dir = out / "cache"
     done = read_rows(out / PER_ITEM)
     todo = [item for item in items if (item.test_set, item.key) not in done]
     bar = tqdm(
@@ -58,7 +59,7 @@ def run_eval(
         bar.update(len(batch))
     bar.close()
     rows = [done[(item.test_set, item.key)] for item in items]
-    metrics = {"task": task, "settings": settings, **aggregate(task, rows, items)}
+    metrics = {"task": task, "settings": settings, **aggregate(task, rows, items, ctx.cache_dir)}
     write_report(out, metrics, table)
     return metrics
 

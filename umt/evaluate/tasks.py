@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,8 @@ class EvalContext:
     audio_generation: Any
     transcriber: Transcriber | None = None
     reader: Reader | None = None
+    cache_dir: Path | None = None
+    """Where generated audio's embedding sums are kept for the FAD (:func:`keep_fad_sums`)."""
 
     def need_transcriber(self, task: str) -> Transcriber:
         if self.transcriber is None:
@@ -128,6 +131,28 @@ def _decoded(
         return None
 
 
+def fad_sums_path(cache_dir: Path, item: EvalItem) -> Path:
+    import hashlib
+
+    name = hashlib.sha1(f"{item.test_set}\0{item.key}".encode()).hexdigest()[:20]
+    return cache_dir / "fad" / f"{name}.npz"
+
+
+def keep_fad_sums(ctx: EvalContext, item: EvalItem, audio: np.ndarray | None) -> None:
+    """Store the generated audio's embedding sums (:func:`umt.metrics.fad.frame_sums`) for the
+    test set's FAD, computed when the figures are aggregated."""
+    if ctx.cache_dir is None or audio is None or len(audio) == 0:
+        return
+    from umt.metrics.fad import frame_sums, log_mel_frames
+    from umt.utils.io import atomic_path
+
+    count, total, outer = frame_sums(log_mel_frames(audio, ctx.pipeline.sample_rate))
+    path = fad_sums_path(ctx.cache_dir, item)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, count=count, total=total, outer=outer)
+
+
 def score_i2a(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any]]:
     p, transcribe = ctx.pipeline, ctx.need_transcriber("i2a")
     sources = [p.image_file_rows(item.image) for item in items]
@@ -142,6 +167,7 @@ def score_i2a(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any
     reference_notes = [next(notes) for _ in references]
     results = []
     for item, audio, reference in zip(items, generated, reference_notes):
+        keep_fad_sums(ctx, item, audio)
         estimate = made_notes.get(id(audio), []) if audio is not None else []
         row = {**_base(item), "audio_made": audio is not None, **dtw_onset_f1(reference, estimate)}
         if item.midi is not None:
@@ -157,6 +183,8 @@ def score_m2a(ctx: EvalContext, items: Sequence[EvalItem]) -> list[dict[str, Any
     references = [notes_from_midi(item.midi) for item in items]
     audios = p.midi_to_audio(references, ctx.audio_generation)
     estimates = transcribe(audios)
+    for item, audio in zip(items, audios):
+        keep_fad_sums(ctx, item, audio)
     return [
         {**_base(item), **onset_f1(reference, estimate)}
         for item, reference, estimate in zip(items, references, estimates)

@@ -47,6 +47,24 @@ def statistics(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return stacked.mean(axis=0), np.cov(stacked, rowvar=False)
 
 
+def frame_sums(frames: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(count, sum, sum of outer products)`` of embedding frames ``[T, D]``: what
+    :func:`statistics_from_sums` needs, kept per item so that a set's statistics add up."""
+    frames = np.atleast_2d(frames).astype(np.float64)
+    return len(frames), frames.sum(axis=0), frames.T @ frames
+
+
+def statistics_from_sums(sums: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and (unbiased) covariance of all frames behind ``sums`` (same as :func:`statistics`)."""
+    count, total, outer = 0, 0.0, 0.0
+    for n, s, o in sums:
+        count, total, outer = count + n, total + s, outer + o
+    if count < 2:
+        raise ValueError("FAD needs at least two embedding frames")
+    mean = np.asarray(total) / count
+    return mean, (np.asarray(outer) - count * np.outer(mean, mean)) / (count - 1)
+
+
 def log_mel_frames(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """The default embedding: 64-band log-mel frames ``[T, 64]`` at 16 kHz (see the module)."""
     import librosa
