@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "bake": ("umt.bench.bake",),
     "inference": ("umt.bench.inference",),
     "prepare": ("umt.bench.prepare",),
+    "eval": ("umt.bench.evaluation",),
 }

@@ -1,0 +1,78 @@
+"""Speed of ``umt eval``: items per second, batched against one item at a time.
+
+``python -m umt.bench eval [--dir DIR] [--items N] [--batch-size B] [--max-len L]``
+
+Runs the quick demo (``umt demo --quick``; or reuses one in ``--dir``), then scores OMR on its
+corpus (its excerpts, test first, up to ``--items``) with the demo's model twice, in fresh
+output folders: with ``--batch-size`` items per generation batch, and with one. Generation is
+greedy and capped at ``--max-len`` rows, so both runs do the same work. The demo's model does not
+transcribe, so AMT is not timed here (the translation it batches is
+``python -m umt.bench inference --task amt``'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def run(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m umt.bench eval", description=__doc__)
+    parser.add_argument("--dir", help="a quick demo folder to reuse, or where to make one")
+    parser.add_argument("--items", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-len", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    from umt.cli import main
+
+    work = Path(args.dir or tempfile.mkdtemp(prefix="umt-bench-eval-"))
+    try:
+        demo = work / "demo"
+        if not (demo / "run" / "model").is_dir():
+            print("running the quick demo for a model and a corpus ...", flush=True)
+            if main(["demo", "--quick", "--out", str(demo), "--no-progress"]) != 0:
+                raise SystemExit("the quick demo failed")
+        items = _items(demo / "corpus", args.items)
+        print(
+            f"\n{'umt eval omr, ' + str(len(items)) + ' items':<34} {'items/s':>10} {'vs one at a time':>17}"
+        )
+        rates = {}
+        for batch in (1, args.batch_size):
+            out = work / f"eval-{batch}"
+            shutil.rmtree(out, ignore_errors=True)
+            seconds = _timed_eval(demo, out, batch, args.max_len, items)
+            rates[batch] = len(items) / seconds
+        for batch, rate in rates.items():
+            print(f"{f'batch size {batch}':<34} {rate:>10.2f} {rate / rates[1]:>16.2f}x")
+    finally:
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _items(corpus: Path, limit: int) -> list:
+    from umt.evaluate.items import read_items
+
+    items = []
+    for split in ("test", "val", "train"):  # a speed figure: any excerpt will do
+        try:
+            items += read_items(corpus, split, needs=("image", "lmx"))
+        except Exception:
+            continue
+    return items[:limit]
+
+
+def _timed_eval(demo: Path, out: Path, batch: int, max_len: int, items: list) -> float:
+    from umt.evaluate.run import run_eval
+    from umt.evaluate.tasks import EvalContext
+    from umt.inference import GenerationConfig, TranslationPipeline
+
+    pipeline = TranslationPipeline.from_pretrained(demo / "run" / "model")
+    generation = GenerationConfig(batch_size=batch, max_len=max_len)
+    ctx = EvalContext(pipeline, generation, generation)
+    start = time.perf_counter()
+    run_eval("omr", ctx, items, out, {"bench": batch}, chunk=max(batch, 8), progress=False)
+    return time.perf_counter() - start
