@@ -83,6 +83,20 @@ def test_pdf_page_is_rasterised_and_split(systems, tmp_path):
     (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 nonsense")
     with pytest.raises(InputError, match=r"bad\.pdf"):
         read_pdf_pages(tmp_path / "bad.pdf")
+    (tmp_path / "cut.pdf").write_bytes(pdf.read_bytes()[: pdf.stat().st_size // 2])
+    with pytest.raises(InputError, match=r"cut\.pdf"):
+        read_pdf_pages(tmp_path / "cut.pdf")
+
+
+def test_a_huge_pdf_page_is_refused_before_rendering(tmp_path):
+    """A page of 100 x 100 inches (a few hundred bytes) would be 400 M pixels at 200 dpi."""
+    from PIL import Image
+
+    from umt.data.systems import read_pdf_pages
+
+    Image.new("L", (100, 100), 255).save(tmp_path / "huge.pdf", resolution=1.0)
+    with pytest.raises(InputError, match=r"huge\.pdf: PDF page 1 is 7200x7200 pt: too large"):
+        read_pdf_pages(tmp_path / "huge.pdf")
 
 
 # ---------------------------------------------------------------------------------- framing

@@ -32,6 +32,8 @@ from umt.errors import InputError
 PDF_DPI = 200
 """Resolution at which PDF pages are rasterised (the tokenizer rescales to its staff height)."""
 MAX_PDF_PAGES = 500
+MAX_PDF_PAGE_PIXELS = 60_000_000
+"""About an A0 page at 200 dpi (9,362 x 6,623 px); larger pages are refused, not rendered."""
 
 
 @dataclass(frozen=True)
@@ -219,32 +221,43 @@ def split_systems(gray: np.ndarray, min_line_fraction: float = 0.3) -> list[np.n
 
 
 def read_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> list[np.ndarray]:
-    """Every page of a PDF as grayscale ``uint8 [H, W]`` (PyMuPDF, the ``pdf`` extra)."""
+    """Every page of a PDF as grayscale ``uint8 [H, W]`` (pypdfium2, the ``pdf`` extra).
+
+    Forms and scripts are never run (``may_draw_forms=False``; no form environment is made);
+    encrypted, corrupt and empty files, more than :data:`MAX_PDF_PAGES` pages and pages that
+    would exceed :data:`MAX_PDF_PAGE_PIXELS` raise InputError naming the file.
+    """
     try:
-        import pymupdf
-    except ImportError:  # older PyMuPDF releases only have the `fitz` name
-        try:
-            import fitz as pymupdf  # type: ignore[no-redef]
-        except ImportError:
-            raise InputError("reading PDF needs PyMuPDF: pip install 'umt[pdf]'", path) from None
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise InputError("reading PDF needs pypdfium2: pip install 'umt[pdf]'", path) from None
     path = Path(path)
     if not path.is_file():
         raise InputError("no such file", path)
     try:
-        document = pymupdf.open(str(path))
-    except Exception as error:  # PyMuPDF raises its own FileDataError, RuntimeError, ...
+        document = pdfium.PdfDocument(str(path))
+    except Exception as error:  # PdfiumError: not a PDF, truncated, encrypted (needs a password)
         raise InputError(f"not a readable PDF ({error})", path) from None
-    with document:
-        if document.page_count == 0:
+    try:
+        count = len(document)
+        if count == 0:
             raise InputError("PDF has no pages", path)
-        if document.page_count > MAX_PDF_PAGES:
-            raise InputError(f"PDF has {document.page_count} pages (at most {MAX_PDF_PAGES})", path)
-        pages = []
-        try:
-            for page in document:
-                pixmap = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
-                data = np.frombuffer(pixmap.samples, dtype=np.uint8)
-                pages.append(data.reshape(pixmap.height, pixmap.stride)[:, : pixmap.width].copy())
-        except Exception as error:
-            raise InputError(f"cannot render PDF page {len(pages) + 1} ({error})", path) from None
-    return pages
+        if count > MAX_PDF_PAGES:
+            raise InputError(f"PDF has {count} pages (at most {MAX_PDF_PAGES})", path)
+        return [_render_page(document[index], index, dpi, path) for index in range(count)]
+    finally:
+        document.close()
+
+
+def _render_page(page, index: int, dpi: int, path: Path) -> np.ndarray:
+    width, height = page.get_size()  # points
+    scale = dpi / 72.0
+    if width * scale * height * scale > MAX_PDF_PAGE_PIXELS:
+        raise InputError(f"PDF page {index + 1} is {width:.0f}x{height:.0f} pt: too large to render", path)
+    try:
+        bitmap = page.render(scale=scale, grayscale=True, may_draw_forms=False)
+        return np.asarray(bitmap.to_pil().convert("L"), dtype=np.uint8).copy()
+    except Exception as error:
+        raise InputError(f"cannot render PDF page {index + 1} ({error})", path) from None
+    finally:
+        page.close()
