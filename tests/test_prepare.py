@@ -472,6 +472,19 @@ def test_bpsd_cuts_systems_with_each_performances_audio(tmp_path, capsys):
     ]
 
 
+def test_bpsd_lists_a_piece_whose_bar_times_are_garbled(tmp_path, capsys):
+    pytest.importorskip("verovio")
+    root = make_bpsd(tmp_path / "Beethoven_Piano_Sonata_Dataset_v2")
+    (root / "2_Annotations" / "ann_audio_measure" / "Beethoven_Op049No2-01_AS35.csv").write_text(
+        "start;measure\nx;y\n"
+    )
+    out = tmp_path / "bpsd"
+    assert main(["data", "prepare", "bpsd", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "umt: error: Beethoven_Op049No2-01: " in err and "holds no bar times" in err
+    assert (out / "manifest.jsonl").read_text() == ""
+
+
 def test_bpsd_rerun_is_a_no_op(tmp_path):
     """Several records per unit (a piece's systems) and left-out items survive a rerun unchanged."""
     pytest.importorskip("verovio")
@@ -519,15 +532,18 @@ def test_ytsv_finds_slides_within_a_frame_and_applies_the_papers_filters(tmp_pat
         PagePlan(2, 1.0, "fade", None),
     ]
     boundaries = make_score_video(root / "mp4" / "p0gqoNe4h0c.mp4", plan)
+    (root / "mp4" / "notavideo01.mp4").write_text("a web page saved under the wrong name")
     (root / "metadata" / "ytsv_metadata.csv").write_text(
         "YT Id,Title of Video,Composer Full Name,Staff Count\n"
         "p0gqoNe4h0c,Sonata (with Score),Anon,0-2\nmissing0001,Gone,Anon,0-2\n"
+        "notavideo01,Broken,Anon,0-2\n"
     )
     (root / "test_included_yt_ids.csv").write_text("YT Id,dataset\np0gqoNe4h0c,musicnet\n")
     out = tmp_path / "out"
     assert main(["data", "prepare", "ytsv", "--root", str(root), "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "umt: error: missing0001: " in err and "no video file" in err
+    assert "umt: error: notavideo01: " in err and "no readable sound" in err
     records = _records(out)
     assert [(r["key"], r["split"], r["systems"]) for r in records] == [
         ("p0gqoNe4h0c/0001", "test", 2),
