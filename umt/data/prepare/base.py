@@ -84,9 +84,11 @@ class Converter:
                 raise InputError(self.missing_source, path)
         return files
 
-    def output_path(self, modality: str, unit: WorkUnit, suffix: str) -> Path:
-        """``MODALITY/SPLIT/KEY{suffix}``, relative to :attr:`out` (its folder is made)."""
-        relative = Path(modality) / unit.split / f"{unit.key}{suffix}"
+    def output_path(self, modality: str, unit: WorkUnit, suffix: str, name: str | None = None) -> Path:
+        """``MODALITY/SPLIT/NAME{suffix}`` (``NAME``: the unit's key unless given, such as
+        ``PIECE/SYSTEM`` for a unit that writes several files), relative to :attr:`out` (its
+        folder is made)."""
+        relative = Path(modality) / unit.split / f"{unit.key if name is None else name}{suffix}"
         (self.out / relative).parent.mkdir(parents=True, exist_ok=True)
         return relative
 

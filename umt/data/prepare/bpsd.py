@@ -33,13 +33,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile
-
 from umt.data.prepare.base import Converter, WorkUnit
-from umt.data.prepare.recordings import SAMPLE_RATE, read_mono
+from umt.data.prepare.recordings import SAMPLE_RATE, read_mono, write_flac
 from umt.errors import InputError, UserError
-from umt.utils.io import atomic_path, atomic_write_bytes, atomic_write_text
+from umt.utils.io import atomic_write_bytes, atomic_write_text
 
 SCORES = "0_RawData/score_xml_unfolded"
 AUDIO = "1_Audio"
@@ -94,8 +91,11 @@ class BpsdConverter(Converter):
                 span = _seconds(times[performer], numbers, first, last, len(recordings[performer]))
                 if span is None:
                     continue  # bars the performance's annotation does not time
-                audio = Path("audio") / unit.split / unit.piece / performer / f"{name}.flac"
-                _write_audio(self.out / audio, recordings[performer], span)
+                audio = self.output_path("audio", unit, ".flac", f"{unit.piece}/{performer}/{name}")
+                samples = recordings[performer]
+                write_flac(
+                    self.out / audio, samples[round(span[0] * SAMPLE_RATE) : round(span[1] * SAMPLE_RATE)]
+                )
                 records.append(
                     {
                         "key": f"{unit.piece}_{performer}/{name}",
@@ -120,10 +120,8 @@ class BpsdConverter(Converter):
         from umt.data.render import png_bytes, render_musicxml
         from umt.tokenizers.lmx import linearize_string
 
-        image = Path("image") / unit.split / unit.piece / f"{name}.png"
-        lmx = Path("lmx") / unit.split / unit.piece / f"{name}.lmx"
-        (self.out / image).parent.mkdir(parents=True, exist_ok=True)
-        (self.out / lmx).parent.mkdir(parents=True, exist_ok=True)
+        image = self.output_path("image", unit, ".png", f"{unit.piece}/{name}")
+        lmx = self.output_path("lmx", unit, ".lmx", f"{unit.piece}/{name}")
         spec = excerpts.ExcerptSpec(first, last, first, last)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # music21 on odd notation it still exports
@@ -197,10 +195,3 @@ def _seconds(
     begin = max(0.0, times[start] - START_MARGIN_SECONDS)
     end = min(length, times[after] - END_MARGIN_SECONDS)
     return (begin, end) if end > begin else None
-
-
-def _write_audio(path: Path, samples: np.ndarray, span: tuple[float, float]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cut = samples[round(span[0] * SAMPLE_RATE) : round(span[1] * SAMPLE_RATE)]
-    with atomic_path(path, suffix=".flac") as tmp:
-        soundfile.write(str(tmp), cut, SAMPLE_RATE, subtype="PCM_16", format="FLAC")

@@ -33,8 +33,7 @@ class RecordingConverter(Converter):
         samples = read_mono(audio_in, SAMPLE_RATE)
         audio = self.output_path("audio", unit, ".flac")
         midi = self.output_path("midi", unit, ".mid")
-        with atomic_path(self.out / audio, suffix=".flac") as tmp:
-            soundfile.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        write_flac(self.out / audio, samples)
         atomic_write_bytes(self.out / midi, midi_in.read_bytes())  # the recording's own file
         return {
             "key": unit.key,
@@ -46,6 +45,12 @@ class RecordingConverter(Converter):
             "end_seconds": round(len(samples) / SAMPLE_RATE, 6),
             **unit.extra,
         }
+
+
+def write_flac(path: Path, samples: np.ndarray) -> None:
+    """Mono ``samples`` at :data:`SAMPLE_RATE` as 16-bit FLAC, written atomically."""
+    with atomic_path(path, suffix=".flac") as tmp:
+        soundfile.write(str(tmp), samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
 
 
 def read_mono(path: Path, sample_rate: int) -> np.ndarray:

@@ -43,16 +43,14 @@ import csv
 import itertools
 import random
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 
 from umt.data.prepare.base import Converted, Converter, WorkUnit
-from umt.data.prepare.recordings import SAMPLE_RATE
+from umt.data.prepare.recordings import SAMPLE_RATE, write_flac
 from umt.errors import UserError
-from umt.utils.io import atomic_path, atomic_write_bytes
+from umt.utils.io import atomic_write_bytes
 
 METADATA_FILES = ("metadata/ytsv_metadata.csv", "ytsv_metadata.csv")
 TEST_IDS_FILE = "test_included_yt_ids.csv"
@@ -69,7 +67,6 @@ an outro or a pause."""
 DARK_MEAN, BLANK_MEAN = 150.0, 254.0
 """A score slide is mostly white paper with ink: a mean grey under 150 is a photo or a title card, over
 254 a blank page."""
-SYSTEM_GAP_PX = 8
 
 
 class YtsvConverter(Converter):
@@ -147,13 +144,10 @@ class YtsvConverter(Converter):
         """Write the slide's systems (one stacked-systems PNG) and sound; the record's other fields."""
         from umt.tokenizers.image import write_systems_png
 
-        image_path = Path("image") / unit.split / unit.key / f"{index:04d}.png"
-        audio_path = Path("audio") / unit.split / unit.key / f"{index:04d}.flac"
-        for path in (image_path, audio_path):
-            (self.out / path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.out / image_path, write_systems_png(systems, SYSTEM_GAP_PX))
-        with atomic_path(self.out / audio_path, suffix=".flac") as tmp:
-            soundfile.write(str(tmp), audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        image_path = self.output_path("image", unit, ".png", f"{unit.key}/{index:04d}")
+        audio_path = self.output_path("audio", unit, ".flac", f"{unit.key}/{index:04d}")
+        atomic_write_bytes(self.out / image_path, write_systems_png(systems))
+        write_flac(self.out / audio_path, audio)
         return {
             "split": unit.split,
             "piece": unit.piece,
