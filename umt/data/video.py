@@ -125,7 +125,10 @@ class _Run:
         assert self.total is not None
         np.add(self.total, frame, out=self.total)
         self.end += 1
-        self.thumbs = [*self.thumbs, thumb] if self.end - self.start <= min_run else []
+        if self.end - self.start <= min_run:
+            self.thumbs.append(thumb)
+        else:
+            self.thumbs = []
 
     def freeze(self) -> None:
         """Keep the mean image only (a slide's memory is one 8-bit frame)."""

@@ -174,28 +174,29 @@ def paper_splits(video_ids: list[str], test_ids: set[str]) -> dict[str, str]:
     return splits
 
 
-def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[Any, int, str | None]:
-    """``(the slide's system images, how many, None)``, or the paper's reason to drop it last."""
+def slide_example(page: np.ndarray, audio: np.ndarray) -> tuple[list[np.ndarray], int, str | None]:
+    """``(the slide's system images, how many, None)``, or ``([], count, the paper's reason to drop
+    it)``."""
     from umt.data.systems import system_boxes
 
     mean = float(page.mean())
     if mean < DARK_MEAN:
-        return page, 0, f"too dark for a score page (mean grey {mean:.0f})"
+        return [], 0, f"too dark for a score page (mean grey {mean:.0f})"
     if mean > BLANK_MEAN:
-        return page, 0, "blank"
+        return [], 0, "blank"
     if len(audio) / SAMPLE_RATE > MAX_AUDIO_SECONDS:
-        return page, 0, f"sound of {len(audio) / SAMPLE_RATE:.1f} s, over {MAX_AUDIO_SECONDS:g} s"
+        return [], 0, f"sound of {len(audio) / SAMPLE_RATE:.1f} s, over {MAX_AUDIO_SECONDS:g} s"
     if len(audio) == 0 or float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
-        return page, 0, "silent"
+        return [], 0, "silent"
     boxes = system_boxes(page)
     if not boxes:
-        return page, 0, "no staff"
+        return [], 0, "no staff"
     if any(a.bottom > b.top for a, b in itertools.pairwise(boxes)):
-        return page, 0, "overlapping system boxes"
+        return [], 0, "overlapping system boxes"
     systems = [_scaled(page[b.top : b.bottom, b.left : b.right]) for b in boxes]
     pixels = sum(system.size for system in systems)
     if pixels > MAX_PIXELS:
-        return page, len(boxes), f"{pixels} pixels, over {MAX_PIXELS}"
+        return [], len(boxes), f"{pixels} pixels, over {MAX_PIXELS}"
     return systems, len(boxes), None
 
 
