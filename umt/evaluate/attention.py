@@ -122,11 +122,11 @@ def follow_score(pipeline: Any, image: str | Path, generation: Any, out_png: Pat
 def _system_images(pipeline: Any, image: str | Path) -> list[np.ndarray]:
     """The input systems as the tokenizer sees them (preprocessed), ``uint8 [H, W]`` each."""
     from umt.inference import to_gray
-    from umt.tokenizers.image import system_rows, to_uint8_image
+    from umt.tokenizers.image import stacked_systems, to_uint8_image
 
     gray = to_gray(str(image))
-    rows = system_rows(image, gray.shape[0]) or [(0, gray.shape[0])]
-    return [to_uint8_image(pipeline.preprocess_image(gray[top:bottom])[0]) for top, bottom in rows]
+    systems = stacked_systems(image, gray) or [gray]
+    return [to_uint8_image(pipeline.preprocess_image(system)[0]) for system in systems]
 
 
 def _alignment(per_system: list[np.ndarray], systems: list[np.ndarray], pipeline: Any) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from umt.tokenizers.image import (
     ImageTokenizer,
     measure_staff_height,
     preprocess,
-    system_rows,
+    stacked_systems,
     to_uint8_image,
     unflatten_with_repairs,
 )
@@ -196,10 +196,10 @@ class TranslationPipeline:
         """An image file -> content rows: one system, or, for a stacked-systems PNG (a score
         video's slide, :func:`umt.tokenizers.image.write_systems_png`), its systems ``sep``-joined."""
         gray = to_gray(str(path))
-        rows = system_rows(path, gray.shape[0])
-        if rows is None:
+        stacked = stacked_systems(path, gray)
+        if stacked is None:
             return self.image_rows(gray, str(path))
-        systems = [self.preprocess_image(gray[top:bottom]) for top, bottom in rows]
+        systems = [self.preprocess_image(system) for system in stacked]
         try:
             tokens = self._image().tokenize(systems, self.vocab)
         except ValueError as error:

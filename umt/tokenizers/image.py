@@ -158,6 +158,13 @@ def system_rows(path: str | Path, height: int) -> list[tuple[int, int]] | None:
     return rows  # type: ignore[return-value]
 
 
+def stacked_systems(path: str | Path, gray: np.ndarray) -> list[np.ndarray] | None:
+    """The systems of a stacked-systems PNG (its image ``gray``, cut at the rows it records), or
+    None for an ordinary image."""
+    rows = system_rows(path, gray.shape[0])
+    return None if rows is None else [gray[top:bottom] for top, bottom in rows]
+
+
 def measure_staff_height(gray: np.ndarray, min_line_fraction: float = 0.5) -> float | None:
     """Median staff height in px of a clean score image ``uint8 [H, W]``, or None if no staff found.
 
@@ -497,9 +504,9 @@ class ImageTokenizer:
         """Read and preprocess one system image -> ``[1, Hc, Wc]`` in [-1, 1]; a stacked-systems
         PNG (:func:`write_systems_png`) -> one such tensor per system."""
         gray = read_image(path)
-        rows = system_rows(path, gray.shape[0])
-        if rows is not None:
-            return [self._preprocess(gray[top:bottom], staff_height) for top, bottom in rows]
+        systems = stacked_systems(path, gray)
+        if systems is not None:
+            return [self._preprocess(system, staff_height) for system in systems]
         return self._preprocess(gray, staff_height)
 
     def _preprocess(self, gray: np.ndarray, staff_height: float | None) -> torch.Tensor:
