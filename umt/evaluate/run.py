@@ -22,7 +22,7 @@ from umt.errors import UserError
 from umt.evaluate.items import EvalItem
 from umt.evaluate.report import aggregate, write_report
 from umt.evaluate.tasks import SCORERS, EvalContext
-from umt.utils.io import atomic_write_text
+from umt.utils.io import claim_folder
 
 PER_ITEM = "per_item.jsonl"
 SETTINGS = "eval.json"
@@ -110,16 +110,6 @@ def _append(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _claim(out: Path, settings: dict[str, Any]) -> None:
-    path = out / SETTINGS
-    if path.is_file():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            found = None
-        if found != json.loads(json.dumps(settings)):
-            raise UserError("holds an evaluation made with other settings; choose another --out", out)
-        return
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError("is not empty and was not made by umt eval; choose another --out", out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    claim_folder(
+        out, SETTINGS, settings, "umt eval", lambda found: "holds an evaluation made with other settings"
+    )

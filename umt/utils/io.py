@@ -13,9 +13,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def current_umask() -> int:
@@ -138,3 +138,29 @@ def path_for_list(path: str | Path, list_dir: str | Path) -> str:
     working directory, which a reader of the list does not know."""
     path, list_dir = Path(os.path.abspath(path)), Path(os.path.abspath(list_dir))
     return path.relative_to(list_dir).as_posix() if path.is_relative_to(list_dir) else str(path)
+
+
+def claim_folder(
+    out: Path, stamp_file: str, stamp: dict[str, Any], made_by: str, mismatch: Callable[[Any], str]
+) -> None:
+    """Make ``out`` a job's output folder, stamped with ``out/stamp_file`` (JSON), so that the same
+    command can resume there: a folder with that stamp is taken; one with another stamp is refused
+    with ``mismatch(found)`` (the stamp found, or None when unreadable); a non-empty folder without
+    a stamp is refused (never silently overwritten)."""
+    import json
+
+    from umt.errors import UserError
+
+    path = out / stamp_file
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            found = None
+        if found != json.loads(json.dumps(stamp)):
+            raise UserError(f"{mismatch(found)}; choose another --out", out)
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"is not empty and was not made by {made_by}; choose another --out", out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(stamp, indent=2, sort_keys=True) + "\n")

@@ -32,7 +32,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from umt.errors import InputError, UserError
-from umt.utils.io import atomic_write_text
+from umt.utils.io import atomic_write_text, claim_folder
 
 FORMAT = "umt-prepare/2"
 """Version 2: a record file holds ``{"records": [...], "left_out": [...]}``."""
@@ -218,24 +218,12 @@ def _write_manifest(out: Path, records_dir: Path, count: int) -> tuple[Path, lis
 def _claim(out: Path, converter: Converter) -> None:
     """Write ``prepare.json``, or refuse a folder that holds something else."""
     stamp = {"format": FORMAT, "dataset": converter.name, "root": os.path.abspath(converter.root)}
-    path = out / "prepare.json"
-    if path.is_file():
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            found = None
-        if found != stamp:
-            found = found or {}
-            raise UserError(
-                f"holds data prepared from {found.get('dataset')!r} at {found.get('root')!r}; "
-                "choose another --out",
-                out,
-            )
-        return
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError("is not empty and was not made by umt data prepare; choose another --out", out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(stamp, indent=2) + "\n")
+
+    def mismatch(found: Any) -> str:
+        found = found if isinstance(found, dict) else {}
+        return f"holds data prepared from {found.get('dataset')!r} at {found.get('root')!r}"
+
+    claim_folder(out, "prepare.json", stamp, "umt data prepare", mismatch)
 
 
 def _resplit(unit: WorkUnit, splits: dict[str, str]) -> WorkUnit:
