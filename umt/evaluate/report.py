@@ -173,10 +173,9 @@ def random_pairing_emd(items: Sequence[EvalItem], seed: int = 0) -> dict[str, fl
 def test_set_fad(items: Sequence[EvalItem], cache_dir: Path) -> float | None:
     """FAD (log-mel embedding) of the audio generated for ``items`` against their reference audio;
     None without two frames on each side."""
-    import soundfile
-
+    from umt.data.prepare.recordings import read_mono
     from umt.evaluate.tasks import fad_sums_path
-    from umt.metrics.fad import cached_statistics, frechet_distance, statistics_from_sums
+    from umt.metrics.fad import LOG_MEL_RATE, cached_statistics, frechet_distance, statistics_from_sums
 
     sums = []
     for item in items:
@@ -189,8 +188,7 @@ def test_set_fad(items: Sequence[EvalItem], cache_dir: Path) -> float | None:
         return None
 
     def load(path: Path) -> tuple[np.ndarray, int]:
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        return samples.mean(axis=1), rate
+        return read_mono(path, LOG_MEL_RATE), LOG_MEL_RATE
 
     try:
         generated = statistics_from_sums(sums)

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 Embedding = Callable[[np.ndarray, int], np.ndarray]
+LOG_MEL_RATE = 16000
+"""The sample rate :func:`log_mel_frames` works at."""
 
 
 def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray) -> float:
@@ -70,9 +72,9 @@ def log_mel_frames(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     import librosa
 
     audio = np.asarray(audio, dtype=np.float32)
-    if sample_rate != 16000:
-        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=16000)
-    mel = librosa.feature.melspectrogram(y=audio, sr=16000, n_fft=400, hop_length=160, n_mels=64)
+    if sample_rate != LOG_MEL_RATE:
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=LOG_MEL_RATE)
+    mel = librosa.feature.melspectrogram(y=audio, sr=LOG_MEL_RATE, n_fft=400, hop_length=160, n_mels=64)
     return np.log(mel + 1e-6).T
 
 
