@@ -78,10 +78,21 @@ def _eval(task: str, model: Path, data: Path, out: Path, *extra: str) -> int:
     return main([*args, "--batch-size", "2", "--max-len", "48", "--no-progress", *extra])
 
 
-@pytest.mark.parametrize("task", ["omr", "amt", "i2a", "m2a", "a2i", "l2i"])
-def test_every_task_scores_every_item(task, model, test_set, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "task, command",
+    [
+        ("omr", "omr"),
+        ("amt", "paper-table-8"),
+        ("i2a", "paper-table-i2a"),
+        ("m2a", "paper-table-m2a"),
+        ("a2i", "paper-table-a2i"),
+        ("l2i", "l2i"),
+    ],
+)
+def test_every_task_scores_every_item(task, command, model, test_set, tmp_path, capsys):
+    """Each task, through its paper table's command where it has one (the same scoring)."""
     out = tmp_path / task
-    assert _eval(task, model, test_set, out) == 0
+    assert _eval(command, model, test_set, out) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     rows = [json.loads(line) for line in (out / "per_item.jsonl").read_text().splitlines()]
     assert sorted(row["key"] for row in rows) == sorted(KEYS)  # the train item is not scored
@@ -135,6 +146,36 @@ def test_paper_table_and_compare(model, test_set, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| test set | figure | a | b |"
     assert "| olimpic/olimpic-1.0-scanned | items | 3 | 2 |" in lines
+    # the runs as the rows of the paper's ablation table, the paper's rows below
+    assert main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--table", "paper-table-7"]) == 0
+    ablation = capsys.readouterr().out.splitlines()
+    ser_a = json.loads((tmp_path / "a" / "metrics.json").read_text())["test_sets"]
+    assert ablation[2] == "| run | OLiMPiC synthetic | OLiMPiC scanned | BPSD scanned |"
+    assert ablation[4] == f"| a | — | {ser_a['olimpic/olimpic-1.0-scanned']['ser']:.2f} | — |"
+    assert ablation[5].startswith("| b | — | ")
+    assert "| OMR only (paper) | 15.90 | 24.58 | 45.39 |" in ablation
+    assert main(["eval", "compare", str(tmp_path / "a"), "--table", "paper-table-8"]) == 2
+    assert "paper-table-8 is a table of amt runs; the folders hold omr runs" in capsys.readouterr().err
+
+
+def test_tables_without_published_figures_say_so():
+    """The image-to-audio, audio-to-image and MIDI-to-audio sets: our figures per test set, no
+    invented paper column, and a note saying where the paper's figures are."""
+    from umt.evaluate.report import PAPER_TABLES, markdown_table
+
+    metrics = {
+        "task": "i2a",
+        "test_sets": {"bpsd": {"items": 2, "onset_f1_50ms": 0.5, "onset_f1_100ms": 0.625}},
+        "failed": [],
+    }
+    table = markdown_table(metrics, "paper-table-i2a")
+    assert "| bpsd | 2 | 50.00 | 62.50 | — | — | — |" in table
+    assert "paper, full model" not in table and "(paper)" not in table
+    assert "Tables IV-VI" in table
+    for name, paper in PAPER_TABLES.items():
+        assert paper.column_of("x/bpsd/test") is not None or paper.task == "amt", name
+        assert not paper.rows or paper.full in paper.rows
+        assert all(len(values) == len(paper.columns) for values in paper.rows.values())
 
 
 def test_bad_items_and_bad_commands(model, test_set, tmp_path, capsys):

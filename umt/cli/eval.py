@@ -3,11 +3,14 @@
     umt eval TASK --checkpoint MODEL --data MANIFEST [--data MANIFEST ...] [--split test]
         [--out DIR] [--batch-size N] [--limit N] [--transcriber AMT_MODEL] [--omr OMR_MODEL]
     umt eval paper-table-7 --checkpoint MODEL --data olimpic-synth --data olimpic-scanned --data bpsd
-    umt eval compare DIR1 DIR2 ...
+    umt eval compare DIR1 DIR2 ... [--table paper-table-7]
     umt eval attention IMAGE OUT.png --checkpoint MODEL
 
-TASK is omr, amt, i2a, m2a, a2i or l2i; ``paper-table-N`` runs the task of one of the paper's
-tables and lays its ``table.md`` out like it, with the paper's figures beside ours. Each
+TASK is omr, amt, i2a, m2a, a2i or l2i; ``paper-table-7`` (OMR), ``paper-table-8`` (AMT),
+``paper-table-i2a``, ``paper-table-a2i`` and ``paper-table-m2a`` run the task of one of the paper's
+tables and lay its ``table.md`` out like it, with the paper's figures beside ours where the sources
+at hand give them. ``compare --table NAME`` lays several runs out as the rows of that table, as
+the paper's mixture ablations are. Each
 ``--data`` (a ``manifest.jsonl`` of ``umt data prepare`` or ``umt corpus build``, or its folder)
 is one test set, a row of the table. ``i2a`` and ``m2a`` transcribe audio with ``--transcriber``
 (an AMT model folder; default the checkpoint when it does AMT); ``a2i`` and ``l2i`` read images
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 
 TASK_NAMES = ("omr", "amt", "i2a", "m2a", "a2i", "l2i")
-TABLE_NAMES = ("paper-table-7", "paper-table-8")
+TABLE_NAMES = ("paper-table-7", "paper-table-8", "paper-table-i2a", "paper-table-a2i", "paper-table-m2a")
 """Kept here too so that ``umt --help`` imports nothing heavy (a test checks them)."""
 
 
@@ -53,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio-top-p", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--table", choices=TABLE_NAMES, help="compare: the runs as rows of this paper table")
     parser.set_defaults(func=run)
 
 
@@ -64,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
         if len(args.runs) < 1:
             raise UserError("compare needs eval folders: umt eval compare DIR1 DIR2 ...")
-        sys.stdout.write(compare([Path(d) for d in args.runs]))
+        sys.stdout.write(compare([Path(d) for d in args.runs], args.table))
         return 0
+    if args.table:
+        raise UserError(f"--table lays out 'umt eval compare'; 'umt eval {args.what}' takes a table as TASK")
     if args.what == "attention":
         return _attention(args)
     if args.runs:

@@ -6,9 +6,11 @@ it); every other figure is the mean over the items that define it (an EMD is und
 image with no notes read; those are counted). For ``a2i`` it adds the paper's random-pairing
 baseline: the EMD between each item's gold LMX and another item's (a seeded derangement).
 
-:data:`PAPER_TABLES` holds the paper's published figures for the tables whose numbers the
-sources at hand give (U-MusT's README: Table VII, OMR; Table VIII, AMT); ``table.md`` shows them
-beside ours, marked as the paper's.
+:data:`PAPER_TABLES` holds each paper table's test sets, and the paper's published figures where
+the sources at hand give them (U-MusT's README: Table VII, OMR; Table VIII, AMT); ``table.md``
+shows them beside ours, marked as the paper's. :func:`compare` puts runs side by side, or, given a
+table, lays several runs out as its rows: the paper's mixture ablations (OMR only, + image-to-audio,
++ MIDI-to-audio) are such tables of three runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +68,22 @@ class PaperTable:
     title: str
     metric: str
     columns: tuple[str, ...]
-    rows: dict[str, tuple[float, ...]]
     match: tuple[tuple[str, int], ...]
     """(text in our test set's name, the paper column it is) pairs, first match wins."""
-    full: str
+    rows: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """The paper's published figures, a row per method (empty where the sources at hand lack them)."""
+    full: str = ""
     """The row of the paper's full model (shown beside ours)."""
     note: str = ""
 
+    def column_of(self, test_set: str) -> int | None:
+        return next((index for text, index in self.match if text in test_set.lower()), None)
+
+
+_UNPUBLISHED = (
+    "The paper reports this in its Tables IV-VI, whose figures are not in the sources UMT was built "
+    "from (U-MusT's README publishes Tables VII and VIII only): put them beside ours by hand."
+)
 
 PAPER_TABLES = {
     "paper-table-7": PaperTable(
@@ -80,13 +91,13 @@ PAPER_TABLES = {
         "Table VII: optical music recognition, symbol error rate (%), lower is better",
         "ser",
         ("OLiMPiC synthetic", "OLiMPiC scanned", "BPSD scanned"),
+        (("synthetic", 0), ("scanned", 1), ("bpsd", 2)),
         {
             "OMR only": (15.90, 24.58, 45.39),
             "+ Image-to-Audio": (10.57, 15.45, 23.85),
             "+ MIDI-to-Audio (full)": (9.72, 13.67, 23.36),
             "Zeus (prior SOTA, retrained)": (10.10, 14.45, 31.24),
         },
-        (("synthetic", 0), ("scanned", 1), ("bpsd", 2)),
         "+ MIDI-to-Audio (full)",
         "The paper's BPSD column is a hand-annotated 9-piece subset of scanned pages.",
     ),
@@ -95,17 +106,44 @@ PAPER_TABLES = {
         "Table VIII: automatic music transcription, note onset F1 (x100), higher is better",
         "onset_f1",
         ("MusicNet_EM strings", "MusicNet_EM woodwinds", "MAESTRO"),
+        (("strings", 0), ("woodwind", 1), ("maestro", 2)),
         {
             "AMT only": (87.21, 72.04, 89.40),
             "+ Audio-to-Image": (87.28, 72.61, 89.38),
             "+ LMX-to-Image (full)": (87.25, 75.52, 89.45),
         },
-        (("strings", 0), ("woodwind", 1), ("maestro", 2)),
         "+ LMX-to-Image (full)",
         "The paper splits MusicNet-EM's test recordings into strings and woodwinds; prepare each "
         "group into its own folder (--splits) to get those two rows.",
     ),
+    "paper-table-i2a": PaperTable(
+        "i2a",
+        "direct image-to-audio, DTW note onset F1 (x100) at 50/100/200 ms, higher is better",
+        "onset_f1_50ms",
+        ("BPSD", "YTSV test"),
+        (("bpsd", 0), ("ytsv", 1)),
+        note=_UNPUBLISHED,
+    ),
+    "paper-table-a2i": PaperTable(
+        "a2i",
+        "audio-to-image, pitch and duration token EMD of the score read back, lower is better",
+        "pitch_emd",
+        ("BPSD", "YTSV test"),
+        (("bpsd", 0), ("ytsv", 1)),
+        note=_UNPUBLISHED,
+    ),
+    "paper-table-m2a": PaperTable(
+        "m2a",
+        "MIDI-to-audio, note onset F1 (x100) of the transcribed audio, higher is better",
+        "onset_f1_50ms",
+        ("MAESTRO", "BPSD"),
+        (("maestro", 0), ("bpsd", 1)),
+        note=_UNPUBLISHED,
+    ),
 }
+"""Each paper table's test sets and figures. ``paper-table-7``/``-8`` are the paper's numbered
+tables; the direct image-to-audio, audio-to-image and MIDI-to-audio sets are named by task, since
+the sources at hand give neither their figures nor which of Tables IV-VI each is."""
 
 
 def aggregate(
@@ -210,8 +248,9 @@ def markdown_table(metrics: dict[str, Any], table: str | None = None) -> str:
     task = metrics["task"]
     columns = COLUMNS[task]
     paper = PAPER_TABLES.get(table or "")
+    beside = paper is not None and bool(paper.rows)
     head = ["test set", "items", *(title for _, title, _ in columns)]
-    if paper:
+    if beside:
         head.append("paper, full model")
     lines = [f"# umt eval {task}" + (f" ({paper.title})" if paper else ""), ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -221,22 +260,29 @@ def markdown_table(metrics: dict[str, Any], table: str | None = None) -> str:
             str(figures.get("items", 0)),
             *(_cell(figures.get(key), scale) for key, _, scale in columns),
         ]
-        if paper:
-            column = next((index for text, index in paper.match if text in name.lower()), None)
+        if beside:
+            column = paper.column_of(name)
             cells.append("—" if column is None else f"{paper.rows[paper.full][column]:.2f} (paper)")
         lines.append("| " + " | ".join(cells) + " |")
     if paper:
-        lines += ["", f"The paper's {paper.title.split(':')[0]}, as published:", ""]
+        lines += ["", *_paper_rows(paper)]
+    if metrics.get("failed"):
+        lines += ["", f"{len(metrics['failed'])} item(s) could not be scored (per_item.jsonl has why)."]
+    return "\n".join(lines) + "\n"
+
+
+def _paper_rows(paper: PaperTable) -> list[str]:
+    """The paper's table as published (with its note), or just the note where it has no figures."""
+    lines = []
+    if paper.rows:
+        lines += [f"The paper's {paper.title.split(':')[0]}, as published:", ""]
         lines += ["| method | " + " | ".join(paper.columns) + " |", "|" + "---|" * (len(paper.columns) + 1)]
         lines += [
             f"| {row} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
             for row, values in paper.rows.items()
         ]
-        if paper.note:
-            lines += ["", paper.note]
-    if metrics.get("failed"):
-        lines += ["", f"{len(metrics['failed'])} item(s) could not be scored (per_item.jsonl has why)."]
-    return "\n".join(lines) + "\n"
+        lines.append("")
+    return [*lines, paper.note] if paper.note else lines
 
 
 def write_report(out: Path, metrics: dict[str, Any], table: str | None = None) -> None:
@@ -244,21 +290,18 @@ def write_report(out: Path, metrics: dict[str, Any], table: str | None = None) -
     atomic_write_text(out / "table.md", markdown_table(metrics, table))
 
 
-def compare(directories: Sequence[Path]) -> str:
-    """The figures of several runs side by side: one row per (test set, figure), a column per run."""
-    runs = []
-    for directory in directories:
-        path = Path(directory) / "metrics.json"
-        try:
-            runs.append(
-                (Path(directory).name or str(directory), json.loads(path.read_text(encoding="utf-8")))
-            )
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"not an umt eval folder ({error})", directory) from None
+def compare(directories: Sequence[Path], table: str | None = None) -> str:
+    """The figures of several runs side by side: one row per (test set, figure), a column per run.
+    With ``table`` (a :data:`PAPER_TABLES` name), the runs are the rows of that table instead, as
+    in the paper's mixture ablations: a run per row, the table's test sets as columns, the paper's
+    own rows below."""
+    runs = _read_runs(directories)
     tasks = {metrics["task"] for _, metrics in runs}
     if len(tasks) > 1:
         raise UserError(f"the folders hold different tasks ({', '.join(sorted(tasks))})")
     task = tasks.pop()
+    if table is not None:
+        return _ablation(runs, task, table)
     test_sets = list(dict.fromkeys(name for _, metrics in runs for name in metrics["test_sets"]))
     lines = [
         "| test set | figure | " + " | ".join(name for name, _ in runs) + " |",
@@ -269,4 +312,41 @@ def compare(directories: Sequence[Path]) -> str:
             values = [metrics["test_sets"].get(test_set, {}).get(key) for _, metrics in runs]
             cells = [str(v) if key == "items" and v is not None else _cell(v, scale) for v in values]
             lines.append(f"| {test_set} | {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _read_runs(directories: Sequence[Path]) -> list[tuple[str, dict[str, Any]]]:
+    runs = []
+    for directory in directories:
+        path = Path(directory) / "metrics.json"
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"not an umt eval folder ({error})", directory) from None
+        runs.append((Path(directory).resolve().name, metrics))
+    return runs
+
+
+def _ablation(runs: list[tuple[str, dict[str, Any]]], task: str, table: str) -> str:
+    paper = PAPER_TABLES.get(table)
+    if paper is None:
+        raise UserError(f"no paper table {table!r} (tables: {', '.join(PAPER_TABLES)})")
+    if paper.task != task:
+        raise UserError(f"{table} is a table of {paper.task} runs; the folders hold {task} runs")
+    scale = next(scale for key, _, scale in COLUMNS[task] if key == paper.metric)
+    lines = [f"# {paper.title}", "", "| run | " + " | ".join(paper.columns) + " |"]
+    lines.append("|" + "---|" * (len(paper.columns) + 1))
+    for name, metrics in runs:
+        cells = ["—"] * len(paper.columns)
+        for test_set, figures in metrics["test_sets"].items():
+            column = paper.column_of(test_set)
+            if column is not None and cells[column] == "—":
+                cells[column] = _cell(figures.get(paper.metric), scale)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        f"| {row} (paper) | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+        for row, values in paper.rows.items()
+    ]
+    if paper.note:
+        lines += ["", paper.note]
     return "\n".join(lines) + "\n"
