@@ -288,6 +288,12 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     assert [e["key"] for e in listed] == [e.key for e in held_out]
     recomputed = symbol_error_rate([read_lmx(e.lmx) for e in held_out], [e["predicted_lmx"] for e in listed])
     assert metrics["omr_ser"] == pytest.approx(recomputed.ser)
+    # ... scored by `umt eval omr`, whose files and table the demo leaves in eval/omr
+    scored = json.loads((quick_demo / "eval" / "omr" / "metrics.json").read_text())
+    assert scored["task"] == "omr" and scored["test_sets"]["corpus"]["ser"] == metrics["omr_ser"]
+    table = (quick_demo / "eval" / "omr" / "table.md").read_text()
+    assert f"| corpus | 2 | {metrics['omr_ser']:.2f} |" in table
+    assert "umt eval omr" in report
     assert 0.0 <= metrics["cascade_onset_f1"] <= 1.0
     # every metric in the JSON is the one printed in the report
     assert f"{metrics['omr_ser']:.1f}</td>" in report

@@ -467,7 +467,7 @@ def evaluate(context: DemoContext):
         seed=s.seed,
     )
     evaluation = evaluate_image_to_audio(
-        pipeline, excerpts, generation, audio_generation, progress=context.log
+        pipeline, excerpts, context.eval_dir, generation, audio_generation, progress=context.log
     )
     _write_outputs(context, pipeline, excerpts, evaluation)
     return evaluation, excerpts, pipeline.sample_rate

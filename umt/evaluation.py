@@ -3,7 +3,8 @@
 One :class:`Excerpt` is a corpus record (``umt corpus build``): a system image with its LMX,
 MIDI, audio and tempo. :func:`evaluate_image_to_audio` runs, on a list of them,
 
-* **OMR** (image -> LMX): the symbol error rate over the corpus (:mod:`umt.metrics.ser`);
+* **OMR** (image -> LMX): the symbol error rate over the corpus (:mod:`umt.metrics.ser`), scored
+  by ``umt eval omr`` (:mod:`umt.evaluate`), whose files it leaves in ``OUT/omr``;
 * **the cascade** (image -> LMX -> MusicXML -> MIDI at the excerpt's tempo -> M2A audio): note
   onset F1 of the notes read from the predicted score against the reference MIDI
   (:mod:`umt.metrics.transcription`, 50 ms onset tolerance), and the multi-scale mel distance of
@@ -24,6 +25,7 @@ benchmark suite on prepared test sets.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,6 @@ from umt.data.corpus_builder import MANIFEST
 from umt.errors import InputError, UserError
 from umt.inference import GenerationConfig, musicxml_to_notes, to_gray
 from umt.metrics.image import ink_f1
-from umt.metrics.ser import symbol_error_rate
 from umt.metrics.transcription import transcription_metrics
 from umt.models.dac_discriminators import MelSpectrogramLoss
 from umt.tokenizers.audio import load_audio
@@ -174,6 +175,7 @@ def _audio_or_none(pipeline: Any, rows: np.ndarray, name: str) -> np.ndarray | N
 def evaluate_image_to_audio(
     pipeline: Any,
     excerpts: Sequence[Excerpt],
+    out: str | Path,
     generation: Any = None,
     audio_generation: Any = None,
     tasks: Sequence[str] = ("omr", "cascade", "i2a"),
@@ -185,7 +187,8 @@ def evaluate_image_to_audio(
     ``generation`` (a :class:`umt.inference.GenerationConfig`, default greedy) is used for LMX and
     ``audio_generation`` (default: the same) for audio: codec tokens are usually sampled
     (``temperature`` 1, a ``top_p`` below 1), since greedy decoding of audio codes tends to repeat
-    one frame.
+    one frame. OMR is scored by ``umt eval omr``'s code, whose files (``metrics.json``,
+    ``per_item.jsonl``, ``table.md``) go to ``out/omr``.
     """
 
     generation = generation or GenerationConfig()
@@ -194,11 +197,12 @@ def evaluate_image_to_audio(
         list(excerpts),
         [ExcerptResult(key=e.key, gold_lmx=read_lmx(e.lmx)) for e in excerpts],
         progress or (lambda message: None),
+        Path(out) / "omr",
     )
     run.metrics["excerpts"] = float(len(excerpts))
     sources = _image_round_trips(run)
     if "omr" in tasks or "cascade" in tasks:
-        _omr(run, sources, generation)
+        _omr(run, generation)
     if "cascade" in tasks or "i2a" in tasks:
         run.mel = MelDistance(pipeline.sample_rate)
         _reference_audio(run)
@@ -221,6 +225,7 @@ class _Run:
     excerpts: list[Excerpt]
     results: list[ExcerptResult]
     say: Callable[[str], None]
+    omr_out: Path
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     mel: Any = None
@@ -239,19 +244,42 @@ def _image_round_trips(run: _Run) -> list[np.ndarray]:
     return sources
 
 
-def _omr(run: _Run, sources: list[np.ndarray], generation: Any) -> None:
-    run.say(f"OMR on {len(sources)} images")
+def _omr(run: _Run, generation: Any) -> None:
+    """OMR scored by ``umt eval omr`` (:mod:`umt.evaluate`) into ``run.omr_out``: the same scorer,
+    files and SER; the predicted scores go on to the cascade."""
+    from umt.evaluate.items import EvalItem
+    from umt.evaluate.run import PER_ITEM, read_rows, run_eval
+    from umt.evaluate.tasks import EvalContext
+
+    run.say(f"OMR on {len(run.excerpts)} images (umt eval omr)")
     start = time.perf_counter()
-    for result, output in zip(run.results, run.pipeline.generate("omr", sources, generation)):
-        tokens = run.pipeline.rows_to_lmx(output.rows)
-        result.predicted_lmx = list(tokens)
-        score = delinearize(tokens)
+    items = [EvalItem(e.key, "corpus", image=e.image, lmx=e.lmx) for e in run.excerpts]
+    settings = {
+        "task": "omr",
+        "checkpoint": str(run.pipeline.name),
+        "split": "test",
+        "generation": {
+            "max_len": generation.max_len,
+            "seed": generation.seed,
+            "repetition_penalty": generation.repetition_penalty,
+        },
+    }
+    shutil.rmtree(run.omr_out, ignore_errors=True)  # always this model's score, never a cached one
+    context = EvalContext(run.pipeline, generation, generation)
+    figures = run_eval("omr", context, items, run.omr_out, settings, generation.batch_size, progress=False)
+    rows = read_rows(run.omr_out / PER_ITEM)
+    for result in run.results:
+        row = rows[("corpus", result.key)]
+        if "error" in row:
+            raise UserError(f"OMR could not score {result.key}: {row['error']}")
+        result.predicted_lmx = row["predicted"].split()
+        score = delinearize(result.predicted_lmx)
         result.musicxml = score.musicxml
         result.repairs = score.dropped + score.repaired
     run.seconds["omr"] = time.perf_counter() - start
-    ser = symbol_error_rate([r.gold_lmx for r in run.results], [r.predicted_lmx for r in run.results])
-    run.metrics["omr_ser"] = ser.ser
-    run.metrics["omr_ser_no_tuplets"] = ser.ser_no_tuplets
+    corpus = figures["test_sets"]["corpus"]
+    run.metrics["omr_ser"] = corpus["ser"]
+    run.metrics["omr_ser_no_tuplets"] = corpus["ser_no_tuplets"]
     run.metrics["omr_repairs_per_excerpt"] = float(np.mean([r.repairs for r in run.results]))
 
 

@@ -294,7 +294,9 @@ audio (DAC) tokenizers and an image-to-audio-direction Translator trained with t
 training). Every figure below was measured in this run (settings in <code>demo.json</code>, metrics
 in <code>eval/metrics.json</code>).</p>
 <h2>Budget used</h2>{_budget_rows(context, shard_counts)}
-<h2>Metrics</h2>{_metric_rows(evaluation.metrics)}<p class="note">evaluation time: {html.escape(seconds)}</p>
+<h2>Metrics</h2>{_metric_rows(evaluation.metrics)}<p class="note">evaluation time: {html.escape(seconds)}.
+OMR was scored by <code>umt eval omr</code> (its files in <code>eval/omr/</code>); the same command
+scores this model on any prepared test set.</p>
 <h2>Training curves</h2>{_curves(context)}
 <h2>Held-out excerpts</h2>{"".join(blocks)}
 </body></html>
