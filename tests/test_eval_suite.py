@@ -147,7 +147,8 @@ def test_paper_table_and_compare(model, test_set, tmp_path, capsys):
     assert lines[0] == "| test set | figure | a | b |"
     assert "| olimpic/olimpic-1.0-scanned | items | 3 | 2 |" in lines
     # the runs as the rows of the paper's ablation table, the paper's rows below
-    assert main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--table", "paper-table-7"]) == 0
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert main(["eval", "compare", *runs, "--table", "paper-table-7"]) == 0
     ablation = capsys.readouterr().out.splitlines()
     ser_a = json.loads((tmp_path / "a" / "metrics.json").read_text())["test_sets"]
     assert ablation[2] == "| run | OLiMPiC synthetic | OLiMPiC scanned | BPSD scanned |"
