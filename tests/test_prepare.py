@@ -598,3 +598,50 @@ def test_ytsv_splits_follow_the_papers_rule():
     assert counts == {"train": 85, "valid": 7, "test": 8}
     assert splits["id007"] == splits["id050"] == "test"
     assert paper_splits(list(reversed(ids)), {"id007", "id050"}) == splits  # order of the CSV: no matter
+
+
+def test_every_paper_table_runs_on_prepared_data_sets(tmp_path):
+    """OLiMPiC, MAESTRO and BPSD fixtures -> umt data prepare -> every ``umt eval paper-table-*``
+    command on a tiny random model (its figures are meaningless): each test set is a row, named
+    after its data set, and the paper's figure stands beside ours where the paper publishes one."""
+    pytest.importorskip("verovio")
+    pytest.importorskip("librosa")
+    from tests._inference_fixtures import make_model_folder
+
+    downloads = {
+        "olimpic": make_score_set(tmp_path / "olimpic-1.0-scanned", "olimpic"),
+        "maestro": make_maestro(tmp_path / "maestro-v3.0.0", broken=False),
+        "bpsd": make_bpsd(tmp_path / "Beethoven_Piano_Sonata_Dataset_v2"),
+    }
+    data = {}
+    for name, root in downloads.items():
+        data[name] = tmp_path / "data" / name
+        args = ["--root", str(root), "--out", str(data[name]), "--no-progress"]
+        assert main(["data", "prepare", name, *args]) in (0, 1)  # OLiMPiC lists its broken samples
+    model = make_model_folder(tmp_path / "model")
+    tables = {
+        "paper-table-7": ("olimpic", "bpsd"),
+        "paper-table-8": ("maestro",),
+        "paper-table-i2a": ("bpsd",),
+        "paper-table-a2i": ("bpsd",),
+        "paper-table-m2a": ("maestro",),
+    }
+    for table, names in tables.items():
+        out = tmp_path / "eval" / table
+        sets = [arg for name in names for arg in ("--data", str(data[name]))]
+        common = ["--checkpoint", str(model), "--out", str(out), "--limit", "2", "--max-len", "24"]
+        assert main(["eval", table, *sets, *common, "--batch-size", "2", "--no-progress"]) == 0, table
+        metrics = json.loads((out / "metrics.json").read_text())
+        rows = {name: figures["items"] for name, figures in metrics["test_sets"].items()}
+        expected = {
+            "olimpic": "olimpic/olimpic-1.0-scanned",
+            "maestro": "maestro/maestro-v3.0.0",
+            "bpsd": "bpsd/Beethoven_Piano_Sonata_Dataset_v2",
+        }
+        held_out = {"olimpic": 1, "maestro": 1, "bpsd": 2}  # test items (BPSD: 3, cut by --limit)
+        assert [rows[expected[name]] for name in names] == [held_out[name] for name in names]
+        text = (out / "table.md").read_text()
+        if table == "paper-table-7":
+            assert "| 24.58 (paper)" not in text and "13.67 (paper) |" in text and "23.36 (paper) |" in text
+        if table in ("paper-table-i2a", "paper-table-a2i", "paper-table-m2a"):
+            assert "Tables IV-VI" in text

@@ -136,8 +136,8 @@ PAPER_TABLES = {
         "m2a",
         "MIDI-to-audio, note onset F1 (x100) of the transcribed audio, higher is better",
         "onset_f1_50ms",
-        ("MAESTRO", "BPSD"),
-        (("maestro", 0), ("bpsd", 1)),
+        ("MAESTRO",),
+        (("maestro", 0),),
         note=_UNPUBLISHED,
     ),
 }
