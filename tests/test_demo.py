@@ -383,6 +383,22 @@ def test_umt_eval_runs_on_the_demo_model(quick_demo, tmp_path, capsys):
     assert "cannot read the manifest" in capsys.readouterr().err
 
 
+@needs_fluidsynth
+def test_every_paper_table_runs_on_the_built_in_corpus(quick_demo, tmp_path):
+    """Each ``umt eval paper-table-*`` on the demo's corpus, with a tiny random model that has
+    every task (the demo's model has no AMT to transcribe with): one 'corpus' row each."""
+    from tests._inference_fixtures import make_model_folder
+    from umt.cli.eval import TABLE_NAMES
+
+    model = make_model_folder(tmp_path / "model")
+    for table in TABLE_NAMES:
+        out = tmp_path / table
+        args = ["eval", table, "--checkpoint", str(model), "--data", str(quick_demo / "corpus")]
+        assert umt_main([*args, "--out", str(out), "--limit", "1", "--max-len", "16", "--no-progress"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert list(metrics["test_sets"]) == ["corpus"] and metrics["test_sets"]["corpus"]["items"] == 1
+
+
 def test_device_choice_reaches_every_trainer():
     from umt.demo import PRESETS, DemoContext, translator_config
 
