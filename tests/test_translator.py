@@ -472,3 +472,160 @@ def test_loss_rejects_target_ids_not_allowed_for_the_modality() -> None:
     batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=torch.tensor([LMX]))
     with pytest.raises(ValueError, match="lmx target holds an id not allowed in codebook 0"):
         model.loss(batch)
+
+
+# ------------------------------------------------- U-MusT's options (models imported from it)
+
+UMUST = dict(
+    head_dim=24,
+    subdecoder_head_dim=12,
+    separate_embeddings=True,
+    decoder_final_norms=2,
+    positions="umust",
+    source_height_rows=False,
+    stop_at_midi_eos=False,
+)
+
+
+def test_umust_options_build_what_they_say() -> None:
+    model = make_model(**UMUST)
+    first = model.encoder[0].attn
+    assert first.qkv.weight.shape == (3 * 2 * 24, 32) and first.out.weight.shape == (32, 2 * 24)
+    assert model.decoder[0].cross_attn.kv.weight.shape == (2 * 2 * 24, 32)
+    assert model.subdecoder.layers[0].attn.qkv.weight.shape == (3 * 2 * 12, 32)
+    assert {"source_embedding.weight", "subdecoder_embedding.weight", "decoder_second_norm.weight"} <= set(
+        model.state_dict()
+    )
+    with pytest.raises(ValueError, match="decoder_final_norms"):
+        TranslatorConfig.tiny(decoder_final_norms=3)
+    with pytest.raises(ValueError, match="positions"):
+        TranslatorConfig.tiny(positions="rope")
+
+
+@pytest.mark.parametrize("target", ["lmx", "image", "audio", "midi"])
+def test_umust_options_keep_cached_batched_and_teacher_forced_paths_equal(target: str) -> None:
+    """Every decoding path agrees with the others under the options, as it does without them."""
+    model = make_model(seed=2, dtype=torch.float64, **UMUST).eval()
+    src, src_mask = generation_inputs([5, 3, 4])
+    tgt_modality = torch.full((3,), PAPER_MODALITIES.index(target))
+    cached = model.generate(src, src_mask, None, tgt_modality, 10, temperature=0)
+    uncached = model.generate(src, src_mask, None, tgt_modality, 10, temperature=0, use_cache=False)
+    assert torch.equal(cached, uncached)
+    alone = [
+        model.generate(
+            src[i : i + 1, : int(src_mask[i].sum())],
+            src_mask[i : i + 1, : int(src_mask[i].sum())],
+            None,
+            tgt_modality[:1],
+            10,
+            temperature=0,
+        )
+        for i in range(3)
+    ]
+    for i, out in enumerate(alone):
+        assert torch.equal(out[0], cached[i, : out.shape[1]])
+    logits = model(src, src_mask, cached, torch.ones(cached.shape[:2], dtype=torch.bool), tgt_modality)
+    for b in range(3):  # each generated codebook-0 id is the argmax of the teacher-forced logits
+        steps = int((cached[b, 1:, 0] != PAD_ID).sum())
+        assert torch.equal(logits[b, :steps, 0].argmax(-1), cached[b, 1 : steps + 1, 0])
+
+
+def test_separate_tables_are_the_ones_used() -> None:
+    model = make_model(dtype=torch.float64, **UMUST).eval()
+    src, src_mask = audio_batch([4])
+    tgt_modality = torch.tensor([LMX])
+    tgt = lmx_rows([1, 2])[None]
+    before = model(src, src_mask, tgt, torch.ones(tgt.shape[:2], dtype=torch.bool), tgt_modality)
+    with torch.no_grad():
+        model.source_embedding.weight.mul_(2.0)
+    after = model(src, src_mask, tgt, torch.ones(tgt.shape[:2], dtype=torch.bool), tgt_modality)
+    assert not torch.allclose(before, after, equal_nan=True)  # the encoder reads its own table
+    with torch.no_grad():
+        audio = slice(VOCAB["audio/sos"].start, VOCAB["audio/cb3"].stop)  # the source's ids only
+        model.token_embedding.weight[audio].mul_(3.0)
+    again = model(src, src_mask, tgt, torch.ones(tgt.shape[:2], dtype=torch.bool), tgt_modality)
+    torch.testing.assert_close(after, again, equal_nan=True)  # ... not the decoder's
+
+
+def test_umust_image_positions() -> None:
+    """U-MusT's rules: no position for the first row, codes before a height token, the EOS row and
+    what follows it; a height row takes row 0 of the next column; SEP repeats the last code's
+    position; a source image's EOS takes row 0 of the next column."""
+    from umt.models.positions import umust_image_positions
+
+    v = VOCAB
+    code = v.codebook_range("image", 0).start
+    ids = [
+        v.sos("image"),
+        code,
+        v.height(2),
+        *[code] * 3,
+        v.sep,
+        v.height(1),
+        code,
+        v.eos("image"),
+        code,
+        PAD_ID,
+    ]
+    args = (torch.tensor([ids]), v["image/height"].start, v["image/height"].stop, 4, v.eos("image"), v.sep)
+    rows, cols, null = umust_image_positions(*args, target=True)
+    assert null[0].tolist() == [True, True, False, False, False, False, False, False, False, True, True, True]
+    live = ~null[0]
+    # height(2) -> (0, col 0); codes: rows 0,1,0 in columns 0,0,1; SEP = the last code's (0, 1);
+    # height(1) -> (0, 2); its code (0, 2)
+    assert rows[0][live].tolist() == [0, 0, 1, 0, 0, 0, 0]
+    assert cols[0][live].tolist() == [0, 0, 0, 1, 1, 2, 2]
+    source = [v.sos("image"), v.height(2), *[code] * 3, v.eos("image")]
+    args = (torch.tensor([source]), *args[1:])
+    rows, cols, null = umust_image_positions(*args, target=False)
+    assert null[0].tolist() == [True, False, False, False, False, False]
+    assert (rows[0, -1].item(), cols[0, -1].item()) == (0, 2)  # EOS: row 0 of the next column
+
+
+def test_source_height_rows_can_be_left_unattended() -> None:
+    """With ``source_height_rows=False`` the height row of a source image changes nothing: giving it
+    another value leaves the outputs as they were (its position still sets the others')."""
+    model = make_model(dtype=torch.float64, **UMUST).eval()
+    v = VOCAB
+    code = v.codebook_range("image", 0).start
+    codes = [
+        [
+            code + i,
+            v.codebook_range("image", 1).start + i,
+            v.codebook_range("image", 2).start,
+            v.codebook_range("image", 3).start,
+        ]
+        for i in range(4)
+    ]
+
+    def source(height_id: int) -> torch.Tensor:
+        rows = [
+            v.special_row(v.sos("image")).tolist(),
+            v.special_row(height_id).tolist(),
+            *codes,
+            v.special_row(v.eos("image")).tolist(),
+        ]
+        return torch.tensor([rows])
+
+    tgt = lmx_rows([1, 2])[None]
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    tgt_mask = torch.ones(tgt.shape[:2], dtype=torch.bool)
+    first = model(source(v.height(2)), mask, tgt, tgt_mask, torch.tensor([LMX]))
+    with torch.no_grad():
+        model.source_embedding.weight[v.height(2)] += 5.0  # the height row's own input
+    second = model(source(v.height(2)), mask, tgt, tgt_mask, torch.tensor([LMX]))
+    torch.testing.assert_close(first, second, equal_nan=True)
+
+
+def test_midi_outputs_can_go_on_past_eos() -> None:
+    model = make_model(seed=3, **UMUST).eval()
+    with torch.no_grad():
+        model.head.bias[VOCAB.eos("midi")] += 50.0  # EOS wins every step
+    src, src_mask = audio_batch([4])
+    out = model.generate(src, src_mask, None, torch.tensor([MIDI]), 8, temperature=0)
+    assert out.shape[1] == 8 and (out[0, 1:, 0] == VOCAB.eos("midi")).all()
+    from dataclasses import replace
+
+    stopping = Translator(replace(model.config, stop_at_midi_eos=True), VOCAB)
+    stopping.load_state_dict(model.state_dict())
+    assert stopping.eval().generate(src, src_mask, None, torch.tensor([MIDI]), 8, temperature=0).shape[1] == 2

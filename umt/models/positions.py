@@ -7,6 +7,14 @@ Columns keep counting across systems (the first column of system 2 follows the l
 system 1), so every code has a distinct (row, column) and the bidirectional encoder still sees
 the order of the systems. Special rows (PAD, SOS, EOS, SEP, height) get a dedicated extra row
 index and the column index of the next column to come.
+
+U-MusT's rules (``scheme="umust-source"`` / ``"umust-target"``, for models imported from it) use
+the same tables but give some rows no position at all (a zero embedding): the first row of every
+sequence, and in target images the codes before any height token, the EOS row and every row after
+it. A target image's height row takes row 0 of the next column, its SEP row the position of the
+last code before it; a source image's EOS row takes row 0 of the next column. (Their rules differ
+from these only in outputs no model should make: a height token with no SEP before it keeps the
+current column there, where these start the next.)
 """
 
 from __future__ import annotations
@@ -47,6 +55,49 @@ def image_positions(
     return rows, columns
 
 
+SCHEMES = ("umt", "umust-source", "umust-target")
+
+
+def umust_image_positions(
+    first_ids: Tensor,
+    height_start: int,
+    height_stop: int,
+    max_rows: int,
+    eos_id: int,
+    sep_id: int,
+    target: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows, columns and the rows without a position ``[B, L]`` under U-MusT's rules (module docstring).
+
+    Codes are placed as :func:`image_positions` places them; special rows differ.
+    """
+    batch, length = first_ids.shape
+    special = first_ids < height_stop
+    content = ~special
+    is_height = special & (first_ids >= height_start)
+    seen_height = torch.cummax(is_height.long(), dim=1).values.bool()
+    is_eos, is_sep = first_ids == eos_id, first_ids == sep_id
+    if target:  # codes before any height token take no place (nor column) in U-MusT's layout
+        first_ids = torch.where(content & ~seen_height, eos_id, first_ids)
+    rows, columns = image_positions(first_ids, height_start, height_stop, max_rows)
+    steps = torch.arange(length, device=first_ids.device).expand(batch, length)
+    null = steps == 0
+    null = null | (first_ids == 0)  # padding rows
+    rows = torch.where(is_height, 0, rows)
+    if target:
+        null = null | (content & ~seen_height)
+        after_eos = torch.cummax(is_eos.long(), dim=1).values.bool()
+        null = null | after_eos
+        last_code = torch.cummax(torch.where(content, steps, -1), dim=1).values
+        at = last_code.clamp(min=0)
+        rows = torch.where(is_sep, torch.gather(rows, 1, at), rows)
+        columns = torch.where(is_sep, torch.gather(columns, 1, at), columns)
+        null = null | (is_sep & (last_code < 0))
+    else:
+        rows = torch.where(is_eos, 0, rows)
+    return rows, columns, null
+
+
 class ModalityPositions(nn.Module):
     """Learned positional embeddings, one table per modality.
 
@@ -54,14 +105,21 @@ class ModalityPositions(nn.Module):
     1-D table ``[max_len, d]`` each (stored as one ``[M * max_len, d]`` table).
     """
 
-    def __init__(self, vocab: Vocabulary, max_len: int, max_rows: int, d_model: int) -> None:
+    def __init__(
+        self, vocab: Vocabulary, max_len: int, max_rows: int, d_model: int, scheme: str = "umt"
+    ) -> None:
         super().__init__()
+        if scheme not in SCHEMES:
+            raise ValueError(f"position scheme must be one of {SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
         self.max_len = max_len
         self.max_rows = max_rows
         # the planar scheme reads an image's own height tokens (umt.modalities.image)
         self.image_index = vocab.modality_index("image") if "image" in vocab.modalities else -1
         self.height_start = vocab["image/height"].start if self.image_index >= 0 else 0
         self.height_stop = vocab["image/height"].stop if self.image_index >= 0 else 0
+        self.image_eos = vocab.eos("image") if self.image_index >= 0 else -1
+        self.image_sep = vocab["image/sep"].start if self.image_index >= 0 else -1
         self.sequence = nn.Embedding(len(vocab.modalities) * max_len, d_model)
         self.image_row = nn.Embedding(max_rows + 1, d_model)
         self.image_column = nn.Embedding(max_len, d_model)
@@ -79,8 +137,22 @@ class ModalityPositions(nn.Module):
         out = self.sequence(modality[:, None] * self.max_len + steps[None, :])
         is_image = modality == self.image_index
         if bool(is_image.any()):
-            rows, columns = image_positions(first_ids, self.height_start, self.height_stop, self.max_rows)
+            if self.scheme == "umt":
+                rows, columns = image_positions(first_ids, self.height_start, self.height_stop, self.max_rows)
+                null = None
+            else:
+                rows, columns, null = umust_image_positions(
+                    first_ids,
+                    self.height_start,
+                    self.height_stop,
+                    self.max_rows,
+                    self.image_eos,
+                    self.image_sep,
+                    target=self.scheme == "umust-target",
+                )
             rows, columns = rows[:, start:], columns[:, start:].clamp(max=self.max_len - 1)
             planar = self.image_row(rows) + self.image_column(columns)
+            if null is not None:
+                planar = planar.masked_fill(null[:, start:, None], 0.0)
             out = torch.where(is_image[:, None, None], planar, out)
         return out

@@ -18,13 +18,23 @@ class CodebookSubDecoder(nn.Module):
     """``layers`` causal pre-LN blocks over ``K`` slots plus a learned slot embedding."""
 
     def __init__(
-        self, num_codebooks: int, d_model: int, n_heads: int, ff_dim: int, layers: int, dropout: float
+        self,
+        num_codebooks: int,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        layers: int,
+        dropout: float,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.num_codebooks = num_codebooks
         self.n_heads = n_heads
+        self.head_dim = head_dim or d_model // n_heads
         self.slot = nn.Embedding(num_codebooks, d_model)
-        self.layers = nn.ModuleList(EncoderLayer(d_model, n_heads, ff_dim, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, n_heads, ff_dim, dropout, head_dim=head_dim) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, hidden: Tensor, previous: Tensor) -> Tensor:
@@ -40,8 +50,9 @@ class CodebookSubDecoder(nn.Module):
         return self.norm(x)
 
     def new_caches(self, batch: int, like: Tensor) -> list[KVCache]:
-        head_dim = like.shape[-1] // self.n_heads
-        return [KVCache.empty(batch, self.n_heads, self.num_codebooks, head_dim, like) for _ in self.layers]
+        return [
+            KVCache.empty(batch, self.n_heads, self.num_codebooks, self.head_dim, like) for _ in self.layers
+        ]
 
     def step(self, slot_input: Tensor, slot: int, caches: list[KVCache]) -> Tensor:
         """Cached generation step: ``slot_input [N, d]`` for slot ``slot`` -> its output ``[N, d]``.

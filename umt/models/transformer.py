@@ -1,7 +1,8 @@
 """Pre-LayerNorm Transformer blocks with fused projections, SDPA and preallocated KV caches.
 
 Pure PyTorch. Shapes: ``B`` batch, ``T`` query length, ``S`` key (memory) length, ``d`` model
-width, ``H`` heads, ``dh = d / H``.
+width, ``H`` heads, ``dh`` head width (``d / H`` unless given: x-transformers, the library of
+U-MusT's code, uses 64 whatever ``d`` and ``H``, so its attention is ``H * 64`` wide).
 
 Masks follow :func:`torch.nn.functional.scaled_dot_product_attention`: boolean, ``True`` = may
 attend, broadcastable to ``[B, H, T, S]`` (we pass key-padding masks as ``[B, 1, 1, S]``).
@@ -32,18 +33,27 @@ class KVCache:
         return cls(like.new_empty(shape), like.new_empty(shape))
 
 
+def _head_dim(d_model: int, n_heads: int, head_dim: int | None) -> int:
+    if head_dim is not None:
+        if head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1, got {head_dim}")
+        return head_dim
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+    return d_model // n_heads
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, head_dim: int | None = None) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = _head_dim(d_model, n_heads, head_dim)
         self.dropout = dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        inner = n_heads * self.head_dim
+        self.qkv = nn.Linear(d_model, 3 * inner)
+        self.out = nn.Linear(inner, d_model)
 
     def forward(
         self,
@@ -59,7 +69,7 @@ class SelfAttention(nn.Module):
         values are stored in the cache and the queries attend over everything cached so far
         (``T`` must be 1 unless ``position`` is 0, where ``is_causal`` then applies).
         """
-        batch, length, width = x.shape
+        batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
         if cache is not None:
@@ -79,7 +89,7 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )
-        return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+        return self.out(attended.transpose(1, 2).reshape(batch, length, -1))
 
     def step(self, x: Tensor, cache: KVCache, position: int) -> Tensor:
         """One cached decoding position: ``x [B, d]`` at ``position`` -> ``[B, d]``.
@@ -87,7 +97,7 @@ class SelfAttention(nn.Module):
         The values of :meth:`forward` with ``cache``, ``T = 1`` and no dropout, in fewer ops: the
         decoding hot path, where per-op overhead outweighs the arithmetic at small sizes.
         """
-        batch, width = x.shape
+        batch = x.shape[0]
         query, key, value = self.qkv(x).view(batch, 3, self.n_heads, self.head_dim).unbind(1)  # [B, H, dh]
         cache.keys[:, :, position] = key
         cache.values[:, :, position] = value
@@ -95,7 +105,7 @@ class SelfAttention(nn.Module):
         attended = F.scaled_dot_product_attention(
             query[:, :, None], cache.keys[:, :, :end], cache.values[:, :, :end]
         )  # [B, H, 1, dh]
-        return self.out(attended.reshape(batch, width))
+        return self.out(attended.reshape(batch, -1))
 
 
 class CrossAttention(nn.Module):
@@ -104,14 +114,15 @@ class CrossAttention(nn.Module):
     :meth:`project_memory` computes the memory keys and values once; decoding reuses them every step.
     """
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, head_dim: int | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = _head_dim(d_model, n_heads, head_dim)
         self.dropout = dropout
-        self.query = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_model, 2 * d_model)
-        self.out = nn.Linear(d_model, d_model)
+        inner = n_heads * self.head_dim
+        self.query = nn.Linear(d_model, inner)
+        self.kv = nn.Linear(d_model, 2 * inner)
+        self.out = nn.Linear(inner, d_model)
 
     def project_memory(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """``memory [B, S, d]`` -> keys, values ``[B, H, S, dh]``."""
@@ -121,7 +132,7 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], memory_mask: Tensor | None) -> Tensor:
         """``x [B, T, d]``, memory keys/values ``[B, H, S, dh]``, mask ``[B, 1, 1, S]`` -> ``[B, T, d]``."""
-        batch, length, width = x.shape
+        batch, length, _ = x.shape
         query = self.query(x).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
         attended = F.scaled_dot_product_attention(
             query,
@@ -130,14 +141,14 @@ class CrossAttention(nn.Module):
             attn_mask=memory_mask,
             dropout_p=self.dropout if self.training else 0.0,
         )
-        return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+        return self.out(attended.transpose(1, 2).reshape(batch, length, -1))
 
     def step(self, x: Tensor, memory_kv: tuple[Tensor, Tensor], memory_mask: Tensor | None) -> Tensor:
         """One decoding position ``x [B, d]`` -> ``[B, d]`` (:meth:`forward`'s values, no dropout)."""
-        batch, width = x.shape
+        batch = x.shape[0]
         query = self.query(x).view(batch, self.n_heads, 1, self.head_dim)
         attended = F.scaled_dot_product_attention(query, memory_kv[0], memory_kv[1], attn_mask=memory_mask)
-        return self.out(attended.reshape(batch, width))
+        return self.out(attended.reshape(batch, -1))
 
 
 class FeedForward(nn.Module):
@@ -161,12 +172,18 @@ class EncoderLayer(nn.Module):
     """Pre-LN block: ``x + SelfAttn(LN(x))``, then ``x + FF(LN(x))``."""
 
     def __init__(
-        self, d_model: int, n_heads: int, ff_dim: int, dropout: float, attention_dropout: float | None = None
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float | None = None,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.attn_norm = nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, attention_dropout)
+        self.attn = SelfAttention(d_model, n_heads, attention_dropout, head_dim)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -197,14 +214,20 @@ class DecoderLayer(nn.Module):
     """Pre-LN block: causal self-attention, cross-attention to the memory, feed-forward."""
 
     def __init__(
-        self, d_model: int, n_heads: int, ff_dim: int, dropout: float, attention_dropout: float | None = None
+        self,
+        d_model: int,
+        n_heads: int,
+        ff_dim: int,
+        dropout: float,
+        attention_dropout: float | None = None,
+        head_dim: int | None = None,
     ) -> None:
         super().__init__()
         attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.self_norm = nn.LayerNorm(d_model)
-        self.self_attn = SelfAttention(d_model, n_heads, attention_dropout)
+        self.self_attn = SelfAttention(d_model, n_heads, attention_dropout, head_dim)
         self.cross_norm = nn.LayerNorm(d_model)
-        self.cross_attn = CrossAttention(d_model, n_heads, attention_dropout)
+        self.cross_attn = CrossAttention(d_model, n_heads, attention_dropout, head_dim)
         self.ff_norm = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)

@@ -38,6 +38,7 @@ from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
 from umt.vocab import PAD_ID, Vocabulary
 
+POSITION_RULES = ("umt", "umust")
 LOSS_AVERAGES = ("token", "example")
 """How :meth:`Translator.loss` averages: over target tokens or over examples."""
 
@@ -68,6 +69,27 @@ class TranslatorConfig:
     """Width of the image codebook-vector table (0 = none); set by ``init_codebook_embeddings``."""
     audio_code_dim: int = 0
     """Width of the audio codebook-vector table (0 = none); set by ``init_codebook_embeddings``."""
+    head_dim: int | None = None
+    """Width of an attention head; ``None`` = ``d_model / n_heads``. Models imported from U-MusT
+    (x-transformers) have 64, so their attention is ``n_heads * 64`` wide whatever ``d_model``."""
+    subdecoder_head_dim: int | None = None
+    """The sub-decoder's head width; ``None`` = ``d_model / subdecoder_heads``."""
+    separate_embeddings: bool = False
+    """Three id tables: the encoder input's, the decoder input's and the one the sub-decoder adds to
+    the decoder state for the codebooks chosen so far (U-MusT's layout). One shared table when False."""
+    decoder_final_norms: int = 1
+    """LayerNorms after the last decoder block: 2 in U-MusT (x-transformers' final norm, then its own)."""
+    positions: str = "umt"
+    """Position rules: ``"umt"`` (:mod:`umt.models.positions`) or ``"umust"`` (U-MusT's: a sequence's
+    first row, image EOS rows of targets and the rows after them get no position embedding; image
+    height and EOS rows of sources take the next column's first row; a target image's SEP repeats
+    the last code's position)."""
+    source_height_rows: bool = True
+    """False: the height rows of a source image are not attended to (U-MusT's encoder reads images
+    without height tokens; the positions of the other rows still come from them)."""
+    stop_at_midi_eos: bool = True
+    """False reproduces U-MusT, whose MIDI outputs never end on EOS (their EOS row pads codebooks
+    1.. with an id their output masks forbid there): generation then runs to ``max_len``."""
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_heads", "ff_dim", "max_source_len", "max_target_len"):
@@ -76,9 +98,22 @@ class TranslatorConfig:
         for name in ("encoder_layers", "decoder_layers", "subdecoder_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TranslatorConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for heads in (self.n_heads, self.subdecoder_heads):
-            if self.d_model % heads:
+        for heads, head_dim in (
+            (self.n_heads, self.head_dim),
+            (self.subdecoder_heads, self.subdecoder_head_dim),
+        ):
+            if head_dim is None and self.d_model % heads:
                 raise ValueError(f"TranslatorConfig: d_model={self.d_model} not divisible by {heads} heads")
+            if head_dim is not None and head_dim < 1:
+                raise ValueError(f"TranslatorConfig: head widths must be >= 1, got {head_dim}")
+        if self.decoder_final_norms not in (1, 2):
+            raise ValueError(
+                f"TranslatorConfig.decoder_final_norms must be 1 or 2, got {self.decoder_final_norms}"
+            )
+        if self.positions not in POSITION_RULES:
+            raise ValueError(
+                f"TranslatorConfig.positions must be one of {POSITION_RULES}, got {self.positions!r}"
+            )
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
@@ -139,25 +174,39 @@ class Translator(nn.Module):
         self.vocab_size = vocab.size
         d = config.d_model
         self.token_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
+        if config.separate_embeddings:
+            self.source_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
+            self.subdecoder_embedding = nn.Embedding(vocab.size, d)
         self.codebook_vectors = nn.ModuleDict()
         for modality in sorted(m for m in vocab.modalities if vocab.spec(m).multi_stream):
             dim = getattr(config, f"{modality}_code_dim", 0)
             if dim:
                 self.codebook_vectors[modality] = CodebookVectors(self._code_count(modality), dim, d)
         self.target_modality_embedding = nn.Embedding(len(vocab.modalities), d)
-        self.source_positions = ModalityPositions(vocab, config.max_source_len, max_rows, d)
-        self.target_positions = ModalityPositions(vocab, config.max_target_len, max_rows, d)
+        umust = config.positions == "umust"
+        self.source_positions = ModalityPositions(
+            vocab, config.max_source_len, max_rows, d, "umust-source" if umust else "umt"
+        )
+        self.target_positions = ModalityPositions(
+            vocab, config.max_target_len, max_rows, d, "umust-target" if umust else "umt"
+        )
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.encoder = nn.ModuleList(
-            EncoderLayer(d, config.n_heads, config.ff_dim, config.dropout, config.attention_dropout)
+            EncoderLayer(
+                d, config.n_heads, config.ff_dim, config.dropout, config.attention_dropout, config.head_dim
+            )
             for _ in range(config.encoder_layers)
         )
         self.encoder_norm = nn.LayerNorm(d)
         self.decoder = nn.ModuleList(
-            DecoderLayer(d, config.n_heads, config.ff_dim, config.dropout, config.attention_dropout)
+            DecoderLayer(
+                d, config.n_heads, config.ff_dim, config.dropout, config.attention_dropout, config.head_dim
+            )
             for _ in range(config.decoder_layers)
         )
         self.decoder_norm = nn.LayerNorm(d)
+        if config.decoder_final_norms == 2:
+            self.decoder_second_norm = nn.LayerNorm(d)
         self.subdecoder = CodebookSubDecoder(
             vocab.num_codebooks,
             d,
@@ -165,6 +214,7 @@ class Translator(nn.Module):
             config.subdecoder_ff_dim or config.ff_dim,
             config.subdecoder_layers,
             config.dropout,
+            config.subdecoder_head_dim,
         )
         self.head = nn.Linear(d, vocab.size)
 
@@ -185,6 +235,13 @@ class Translator(nn.Module):
         sos = torch.tensor([vocab.sos(m) for m in modalities])
         self.register_buffer("sos_ids", sos, persistent=False)  # [M]
         self.register_buffer("eos_ids", torch.tensor([vocab.eos(m) for m in modalities]), persistent=False)
+        stops = [config.stop_at_midi_eos or m != "midi" for m in modalities]
+        self.register_buffer("stops_at_eos", torch.tensor(stops), persistent=False)  # [M]
+        height = vocab["image/height"] if "image" in modalities else None
+        is_height = torch.zeros(vocab.size, dtype=torch.bool)
+        if height is not None:
+            is_height[height.start : height.stop] = True
+        self.register_buffer("is_height", is_height, persistent=False)  # [V]
         modality_of_sos = torch.full((vocab.size,), -1, dtype=torch.long)
         modality_of_sos[sos] = torch.arange(len(sos))
         self.register_buffer("modality_of_sos", modality_of_sos, persistent=False)  # [V], -1: not a SOS
@@ -215,6 +272,8 @@ class Translator(nn.Module):
                 nn.init.normal_(parameter, std=scale)
         with torch.no_grad():
             self.token_embedding.weight[PAD_ID].zero_()
+            if self.config.separate_embeddings:
+                self.source_embedding.weight[PAD_ID].zero_()
 
     @torch.no_grad()
     def init_codebook_embeddings(self, modality: str, codebook_vectors: list[Tensor]) -> None:
@@ -289,6 +348,35 @@ class Translator(nn.Module):
         """Rows ``[B, L, K]`` -> the sum of their id embeddings ``[B, L, d]``."""
         return self.embed_ids(rows).sum(dim=-2)
 
+    def embed_source_rows(self, rows: Tensor) -> Tensor:
+        """Source rows ``[B, S, K]`` -> ``[B, S, d]`` (the encoder's own table when separate)."""
+        if self.config.separate_embeddings:
+            return self.source_embedding(rows).sum(dim=-2)
+        return self.embed_rows(rows)
+
+    def subdecoder_table(self, table: Tensor) -> Tensor:
+        """The ``[V, d]`` table of the ids the sub-decoder adds to the decoder state (``table``, the
+        :meth:`embedding_table`, when shared)."""
+        return self.subdecoder_embedding.weight if self.config.separate_embeddings else table
+
+    def embed_previous(self, ids: Tensor) -> Tensor:
+        """The chosen codebooks' ids ``[..., k]`` -> the sub-decoder's inputs ``[..., k, d]``."""
+        if self.config.separate_embeddings:
+            return self.subdecoder_embedding(ids)
+        return self.embed_ids(ids)
+
+    def source_mask(self, src: Tensor, src_mask: Tensor, src_modality: Tensor) -> Tensor:
+        """The source rows attended to ``[B, S]``: ``src_mask`` less the image height rows when
+        :attr:`TranslatorConfig.source_height_rows` is off."""
+        if self.config.source_height_rows or "image" not in self.vocab.modalities:
+            return src_mask
+        image = src_modality == self.vocab.modality_index("image")
+        return src_mask & ~(self.is_height[src[..., 0]] & image[:, None])
+
+    def _final_norms(self, x: Tensor) -> Tensor:
+        x = self.decoder_norm(x)
+        return self.decoder_second_norm(x) if self.config.decoder_final_norms == 2 else x
+
     def source_modality_of(self, src: Tensor) -> Tensor:
         """Modality indices ``[B]`` read from the SOS id in ``src[:, 0, 0]``."""
         index = self.modality_of_sos[src[:, 0, 0]]
@@ -302,7 +390,7 @@ class Translator(nn.Module):
     def encode(self, src: Tensor, src_mask: Tensor, src_modality: Tensor, tgt_modality: Tensor) -> Tensor:
         """``src [B, S, K]``, ``src_mask [B, S]`` -> memory ``[B, S, d]``."""
         x = (
-            self.embed_rows(src)
+            self.embed_source_rows(src)
             + self.source_positions(src[..., 0], src_modality)
             + self.target_modality_embedding(tgt_modality)[:, None]
         )
@@ -338,7 +426,7 @@ class Translator(nn.Module):
             x = layer(
                 x, memory if isinstance(memory, Tensor) else memory[index], memory_mask, cache, position
             )
-        return self.decoder_norm(x)
+        return self._final_norms(x)
 
     def _decode_step(
         self,
@@ -364,7 +452,7 @@ class Translator(nn.Module):
         )
         for layer, memory, cache in zip(self.decoder, memory_kv, caches):
             x = layer.step(x, memory, memory_mask, cache, position)
-        return self.decoder_norm(x)
+        return self._final_norms(x)
 
     def _restricted_head(self, states: Tensor, modality: int, codebook: int) -> Tensor:
         """Logits ``[N, A]`` over the ``A`` ids allowed for (``modality``, ``codebook``), in id order."""
@@ -395,7 +483,7 @@ class Translator(nn.Module):
         hidden = self._teacher_forced_states(src, src_mask, tgt, tgt_modality, src_modality)
         batch, steps, width = hidden.shape
         target = tgt[:, 1:]
-        previous = self.embed_ids(target[..., : self.num_codebooks - 1])  # teacher forcing
+        previous = self.embed_previous(target[..., : self.num_codebooks - 1])  # teacher forcing
         slots = self.subdecoder(hidden.reshape(-1, width), previous.reshape(batch * steps, -1, width))
         logits = self.head(slots).view(batch, steps, self.num_codebooks, self.vocab_size)
         return self._mask_logits(logits, self.allowed[tgt_modality][:, None])
@@ -406,6 +494,7 @@ class Translator(nn.Module):
         """Decoder states ``[B, T-1, d]`` for the inputs ``tgt[:, :-1]``."""
         if src_modality is None:
             src_modality = self.source_modality_of(src)
+        src_mask = self.source_mask(src, src_mask, src_modality)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
         decoder_in = tgt[:, :-1]
         return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
@@ -441,7 +530,7 @@ class Translator(nn.Module):
         states = hidden[real_rows]  # [N, d]
         row_targets = target[real_rows]  # [N, K]
         row_counted = counted[real_rows][:, :used_slots]  # [N, used]
-        previous = self.embed_ids(row_targets[:, : used_slots - 1])  # [N, used-1, d]
+        previous = self.embed_previous(row_targets[:, : used_slots - 1])  # [N, used-1, d]
         slots = self.subdecoder(states, previous)  # [N, used, d]
         codebook = torch.arange(used_slots, device=tgt.device).expand_as(row_counted)[row_counted]  # [M]
         element_modality = row_modality[:, None].expand_as(row_counted)[row_counted]
@@ -550,16 +639,18 @@ class Translator(nn.Module):
         if src_modality is None:
             src_modality = self.source_modality_of(src)
         batch = src.shape[0]
+        src_mask = self.source_mask(src, src_mask, src_modality)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
         memory_kv = self._memory_kv(memory)
         memory_mask = src_mask[:, None, None, :]
         out = torch.full((batch, max_len, self.num_codebooks), PAD_ID, dtype=torch.long, device=src.device)
         out[:, 0, 0] = self.sos_ids[tgt_modality]
         eos = self.eos_ids[tgt_modality]
+        stops = self.stops_at_eos[tgt_modality]
         done = torch.zeros(batch, dtype=torch.bool, device=src.device)
         caches = None
         if use_cache:
-            head_dim = self.config.d_model // self.config.n_heads
+            head_dim = self.config.head_dim or self.config.d_model // self.config.n_heads
             caches = [
                 KVCache.empty(batch, self.config.n_heads, max_len, head_dim, memory) for _ in self.decoder
             ]
@@ -570,6 +661,7 @@ class Translator(nn.Module):
         # Gathered once per call, not once per step and codebook.
         heads = {(m, k): self._slot_head(m, k) for m, _ in groups for k in range(used_slots)}
         table = self.embedding_table()
+        previous_table = self.subdecoder_table(table)
         # Greedy without filters takes the argmax over the allowed ids directly (the fast path).
         chain = None
         if filters is not None or temperature != 0 or repetition_penalty != 1.0:
@@ -590,12 +682,12 @@ class Translator(nn.Module):
                 used_slots,
                 (chain, temperature == 0, generator, out[:, : step + 1]),
                 use_cache,
-                table,
+                previous_table,
             )
             row = torch.where(done[:, None], PAD_ID, row)
             out[:, step + 1] = row
             last = step + 1
-            done = done | (row[:, 0] == eos)
+            done = done | ((row[:, 0] == eos) & stops)
             if bool(done.all()):
                 break
         return out[:, : last + 1]
@@ -652,7 +744,7 @@ class Translator(nn.Module):
         """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook.
 
         ``groups``: (target modality, example indices ``[n]``) covering the batch; ``heads``: the
-        restricted projection of each (modality, slot); ``table``: :meth:`embedding_table`;
+        restricted projection of each (modality, slot); ``table``: :meth:`subdecoder_table`;
         ``choosing``: (filter chain or ``None`` for plain greedy, greedy, generator, the rows so far
         ``[B, t, K]``). Plain greedy decoding takes the argmax over the allowed ids directly (ids
         ascending, so ties resolve as an argmax over all ``V`` would); with a chain the allowed
