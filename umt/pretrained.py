@@ -72,12 +72,61 @@ def export_checkpoint(
                 checkpoint,
             )
     fingerprints = {**trained, **fingerprints}
+    state = {k.removeprefix("translator."): v for k, v in ckpt["state_dict"].items()}
+    return write_model_folder(
+        out_dir,
+        state,
+        {
+            "model": dict(hparams["model"]),
+            "vocab": dict(hparams.get("vocab") or {}),
+            "vocab_hash": vocab.layout_hash,
+            "tasks": list(hparams.get("tasks") or []),
+            "global_step": int(ckpt.get("global_step", 0)),
+            "window_seconds": float(hparams.get("window_seconds", WINDOW_SECONDS)),
+        },
+        tokenizer_dirs,
+        fingerprints,
+    )
+
+
+def save_translator(
+    model: Translator,
+    out_dir: str | Path,
+    tasks: list[str],
+    tokenizer_dirs: Mapping[str, str | Path] | None = None,
+    fingerprints: Mapping[str, str] | None = None,
+    window_seconds: float = WINDOW_SECONDS,
+    provenance: Mapping[str, object] | None = None,
+) -> Path:
+    """A :class:`Translator` built in memory (an import, say) as a model folder; ``provenance`` goes
+    into ``config.json`` as ``imported_from``."""
+    fields = {
+        "model": model.config.to_dict(),
+        "vocab": model.vocab.describe()["config"],
+        "vocab_hash": model.vocab.layout_hash,
+        "tasks": list(tasks),
+        "global_step": 0,
+        "window_seconds": float(window_seconds),
+    }
+    if provenance:
+        fields["imported_from"] = dict(provenance)
+    return write_model_folder(out_dir, model.state_dict(), fields, tokenizer_dirs, dict(fingerprints or {}))
+
+
+def write_model_folder(
+    out_dir: str | Path,
+    state: Mapping[str, torch.Tensor],
+    fields: Mapping[str, object],
+    tokenizer_dirs: Mapping[str, str | Path] | None,
+    fingerprints: Mapping[str, str],
+) -> Path:
+    """``model.safetensors``, copies of the tokenizer folders and ``config.json`` (``fields`` plus the
+    format tag and the tokenizers) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k.removeprefix("translator."): v.contiguous() for k, v in ckpt["state_dict"].items()}
     with atomic_path(out / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    tokenizers = {}
+        save_file({name: value.contiguous() for name, value in state.items()}, str(tmp))
+    tokenizers: dict[str, dict[str, str]] = {}
     for modality, folder in (tokenizer_dirs or {}).items():
         target = out / "tokenizers" / modality
         shutil.rmtree(target, ignore_errors=True)
@@ -85,16 +134,7 @@ def export_checkpoint(
         tokenizers[modality] = {"path": f"tokenizers/{modality}"}
     for modality, fingerprint in fingerprints.items():
         tokenizers.setdefault(modality, {})["fingerprint"] = fingerprint
-    config = {
-        "format": EXPORT_FORMAT,
-        "model": dict(hparams["model"]),
-        "vocab": dict(hparams.get("vocab") or {}),
-        "vocab_hash": vocab.layout_hash,
-        "tasks": list(hparams.get("tasks") or []),
-        "tokenizers": tokenizers,
-        "global_step": int(ckpt.get("global_step", 0)),
-        "window_seconds": float(hparams.get("window_seconds", WINDOW_SECONDS)),
-    }
+    config = {"format": EXPORT_FORMAT, **fields, "tokenizers": tokenizers}
     atomic_write_text(out / "config.json", json.dumps(config, indent=2, sort_keys=True))
     return out
 

@@ -200,6 +200,8 @@ def build_module(cfg: DictConfig, tasks: list[str], tokenizers: dict, vocab):
         choices = " or ".join(LOSS_AVERAGES)
         raise UserError(f"optim.loss_average must be {choices}, got {cfg.optim.loss_average!r}")
     model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    if cfg.init_from and Path(cfg.init_from).is_dir():
+        model_config = architecture_of(cfg.init_from, model_config)
     codebooks = {}
     if cfg.init_codebook_embeddings:
         codebooks = {m: tokenizer_codebook_vectors(t, vocab) for m, t in tokenizers.items()}
@@ -283,6 +285,17 @@ def build_trainer(cfg: DictConfig, checkpoint_dir: Path, callbacks: list | None 
             )
             trainer = make_trainer(resolve_strategy("ddp_fork" if forked else "ddp"))
     return trainer
+
+
+def architecture_of(folder: str, model_config: dict) -> dict:
+    """The model config of the model folder training starts from (its architecture: an imported
+    U-MusT model has options no experiment sets), with this run's dropouts."""
+    from umt.pretrained import read_config
+
+    trained = dict(read_config(folder)["model"])
+    for key in ("dropout", "attention_dropout"):
+        trained[key] = model_config.get(key, trained.get(key))
+    return trained
 
 
 def load_initial_weights(module, source: str) -> None:
