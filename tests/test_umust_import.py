@@ -257,6 +257,17 @@ def test_bad_run_folders_are_one_line_and_write_nothing(tmp_path, capsys):
     run = _copy_run(tmp_path / "g")
     (run / "files" / "config.yaml").write_text("nn_params: [unclosed\n")
     attempt(run, "not a readable YAML config")
+    # a tokenizer whose codebooks do not fit the run's (32 codes where the run has 64)
+    from umt.models.rqvae import tiny_rqvae_config
+    from umt.tokenizers.image import new_tokenizer
+
+    new_tokenizer(tiny_rqvae_config()).save_pretrained(tmp_path / "tok32")
+    out = tmp_path / "out"
+    args = ["import-umust", str(_run_dir("i2a")), "--out", str(out), "--tokenizer", str(tmp_path / "tok32")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image tokenizer makes 4 x 32 codes; the model's vocabulary has 4 x 64" in err[0]
+    assert not out.exists()
 
 
 def test_import_is_byte_identical_when_repeated_and_after_a_reload(tmp_path):
