@@ -57,24 +57,13 @@ def checkpoint_vocabulary(checkpoint: str | Path):
 def run(args: argparse.Namespace) -> int:
     from umt.errors import UserError
     from umt.pretrained import export_checkpoint
-    from umt.tokenizers.folders import fit_problem, load_tokenizer
+    from umt.tokenizers.folders import fitting_tokenizers
     from umt.utils.io import staging_dir
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "config.json").is_file())):
         raise UserError("exists and is not a model folder; refusing to overwrite it", out)
-    vocab = checkpoint_vocabulary(args.checkpoint)
-    hashes: dict[str, str] = {}
-    folders: dict[str, Path] = {}
-    for directory in args.tokenizer:
-        tokenizer = load_tokenizer(directory)
-        modality = tokenizer.modality
-        if modality in folders:
-            raise UserError(f"two {modality} tokenizers given ({folders[modality]} and {directory})")
-        problem = fit_problem(tokenizer, vocab)
-        if problem is not None:
-            raise UserError(problem, directory)
-        hashes[modality], folders[modality] = tokenizer.fingerprint, Path(directory)
+    hashes, folders = fitting_tokenizers(args.tokenizer, checkpoint_vocabulary(args.checkpoint))
     with staging_dir(out) as staging:
         export_checkpoint(args.checkpoint, staging, tokenizer_hashes=hashes, tokenizer_dirs=folders)
     listed = ", ".join(f"{m} {h[:16]}" for m, h in sorted(hashes.items())) or "no tokenizers"

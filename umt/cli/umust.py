@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from umt.interop.umust import import_translator, tasks_of
     from umt.interop.umust_run import read_run
     from umt.pretrained import save_translator
-    from umt.tokenizers.folders import fit_problem, load_tokenizer
+    from umt.tokenizers.folders import fitting_tokenizers
     from umt.utils.io import staging_dir
 
     out = Path(args.out)
@@ -55,17 +55,7 @@ def run(args: argparse.Namespace) -> int:
             f"the run uses the LMX vocabulary {stated}: give it with --lmx-vocab FILE", args.run_dir
         )
     model = import_translator(umust, lmx_vocab)
-    fingerprints: dict[str, str] = {}
-    folders: dict[str, Path] = {}
-    for directory in args.tokenizer:
-        tokenizer = load_tokenizer(directory)
-        modality = tokenizer.modality
-        if modality in folders:
-            raise UserError(f"two {modality} tokenizers given ({folders[modality]} and {directory})")
-        problem = fit_problem(tokenizer, model.vocab)
-        if problem is not None:
-            raise UserError(problem, directory)
-        fingerprints[modality], folders[modality] = tokenizer.fingerprint, Path(directory)
+    fingerprints, folders = fitting_tokenizers(args.tokenizer, model.vocab)
     provenance = {
         "codebase": "MALerLab/U-MusT",
         "run": Path(args.run_dir).resolve().name,

@@ -80,6 +80,26 @@ def fit_problem(tokenizer: Any, vocab: Vocabulary) -> str | None:
     return None
 
 
+def fitting_tokenizers(directories: list[str], vocab: Vocabulary) -> tuple[dict[str, str], dict[str, Path]]:
+    """The tokenizer folders given for a model folder, checked: at most one per modality, each
+    fitting ``vocab``. Returns their fingerprints and folders by modality; a problem is one
+    :class:`~umt.errors.UserError` naming the folder."""
+    from umt.errors import UserError
+
+    fingerprints: dict[str, str] = {}
+    folders: dict[str, Path] = {}
+    for directory in directories:
+        tokenizer = load_tokenizer(directory)
+        modality = tokenizer.modality
+        if modality in folders:
+            raise UserError(f"two {modality} tokenizers given ({folders[modality]} and {directory})")
+        problem = fit_problem(tokenizer, vocab)
+        if problem is not None:
+            raise UserError(problem, directory)
+        fingerprints[modality], folders[modality] = tokenizer.fingerprint, Path(directory)
+    return fingerprints, folders
+
+
 def summary(tokenizer: Any) -> dict[str, Any]:
     """A few facts about a tokenizer, for ``umt tokenizer info``."""
     codebooks, size = codebook_layout(tokenizer)
