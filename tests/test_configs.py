@@ -21,7 +21,12 @@ def test_every_experiment_composes(experiment):
     from umt.tasks import mixture_from_dict
 
     mixture = mixture_from_dict(cfg.mixture.name, OmegaConf.to_container(cfg.mixture))
-    assert mixture.rates(10**6)  # some task is active by the end
+    # by the end every stream of the mixture is in, at its full weight (curricula have ended)
+    rates = mixture.rates(10**6)
+    assert all(rate > 0 for rate in rates.values()) and sum(rates.values()) == pytest.approx(1.0)
+    weights = {name: mixture.entries[i].weight for (*_, i), name in zip(mixture.streams, rates)}
+    total = sum(weights.values())
+    assert rates == pytest.approx({name: weight / total for name, weight in weights.items()})
     assert cfg.trainer.max_steps > 0
     # One window for audio and MIDI: its audio rows fit max_len (else every window would be left
     # out) and its MIDI shifts fit the vocabulary (else encoding would refuse it).
