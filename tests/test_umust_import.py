@@ -386,3 +386,22 @@ def test_fine_tuning_starts_from_an_imported_model(imported_with_tokenizers, tmp
     assert moved  # training changed weights ...
     near = [name for name, value in start.items() if (value - trained[name]).abs().max() < 0.05]
     assert len(near) == len(start)  # ... starting from the imported ones (3 small steps away)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_imported_twin_runs_on_cuda_as_on_the_cpu():
+    for direction in DIRECTIONS:
+        run = read_run(_run_dir(direction))
+        model = import_translator(run).cuda()
+        recorded = json.loads((FIXTURES / direction / "recorded.json").read_text())
+        _, target_ids = sides(run)
+        for record in recorded["records"]:
+            src, src_mask = _source(model, run, record)
+            src_modality, tgt_modality = _modalities(model, record)
+            theirs = umt_rows(torch.tensor(record["greedy"]), model.vocab, target_ids)
+            args = (src.cuda(), src_mask.cuda(), src_modality.cuda(), tgt_modality.cuda())
+            ours = model.generate(*args, max_len=theirs.shape[1], temperature=0).cpu()
+            padded = torch.zeros_like(theirs)
+            padded[:, : ours.shape[1]] = ours
+            assert torch.equal(padded, theirs), (direction, record["task"])
