@@ -103,6 +103,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read a PNG/JPG file as grayscale ``uint8 [H, W]``; unreadable or empty files raise InputError."""
 
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError("empty file (0 bytes)", path)
     with image_errors(path), Image.open(path) as image:
         image.load()
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -535,7 +537,7 @@ class ImageTokenizer:
             if grid.shape[0] > vocab.config.max_image_height:
                 raise ValueError(
                     f"image is {grid.shape[0]} token rows high; the vocabulary allows "
-                    f"{vocab.config.max_image_height}"
+                    f"{vocab.config.max_image_height} (a page whose systems were not found, or not a score?)"
                 )
         return flatten_systems(grids, vocab)
 
