@@ -126,6 +126,8 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such audio file", path)
+    if path.stat().st_size == 0:
+        raise InputError("empty file (0 bytes)", path)
     try:
         data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # soundfile.LibsndfileError, RuntimeError, ...
