@@ -148,8 +148,7 @@ def translate_files(
         decoded = []
         for job in ready:
             try:
-                pieces = [m2a_pipeline.rows_to_audio(o.rows, str(job.path)) for o in job.outputs]
-                audio = m2a_pipeline.join_segments_audio(pieces)
+                audio = m2a_pipeline.segments_audio([o.rows for o in job.outputs], str(job.path))
                 job.files[".wav"] = wav_writer(audio, m2a_pipeline.sample_rate)
             except Exception as error:
                 fail(job, error)

@@ -90,11 +90,15 @@ def generate_units(
     generation = generation or GenerationConfig()
     limit = int(model.config.max_target_len)
     max_len = min(generation.max_len or limit, limit)
-    order = sorted(range(len(sources)), key=lambda i: -len(sources[i]))
-    results: list[Generated | None] = [None] * len(sources)
-    generator = torch.Generator(device=device).manual_seed(int(generation.seed))
     empty = np.zeros((0, vocab.num_codebooks), dtype=np.int64)
+    results: list[Generated | None] = [
+        Generated(empty, True) if len(source) == 0 and task.source == "midi" else None for source in sources
+    ]  # an empty MIDI window is silence, not a translation (see TranslationPipeline.segments_audio)
+    order = sorted((i for i in range(len(sources)) if results[i] is None), key=lambda i: -len(sources[i]))
+    generator = torch.Generator(device=device).manual_seed(int(generation.seed))
     eos = vocab.eos(task.target)
+    if progress is not None and len(order) < len(sources):
+        progress(len(sources) - len(order))
     for start in range(0, len(order), generation.batch_size):
         chosen = order[start : start + generation.batch_size]
         # The training collate frames the sources (SOS, rows, EOS, PAD), so inference matches it.

@@ -52,8 +52,10 @@ class AudioFiles(ModalityFiles):
     def output_files(
         self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
     ) -> dict[str, FileWriter]:
-        pieces = [pipeline.rows_to_audio(rows, name) for rows in outputs]
-        audio = pipeline.join_segments_audio(pieces) if source.starts is not None else np.concatenate(pieces)
+        if source.starts is not None:
+            audio = pipeline.segments_audio(outputs, name)
+        else:
+            audio = np.concatenate([pipeline.rows_to_audio(rows, name) for rows in outputs])
         return {".wav": wav_writer(audio, pipeline.sample_rate)}
 
 

@@ -45,6 +45,10 @@ from umt.tokenizers.lmx import Delinearized, delinearize, parse_lmx_text
 from umt.tokenizers.midi import Note, decode_segments_with_problems, encode_windows, notes_from_midi
 from umt.vocab import Vocabulary, vocabulary_from_dict
 
+MAX_AUDIO_SECONDS = 2 * 3600
+"""The longest MIDI made into audio in one go: its audio is held in memory (float32, 1.3 GB for two
+hours at 44.1 kHz)."""
+
 
 @dataclass
 class CascadeResult:
@@ -273,9 +277,21 @@ class TranslationPipeline:
         SOS and EOS around every source, as in training)."""
         if not notes:
             raise InputError("holds no notes", name)
+        end = max(note.offset for note in notes)
+        if end > MAX_AUDIO_SECONDS:
+            raise InputError(
+                f"lasts {end / 3600:.1f} h; audio is made for at most {MAX_AUDIO_SECONDS / 3600:.0f} h "
+                "of MIDI at a time (cut it into parts)",
+                name,
+            )
         windows = encode_windows(notes, self.vocab, self.window_seconds)
+        # a window without notes holds only its (empty) tie section's end: no rows, silence
+        quiet = [self.vocab["midi/tie"].start]
+        empty = np.zeros((0, self.vocab.num_codebooks), dtype=np.int64)
         return [
-            self._check_source(self.vocab.single_stream_rows(ids), f"MIDI segment {i}", name)
+            empty
+            if ids == quiet
+            else self._check_source(self.vocab.single_stream_rows(ids), f"MIDI segment {i}", name)
             for i, ids in enumerate(windows)
         ]
 
@@ -400,8 +416,8 @@ class TranslationPipeline:
         """MIDI (paths, bytes, PrettyMIDI or note lists) -> generated audio, segments concatenated."""
         per_input = [self.midi_segments(self.load_notes(m, _name(m)), _name(m)) for m in midis]
         return [
-            self.join_segments_audio([self.rows_to_audio(r) for r in rows])
-            for rows in self._generate_per_input("m2a", per_input, generation)
+            self.segments_audio(rows, _name(m))
+            for rows, m in zip(self._generate_per_input("m2a", per_input, generation), midis)
         ]
 
     def lmx_to_image(
@@ -449,6 +465,14 @@ class TranslationPipeline:
         notes = [musicxml_to_notes(score.musicxml, _name(image)) for score, image in zip(scores, images)]
         audios = m2a.midi_to_audio(notes, generation)
         return [CascadeResult(s, n, a) for s, n, a in zip(scores, notes, audios)]
+
+    def segments_audio(self, outputs: Sequence[np.ndarray], name: str = "<output>") -> np.ndarray:
+        """Generated audio rows of consecutive segments -> one signal (:meth:`join_segments_audio`).
+        A segment without rows is silence: a MIDI window without notes is not generated at all (so
+        ten hours of MIDI with two notes costs two windows, not 1800)."""
+        silence = np.zeros(0, np.float32)
+        pieces = [self.rows_to_audio(rows, name) if len(rows) else silence for rows in outputs]
+        return self.join_segments_audio(pieces)
 
     def join_segments_audio(self, pieces: Sequence[np.ndarray]) -> np.ndarray:
         """Audio of consecutive ``window_seconds`` segments -> one signal: every segment but the last
