@@ -149,8 +149,11 @@ def read_config(directory: str | Path) -> dict:
         raise CheckpointError(f"corrupt config.json ({error})", path) from None
     if config.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"unknown format {config.get('format')!r} (expected {EXPORT_FORMAT})", path)
-    vocab = vocabulary_from_dict(config["vocab"])
-    if vocab.layout_hash != config["vocab_hash"]:
+    try:
+        vocab = vocabulary_from_dict(config["vocab"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"bad vocabulary settings ({error})", path) from None
+    if vocab.layout_hash != config.get("vocab_hash"):
         from umt.migrate import migration_hint
 
         raise CheckpointError(
@@ -192,7 +195,10 @@ def from_pretrained(
                 directory,
             )
     state = load_state_dict_checked(directory, vocab)
-    model = Translator(TranslatorConfig(**config["model"]), vocabulary_from_dict(config["vocab"]))
+    try:
+        model = Translator(TranslatorConfig(**config["model"]), vocabulary_from_dict(config["vocab"]))
+    except (TypeError, ValueError) as error:  # an unknown or impossible setting
+        raise CheckpointError(f"config.json: bad model settings ({error})", directory) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
