@@ -133,7 +133,8 @@ def _json_entry(
     if not isinstance(record, dict):
         raise UserError(f'line {number}: expected a JSON object like {{"key": ..., "path": ...}}', manifest)
     path = record.get("path")
-    if path is None and modality is not None:
+    prepared = path is None and modality is not None
+    if prepared:
         path = record.get(modality)
         if path is None:
             return None  # a record of other modalities
@@ -145,7 +146,11 @@ def _json_entry(
     split = record.get("split")
     if split is not None and not isinstance(split, str):
         raise UserError(f'line {number}: "split" must be a string', manifest)
-    return ManifestEntry(key=key, path=_resolve(path, base), split=split, line=number)
+    resolved = _resolve(path, base)
+    # A prepared data set's files lie in its folder: one elsewhere (../../etc/passwd) is refused, unread.
+    if prepared and not resolved.resolve().is_relative_to(base.resolve()):
+        raise UserError(f"line {number}: {path!r} leaves the manifest's folder", manifest)
+    return ManifestEntry(key=key, path=resolved, split=split, line=number)
 
 
 def _resolve(path: str, base: Path) -> Path:
