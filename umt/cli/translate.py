@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def task_help() -> dict[str, str]:
@@ -81,9 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from umt.cli import report_failures
+    from umt.errors import UserError
     from umt.inference import GenerationConfig, TranslationPipeline, translate_files
     from umt.tasks import CASCADE_TASK
 
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise UserError("is a file, not a folder for the outputs", args.output)
     generation = GenerationConfig(
         temperature=args.temperature,
         top_k=args.top_k,
@@ -102,8 +106,6 @@ def run(args: argparse.Namespace) -> int:
     m2a = None
     if args.m2a_checkpoint:
         if args.task != CASCADE_TASK:
-            from umt.errors import UserError
-
             raise UserError("--m2a-checkpoint is only used by --task cascade-i2a")
         m2a = TranslationPipeline.from_pretrained(
             args.m2a_checkpoint, device=args.device, audio_tokenizer=args.audio_tokenizer
