@@ -22,6 +22,7 @@ An image with at most one system (or no detectable staff at all) passes through 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,13 @@ def split_systems(gray: np.ndarray, min_line_fraction: float = 0.3) -> list[np.n
 
 
 def read_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> list[np.ndarray]:
-    """Every page of a PDF as grayscale ``uint8 [H, W]`` (pypdfium2, the ``pdf`` extra).
+    """Every page of a PDF as grayscale ``uint8 [H, W]`` (pypdfium2, the ``pdf`` extra); see
+    :func:`iter_pdf_pages`, which renders one page at a time."""
+    return list(iter_pdf_pages(path, dpi))
+
+
+def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]:
+    """The pages of a PDF as grayscale ``uint8 [H, W]``, rendered one at a time (pypdfium2).
 
     Forms and scripts are never run (``may_draw_forms=False``; no form environment is made);
     encrypted, corrupt and empty files, more than :data:`MAX_PDF_PAGES` pages and pages that
@@ -244,7 +251,8 @@ def read_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> list[np.ndarray]:
             raise InputError("PDF has no pages", path)
         if count > MAX_PDF_PAGES:
             raise InputError(f"PDF has {count} pages (at most {MAX_PDF_PAGES})", path)
-        return [_render_page(document[index], index, dpi, path) for index in range(count)]
+        for index in range(count):
+            yield _render_page(document[index], index, dpi, path)
     finally:
         document.close()
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from umt.data.excerpts import tempo_at
 from umt.data.synth import score_to_midi
-from umt.data.systems import read_pdf_pages, split_systems
+from umt.data.systems import iter_pdf_pages, split_systems, system_boxes
 from umt.errors import InputError
 from umt.modalities.image import PDF_SUFFIXES
 from umt.modalities.lmx import LMX_TEXT_SUFFIXES
@@ -46,12 +46,24 @@ def load_systems(source: Any, split_pages: bool = True) -> list[np.ndarray]:
     single system passes through), or a PDF (every page, split). ``uint8 [H, W]`` each, in reading
     order."""
     if isinstance(source, str | Path) and Path(source).suffix.lower() in PDF_SUFFIXES:
-        pages = read_pdf_pages(source)
-    else:
-        pages = [to_gray(source)]
-    if not split_pages:
-        return pages
-    return [system for page in pages for system in split_systems(page)]
+        return _pdf_systems(Path(source), split_pages)
+    page = to_gray(source)
+    return split_systems(page) if split_pages else [page]
+
+
+def _pdf_systems(path: Path, split_pages: bool) -> list[np.ndarray]:
+    """A PDF's systems, page by page as each is rendered (so memory holds systems, not pages); pages
+    without a staff (title pages, blank backs) are passed over."""
+    systems, pages = [], 0
+    for page in iter_pdf_pages(path):
+        pages += 1
+        if not split_pages:
+            systems.append(page)
+        elif system_boxes(page):
+            systems += split_systems(page)
+    if not systems:
+        raise InputError(f"no staff found on any of its {pages} page(s)", path)
+    return systems
 
 
 def read_lmx_systems(path: str | Path) -> list[list[str]]:

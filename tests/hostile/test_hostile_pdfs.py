@@ -1,0 +1,106 @@
+"""Hostile PDFs for OMR: unreadable, empty, pageless, scripted and huge ones are one line each; a
+long PDF of blank pages with one page of music is read page by page in bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import _inference_fixtures as fx
+from tests._subprocess import checkout_env
+from tests.hostile._cases import outputs_of, translate_each
+
+pypdfium2 = pytest.importorskip("pypdfium2")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
+
+
+SCRIPTED = b"""%PDF-1.4
+1 0 obj << /Type /Catalog /Pages 2 0 R /OpenAction 4 0 R >> endobj
+2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj
+3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /AA << /O 4 0 R >> >> endobj
+4 0 obj << /S /JavaScript /JS (app.launchURL\\("file:///tmp/umt-pdf-script-ran"\\);) >> endobj
+trailer << /Root 1 0 R >>
+%%EOF
+"""
+
+
+def _pdf_of_pages(path: Path, pages: int, width: float = 595, height: float = 842) -> Path:
+    document = pypdfium2.PdfDocument.new()
+    for _ in range(pages):
+        document.new_page(width, height)
+    document.save(str(path))
+    return path
+
+
+def test_hostile_pdfs(model, tmp_path, capsys):
+    root = tmp_path / "inputs"
+    root.mkdir()
+    score = fx.save_png(fx.render(fx.piano_musicxml(1, 1)), root / "score.png")
+    refused = {
+        "zero_bytes": root / "zero.pdf",
+        "truncated": root / "truncated.pdf",
+        "not_pdf": root / "letter.pdf",
+        "no_pages": _pdf_of_pages(root / "no_pages.pdf", 0),
+        "blank": _pdf_of_pages(root / "blank.pdf", 3),
+        "scripted": root / "scripted.pdf",
+        "huge_page": _pdf_of_pages(root / "huge.pdf", 1, 14400, 14400),
+        "too_many_pages": _pdf_of_pages(root / "many.pdf", 501, 100, 100),
+    }
+    refused["zero_bytes"].write_bytes(b"")
+    whole = fx.save_pdf(score, root / "whole.pdf").read_bytes()
+    refused["truncated"].write_bytes(whole[: len(whole) // 2])
+    refused["not_pdf"].write_text("Dear reader\n")
+    refused["scripted"].write_bytes(SCRIPTED)
+    processed = {"score": fx.save_pdf(score, root / "score.pdf")}
+    out = tmp_path / "out"
+    status, errors = translate_each(model, "omr", [*refused.values(), *processed.values()], out, capsys)
+    assert status == 1
+    for name, path in refused.items():
+        assert path in errors, name
+        assert outputs_of(out, path) == [], name
+    for name, path in processed.items():
+        assert path not in errors, (name, errors.get(path))
+        assert outputs_of(out, path), name
+    assert not Path("/tmp/umt-pdf-script-ran").exists()  # the document's script never ran
+    assert "no staff found on any of its 3 page(s)" in errors[refused["blank"]]
+    assert "no pages" in errors[refused["no_pages"]] or "not a readable PDF" in errors[refused["no_pages"]]
+    assert "too large to render" in errors[refused["huge_page"]]
+    assert "501 pages (at most 500)" in errors[refused["too_many_pages"]]
+
+
+def test_a_long_pdf_is_read_a_page_at_a_time(model, tmp_path):
+    """500 A4 pages (the most read), blank but for the last, which holds a system: rendered at
+    200 dpi one after another, so memory holds systems, not 500 pages (2 GB)."""
+    score = fx.save_pdf(
+        fx.save_png(fx.render(fx.piano_musicxml(1, 1)), tmp_path / "s.png"), tmp_path / "s.pdf"
+    )
+    document = pypdfium2.PdfDocument.new()
+    for _ in range(499):
+        document.new_page(595, 842)
+    document.import_pages(pypdfium2.PdfDocument(str(score)))
+    document.save(str(tmp_path / "long.pdf"))
+    # the child reports its own peak (RUSAGE_CHILDREN would hold any earlier child's)
+    script = (
+        "import resource, sys; from umt.cli import main; status = main(sys.argv[1:]); "
+        "print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
+        "sys.exit(status)"
+    )
+    argv = ["translate", "--checkpoint", str(model), "--task", "omr", str(tmp_path / "long.pdf")]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv, "-o", str(tmp_path / "out"), "--max-len", "8", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=checkout_env(),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "long.lmx").is_file()
+    peak_mib = int(done.stderr.split("peak-kib")[1].split()[0]) / 1024
+    assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
