@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_ARGS ?=
+FUZZ_SECONDS ?= 60
 STAMP := $(VENV)/.umt-installed
 
-.PHONY: setup system-deps demo test lint bench gpu-check clean
+.PHONY: setup system-deps demo test lint bench fuzz gpu-check clean
 
 setup: $(STAMP) system-deps
 
@@ -44,6 +45,11 @@ lint: setup
 
 bench: setup
 	$(PY) -m umt.bench all
+
+# Mutation fuzzing of every file reader for FUZZ_SECONDS (tests/hostile/fuzz.py); failing inputs are
+# kept in fuzz-failures/.
+fuzz: setup
+	$(PY) -m tests.hostile.fuzz --seconds $(FUZZ_SECONDS)
 
 # On a machine with a CUDA device: the GPU-only tests (FSDP, bf16, CUDA RNG, GPU baking and
 # translation), then the translator benchmark in bf16 with MFU. About ten minutes on one H100/H200.

@@ -104,3 +104,14 @@ def test_a_long_pdf_is_read_a_page_at_a_time(model, tmp_path):
     assert (tmp_path / "out" / "long.lmx").is_file()
     peak_mib = int(done.stderr.split("peak-kib")[1].split()[0]) / 1024
     assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_a_short_fuzzing_run_finds_nothing(tmp_path):
+    """``make fuzz``'s loop for a few seconds, one seed: every mutant of every kind is read or refused
+    with one line (PDF pages damaged past loading were tracebacks before this found them)."""
+    from tests.hostile.fuzz import fuzz
+
+    counts, failures = fuzz(seconds=4.0, seed=3, out=tmp_path / "failures")
+    assert failures == []
+    assert set(counts) == {"flac", "jpeg", "midi", "musicxml", "pdf", "png", "wav"}
+    assert sum(counts.values()) > 50

@@ -252,7 +252,11 @@ def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]
         if count > MAX_PDF_PAGES:
             raise InputError(f"PDF has {count} pages (at most {MAX_PDF_PAGES})", path)
         for index in range(count):
-            yield _render_page(document[index], index, dpi, path)
+            try:
+                page = document[index]
+            except Exception as error:  # PdfiumError: a page object the file's damage makes unloadable
+                raise InputError(f"cannot load PDF page {index + 1} ({error})", path) from None
+            yield _render_page(page, index, dpi, path)
     finally:
         document.close()
 
