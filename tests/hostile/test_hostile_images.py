@@ -114,3 +114,39 @@ def test_hostile_images_are_refused_one_line_each_and_odd_ones_are_processed(mod
     assert "systems were not found" in errors[refused["blank_page"]]
     assert "empty file" in errors[refused["zero_bytes"]]
     assert "truncated" in errors[refused["truncated_png"]].lower()
+
+
+def test_bake_lists_hostile_images_and_bakes_the_rest(tmp_path, capsys):
+    """``umt bake image`` over the same cases: each refused image is one line and an entry of
+    ``failures.json``, nothing of it is baked; the odd but valid ones are baked."""
+    import json
+
+    from umt.cli import main
+    from umt.models.rqvae import tiny_rqvae_config
+    from umt.tokenizers.image import new_tokenizer
+
+    refused, processed = _make_inputs(tmp_path / "inputs")
+    tokenizer = tmp_path / "tok"
+    new_tokenizer(tiny_rqvae_config()).save_pretrained(tokenizer)
+    manifest = tmp_path / "images.txt"
+    manifest.write_text("".join(f"{p}\n" for p in [*refused.values(), *processed.values()]))
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps(fx.TINY_VOCAB))
+    out = tmp_path / "shards"
+    argv = [
+        "bake",
+        "image",
+        "--tokenizer",
+        str(tokenizer),
+        "--manifest",
+        str(manifest),
+        "--vocab",
+        str(vocab),
+    ]
+    status = main([*argv, "--out", str(out), "--variants", "none", "--no-progress", "--num-workers", "0"])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    report = json.loads((out / "failures.json").read_text())
+    failed = {Path(entry["path"]).name for entry in report["failures"]}
+    assert failed >= {p.name for p in refused.values() if p.stem not in ("blank_page", "page_without_staves")}
+    assert not failed & {p.name for p in processed.values()}
