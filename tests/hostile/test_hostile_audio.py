@@ -77,6 +77,8 @@ def _make_inputs(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     soundfile.write(str(processed["eight_khz"]), _tone(1.0, rate=8000), 8000)
     processed["one_hertz"] = root / "one_hertz.wav"  # 4 samples at 1 Hz: 4 s, resampled
     soundfile.write(str(processed["one_hertz"]), _tone(1.0)[:4], 1, subtype="PCM_16")
+    processed["odd_rate"] = root / "odd_rate.wav"  # 15248452 Hz: a fuzzed header's rate (took 21 s)
+    soundfile.write(str(processed["odd_rate"]), _tone(0.5)[:21818], 15_248_452, subtype="PCM_16")
     processed["one_megahertz"] = root / "one_megahertz.wav"
     soundfile.write(str(processed["one_megahertz"]), _tone(0.05, rate=1_000_000), 1_000_000)
     return refused, processed

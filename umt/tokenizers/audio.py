@@ -144,11 +144,22 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
 
 
 def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``) of a 1-D signal."""
+    """Polyphase resampling (``scipy.signal.resample_poly``) of a 1-D signal; for rates whose ratio
+    reduces to large numbers (15248452 Hz to 44100 Hz: 3812113/11025), whose polyphase filter would
+    take minutes, FFT resampling (``scipy.signal.resample``) instead."""
+    from scipy.signal import resample as fft_resample
     from scipy.signal import resample_poly
 
     divisor = math.gcd(from_rate, to_rate)
-    return resample_poly(signal, to_rate // divisor, from_rate // divisor).astype(np.float32)
+    up, down = to_rate // divisor, from_rate // divisor
+    if max(up, down) > MAX_POLYPHASE_FACTOR:
+        length = max(1, round(len(signal) * to_rate / from_rate))
+        return fft_resample(signal, length).astype(np.float32)
+    return resample_poly(signal, up, down).astype(np.float32)
+
+
+MAX_POLYPHASE_FACTOR = 20_000
+"""Up or down factors above this are resampled by FFT (the common rates reduce to a few hundred)."""
 
 
 def shift_audio(audio: torch.Tensor, shift: int) -> torch.Tensor:
