@@ -36,3 +36,15 @@ def outputs_of(out: Path, path: Path) -> list[str]:
     if not out.is_dir():
         return []
     return sorted(p.name for p in out.iterdir() if p.name.split(".")[0] == path.stem)
+
+
+def check_outcomes(
+    out: Path, errors: dict[Path, str], refused: dict[str, Path], processed: dict[str, Path]
+) -> None:
+    """Each refused input has its error line and no output; each processed one an output and no error."""
+    for name, path in refused.items():
+        assert path in errors, name
+        assert outputs_of(out, path) == [], name  # nothing partial
+    for name, path in processed.items():
+        assert path not in errors, (name, errors.get(path))
+        assert outputs_of(out, path), name

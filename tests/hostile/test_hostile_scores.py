@@ -8,7 +8,7 @@ import mido
 import pytest
 
 from tests import _inference_fixtures as fx
-from tests.hostile._cases import outputs_of, translate_each
+from tests.hostile._cases import check_outcomes, translate_each
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +58,7 @@ def test_hostile_midi(model, tmp_path, capsys):
     out = tmp_path / "out"
     status, errors = translate_each(model, "m2a", [*refused.values(), *processed.values()], out, capsys)
     assert status == 1
-    for name, path in refused.items():
-        assert path in errors, name
-        assert outputs_of(out, path) == [], name
-    for name, path in processed.items():
-        assert path not in errors, (name, errors.get(path))
-        assert outputs_of(out, path), name
+    check_outcomes(out, errors, refused, processed)
     assert "token rows long" in errors[refused["dense"]]
     assert "lasts 10.0 h" in errors[refused["ten_hours_late"]]
     import soundfile
@@ -97,12 +92,7 @@ def test_hostile_scores(model, tmp_path, capsys):
     out = tmp_path / "out"
     status, errors = translate_each(model, "l2i", [*refused.values(), *processed.values()], out, capsys)
     assert status == 1
-    for name, path in refused.items():
-        assert path in errors, name
-        assert outputs_of(out, path) == [], name
-    for name, path in processed.items():
-        assert path not in errors, (name, errors.get(path))
-        assert outputs_of(out, path), name
+    check_outcomes(out, errors, refused, processed)
     assert "unknown LMX token 'flurb'" in errors[refused["unknown_tokens"]]
 
 
