@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 FUZZ_SECONDS ?= 60
 STAMP := $(VENV)/.umt-installed
 
-.PHONY: setup system-deps demo test lint bench fuzz gpu-check clean
+.PHONY: setup system-deps demo test test-slow lint bench fuzz gpu-check clean
 
 setup: $(STAMP) system-deps
 
@@ -37,7 +37,11 @@ demo: setup
 	$(VENV)/bin/umt demo $(DEMO_ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n 2 --timeout 900
+	$(PY) -m pytest -q -n 2 --timeout 900 -m "not slow"
+
+# The slow loops left out of `make test` (kills at random moments over many seeds).
+test-slow: setup
+	$(PY) -m pytest -q -n 2 --timeout 900 -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -611,7 +611,6 @@ with open(f"result-{{os.getpid()}}.json", "w") as handle:
 """
 
 
-@pytest.mark.slow
 def test_two_process_ddp_bakes_every_item_exactly_once(tmp_path: Path) -> None:
     images = make_images(tmp_path / "data", 8)
     (tmp_path / "data" / "bad.png").write_bytes(b"xx")
