@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests import _inference_fixtures as fx
 from tests.hostile._cases import check_outcomes, translate_each
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
 
 
 def _wav_header(rate: int, frames: int, channels: int = 1, bits: int = 16) -> bytes:

@@ -17,11 +17,6 @@ from tests.hostile._cases import check_outcomes, translate_each
 pytest.importorskip("verovio")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
-
-
 def _bomb_png(path: Path, side: int = 30000) -> Path:
     """A PNG whose header says ``side`` x ``side`` pixels, in a few KB (the rows compress to nothing)."""
     raw = zlib.compress(b"\x00" + b"\x00" * (side // 8), 9)  # one 1-bit row; a decoder would need them all

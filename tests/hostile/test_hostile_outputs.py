@@ -14,11 +14,6 @@ from tests import _inference_fixtures as fx
 from umt.cli import main
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
-
-
 @pytest.fixture
 def systems(tmp_path) -> list[Path]:
     image = fx.render(fx.piano_musicxml(1, 1))

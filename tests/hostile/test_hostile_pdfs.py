@@ -16,11 +16,6 @@ from tests.hostile._cases import check_outcomes, translate_each
 pypdfium2 = pytest.importorskip("pypdfium2")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
-
-
 SCRIPTED = b"""%PDF-1.4
 1 0 obj << /Type /Catalog /Pages 2 0 R /OpenAction 4 0 R >> endobj
 2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj

@@ -5,15 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import mido
-import pytest
 
-from tests import _inference_fixtures as fx
 from tests.hostile._cases import check_outcomes, translate_each
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return fx.make_model_folder(tmp_path_factory.mktemp("model"))
 
 
 def _midi(path: Path, notes: list[tuple[int, int, int]], tempo: int | None = 500000) -> Path:

@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         "dac_model": umust.data.get("dac_model"),
     }
     window = float(umust.data.get("midi_slice_len") or 20)
+    tasks = tasks_of(umust)
     with staging_dir(out) as staging:
-        save_translator(model, staging, tasks_of(umust), folders, fingerprints, window, provenance)
+        save_translator(model, staging, tasks, folders, fingerprints, window, provenance)
     listed = ", ".join(f"{m} {h[:16]}" for m, h in sorted(fingerprints.items())) or "no tokenizers"
-    print(f"{out}\t{', '.join(tasks_of(umust))}\t{listed}")
+    print(f"{out}\t{', '.join(tasks)}\t{listed}")
     return 0

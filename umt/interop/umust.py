@@ -390,8 +390,9 @@ def import_translator(run: UMustRun, lmx_vocab: str | Path | None = None) -> Tra
     source, target = sides(run, lmx_vocab)
     model = Translator(translator_config(run), Vocabulary(vocab_config(run)))
     state = umt_state(run, model, source, target)
+    shapes = {name: value.shape for name, value in model.state_dict().items()}
     for name, value in state.items():
-        expected = model.state_dict()[name].shape
+        expected = shapes[name]
         if value.shape != expected:
             raise CheckpointError(
                 f"{name}: their weights give {tuple(value.shape)}, the config {tuple(expected)}",
