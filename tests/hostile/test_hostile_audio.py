@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
+from tests._subprocess import checkout_env
 from tests.hostile._cases import check_outcomes, translate_each
 
 
@@ -29,6 +32,15 @@ def _wav_header(rate: int, frames: int, channels: int = 1, bits: int = 16) -> by
     )
 
 
+def _silent_wav(path: Path, hours: float, rate: int = 44100) -> Path:
+    """A valid 16-bit WAV of ``hours`` of silence, written sparse: its zeros take no disk space."""
+    frames = int(hours * 3600 * rate)
+    with path.open("wb") as file:
+        file.write(_wav_header(rate, frames))
+        file.truncate(44 + 2 * frames)
+    return path
+
+
 def _tone(seconds: float, rate: int = 44100) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -44,6 +56,7 @@ def _make_inputs(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
         "truncated_mp3": root / "truncated.mp3",
         "nan": root / "nan.wav",
         "inf": root / "inf.wav",
+        "three_hours": _silent_wav(root / "three_hours.wav", hours=3.0),
     }
     refused["zero_bytes"].write_bytes(b"")
     refused["header_only"].write_bytes(_wav_header(44100, 0))
@@ -87,3 +100,37 @@ def test_hostile_audio_is_refused_one_line_each_and_odd_audio_is_processed(model
     check_outcomes(out, errors, refused, processed)
     assert "empty file" in errors[refused["zero_bytes"]]
     assert "NaN" in errors[refused["nan"]] or "not finite" in errors[refused["nan"]]
+    assert "lasts 3.0 h" in errors[refused["three_hours"]]
+
+
+def test_three_hours_of_silence_are_refused_from_the_header_in_bounded_memory(tmp_path):
+    """The 950 MB recording is judged by its header: refused in a second or two with a small peak."""
+    path = _silent_wav(tmp_path / "three_hours.wav", hours=3.0)
+    script = (
+        "import resource, sys; from umt.tokenizers.audio import load_audio\n"
+        "from umt.errors import InputError\n"
+        "try:\n    load_audio(sys.argv[1])\nexcept InputError as error:\n    print(error)\n"
+        "print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    argv = [sys.executable, "-c", script, str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=checkout_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "three_hours.wav: lasts 3.0 h; audio is read for at most 2 h" in done.stdout
+    peak_mib = int(done.stdout.split("peak-kib")[1].split()[0]) / 1024
+    assert peak_mib < 600, f"peak RSS {peak_mib:.0f} MiB"
+
+
+def test_a_long_stereo_file_is_mixed_block_by_block_and_equals_the_whole_file_mix(tmp_path, monkeypatch):
+    from umt.tokenizers import audio
+
+    monkeypatch.setattr(audio, "_READ_BLOCK_FRAMES", 1000)  # 44 blocks and a remainder
+    rng = np.random.default_rng(0)
+    stereo = rng.uniform(-0.5, 0.5, size=(44_123, 2)).astype(np.float32)
+    soundfile.write(str(tmp_path / "stereo.wav"), stereo, 44100, subtype="FLOAT")
+    mono = audio.load_audio(tmp_path / "stereo.wav")
+    assert mono.shape == (1, 44_123)
+    np.testing.assert_array_equal(mono[0].numpy(), stereo.mean(axis=1))
+    stereo[40_500, 1] = np.inf  # in a late block
+    soundfile.write(str(tmp_path / "late_inf.wav"), stereo, 44100, subtype="FLOAT")
+    with pytest.raises(audio.InputError, match=r"late_inf\.wav: audio holds NaN or infinite samples"):
+        audio.load_audio(tmp_path / "late_inf.wav")

@@ -34,6 +34,16 @@ def _pdf_of_pages(path: Path, pages: int, width: float = 595, height: float = 84
     return path
 
 
+def _encrypted_pdf(path: Path, source: Path, user_password: str) -> Path:
+    """``source`` encrypted (RC4-128) by pypdf; an empty user password opens without asking."""
+    pypdf = pytest.importorskip("pypdf")
+    writer = pypdf.PdfWriter(clone_from=str(source))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    with path.open("wb") as file:
+        writer.write(file)
+    return path
+
+
 def test_hostile_pdfs(model, tmp_path, capsys):
     root = tmp_path / "inputs"
     root.mkdir()
@@ -54,6 +64,8 @@ def test_hostile_pdfs(model, tmp_path, capsys):
     refused["not_pdf"].write_text("Dear reader\n")
     refused["scripted"].write_bytes(SCRIPTED)
     processed = {"score": fx.save_pdf(score, root / "score.pdf")}
+    refused["encrypted"] = _encrypted_pdf(root / "encrypted.pdf", processed["score"], "secret")
+    processed["owner_locked"] = _encrypted_pdf(root / "owner_locked.pdf", processed["score"], "")
     out = tmp_path / "out"
     status, errors = translate_each(model, "omr", [*refused.values(), *processed.values()], out, capsys)
     assert status == 1
@@ -62,6 +74,7 @@ def test_hostile_pdfs(model, tmp_path, capsys):
     assert "no staff found on any of its 3 page(s)" in errors[refused["blank"]]
     assert "no pages" in errors[refused["no_pages"]] or "not a readable PDF" in errors[refused["no_pages"]]
     assert "too large to render" in errors[refused["huge_page"]]
+    assert "is password-protected" in errors[refused["encrypted"]]
     assert "501 pages (at most 500)" in errors[refused["too_many_pages"]]
 
 

@@ -244,6 +244,8 @@ def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]
     try:
         document = pdfium.PdfDocument(str(path))
     except Exception as error:  # PdfiumError: not a PDF, truncated, encrypted (needs a password)
+        if "password" in str(error).lower():
+            raise InputError("is password-protected (save an unprotected copy)", path) from None
         raise InputError(f"not a readable PDF ({error})", path) from None
     try:
         count = len(document)

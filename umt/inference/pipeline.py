@@ -31,7 +31,7 @@ from umt.modalities.windows import WINDOW_SECONDS
 from umt.pretrained import from_pretrained, read_config
 from umt.tasks import TASKS as REGISTERED_TASKS
 from umt.tasks import get_task
-from umt.tokenizers.audio import AudioTokenizer, resample
+from umt.tokenizers.audio import MAX_AUDIO_SECONDS, AudioTokenizer, resample
 from umt.tokenizers.folders import fit_problem, load_tokenizer
 from umt.tokenizers.image import (
     ImageTokenizer,
@@ -44,10 +44,6 @@ from umt.tokenizers.image import (
 from umt.tokenizers.lmx import Delinearized, delinearize, parse_lmx_text
 from umt.tokenizers.midi import Note, decode_segments_with_problems, encode_windows, notes_from_midi
 from umt.vocab import Vocabulary, vocabulary_from_dict
-
-MAX_AUDIO_SECONDS = 2 * 3600
-"""The longest MIDI made into audio in one go: its audio is held in memory (float32, 1.3 GB for two
-hours at 44.1 kHz)."""
 
 
 @dataclass

@@ -117,10 +117,22 @@ def _load_state(model: DAC, state_dict: dict[str, torch.Tensor], path: Path) -> 
 
 
 # ----------------------------------------------------------------------------- audio I/O
-def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
+MAX_AUDIO_SECONDS = 2 * 3600
+"""The longest recording read, or made from MIDI, in one go: it is held in memory as mono float32
+(1.3 GB for two hours at 44.1 kHz). Longer files are refused from their header, before reading."""
+
+_READ_BLOCK_FRAMES = 1 << 20
+"""Frames read at a time: a block of the file's channels is mixed to mono before the next is read,
+so memory holds the mono signal and one block, not every channel of the whole file."""
+
+
+def load_audio(
+    path: str | Path, sample_rate: int = 44100, max_seconds: float = MAX_AUDIO_SECONDS
+) -> torch.Tensor:
     """Any WAV / FLAC / OGG / MP3 file (libsndfile) to mono float32 ``[1, T]`` at ``sample_rate``.
 
-    Raises :class:`InputError` naming the file when it is missing, unreadable, corrupt or empty.
+    Raises :class:`InputError` naming the file when it is missing, unreadable, corrupt, empty, holds
+    NaN or infinite samples, or lasts longer than ``max_seconds`` (judged from its header).
     """
 
     path = Path(path)
@@ -129,18 +141,44 @@ def load_audio(path: str | Path, sample_rate: int = 44100) -> torch.Tensor:
     if path.stat().st_size == 0:
         raise InputError("empty file (0 bytes)", path)
     try:
-        data, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        mono, file_rate = _read_mono(path, max_seconds)
+    except InputError:
+        raise
     except Exception as error:  # soundfile.LibsndfileError, RuntimeError, ...
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"unreadable or corrupt audio ({message})", path) from None
-    if data.shape[0] == 0 or data.shape[1] == 0:
-        raise InputError("audio file holds no samples", path)
-    if not np.isfinite(data).all():
-        raise InputError("audio holds NaN or infinite samples", path)
-    mono = data.mean(axis=1)
     if file_rate != sample_rate:
         mono = resample(mono, int(file_rate), sample_rate)
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32)).reshape(1, -1)
+
+
+def _read_mono(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
+    """The file's channels averaged, block by block, and its sample rate."""
+    with soundfile.SoundFile(str(path)) as sound:
+        rate, frames = int(sound.samplerate), int(sound.frames)
+        if sound.channels == 0 or frames == 0:
+            raise InputError("audio file holds no samples", path)
+        if frames / rate > max_seconds:
+            raise InputError(
+                f"lasts {frames / rate / 3600:.1f} h; audio is read for at most "
+                f"{max_seconds / 3600:g} h at a time (cut it into parts)",
+                path,
+            )
+        mono = np.empty(frames, dtype=np.float32)
+        filled = 0
+        while True:
+            block = sound.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            if not np.isfinite(block).all():
+                raise InputError("audio holds NaN or infinite samples", path)
+            if filled + len(block) > len(mono):  # a header that undercounts (some MP3s)
+                mono = np.concatenate([mono, np.empty(len(block), dtype=np.float32)])
+            mono[filled : filled + len(block)] = block.mean(axis=1)
+            filled += len(block)
+    if filled == 0:
+        raise InputError("audio file holds no samples", path)
+    return mono[:filled], rate
 
 
 def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
