@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,5 +59,27 @@ def run_build(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     summary = build_corpus(options)
+    for line in failure_lines(summary.failures):
+        print(line, file=sys.stderr)
     print(summary.line())
     return 1 if summary.failed else 0
+
+
+SHOWN_FAILURES = 20
+"""Failures printed one per line; the rest are counted (all are in failures.jsonl)."""
+
+
+def failure_lines(failures: list[dict]) -> list[str]:
+    """A file that cannot be read is an error naming it; an excerpt that fails a later stage (render,
+    synthesis) is a warning naming the piece, the excerpt and the stage."""
+    lines = []
+    for row in failures[:SHOWN_FAILURES]:
+        if row["stage"] == "load":
+            lines.append(f"umt: error: {row['reason']}")
+        else:
+            lines.append(
+                f"umt: warning: {row['piece']} excerpt {row['key']}: {row['stage']} failed: {row['reason']}"
+            )
+    if len(failures) > SHOWN_FAILURES:
+        lines.append(f"umt: ... and {len(failures) - SHOWN_FAILURES} more failures")
+    return lines

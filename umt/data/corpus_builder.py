@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,9 +85,19 @@ def select_pieces(options: BuildOptions) -> list[ex.PieceRef]:
         pieces.extend(refs)
     for index in range(options.procedural):
         pieces.append(ex.PieceRef(piece=f"procedural/{index:05d}", source="procedural"))
+    stems = Counter(Path(path).stem for path in options.extra_files)
     for path in options.extra_files:
-        pieces.append(ex.PieceRef(piece=f"files/{Path(path).stem}", source="files", path=str(path)))
+        pieces.append(ex.PieceRef(piece=_file_piece(Path(path), stems), source="files", path=str(path)))
     return pieces
+
+
+def _file_piece(path: Path, stems: Counter) -> str:
+    """``files/STEM``; when two of ``--files`` share a stem (``a/score.xml``, ``b/score.xml``), each
+    also carries a hash of its absolute path, so neither overwrites (or counts as) the other."""
+    if stems[path.stem] == 1:
+        return f"files/{path.stem}"
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"files/{path.stem}-{digest}"
 
 
 def _load(ref: ex.PieceRef, seed: int):
@@ -125,6 +136,8 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
         specs = ex.plan_excerpts(score, rng, options.max_excerpts_per_piece, options.max_measures)
     except Exception as error:  # a piece that cannot be read is reported, the others go on
         reason = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        if ref.path and not reason.startswith(str(ref.path)):
+            reason = f"{ref.path}: {reason}"
         return [], [{"piece": ref.piece, "key": None, "stage": "load", "reason": reason}], 0, 0
     linearize = lmx.linearize if options.lmx else None
     piece_dir = Path(split) / ex.slug(ref.piece)
