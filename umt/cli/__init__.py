@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.func(args)
     except UserError as error:
-        print(f"umt: error: {error}", file=sys.stderr)
+        # a library's multi-line message (a YAML parser's) still makes one line
+        print("umt: error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("umt: interrupted", file=sys.stderr)

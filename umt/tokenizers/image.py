@@ -714,7 +714,10 @@ def load_rqvae(
         arch = document["arch"]
         model_config = rqvae_config_from_reference(arch)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CheckpointError(f"unreadable config.yaml ({error})", config_path) from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = f"unreadable config.yaml ({type(error).__name__}{where})"
+        raise CheckpointError(problem, config_path) from None
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"config.yaml is not an RQ-VAE config ({error})", config_path) from None
     try:
