@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.train",  # train the translator (Hydra config)
     "umt.cli.export",  # Lightning checkpoint -> self-describing model folder
     "umt.cli.umust",  # U-MusT's released run folders -> model folders
+    "umt.cli.umust_tokens",  # U-MusT's tokenized data sets -> token shards
     "umt.cli.data",  # the paper's data sets -> manifests
     "umt.cli.migrate",  # shards, model folders, checkpoints of an older vocabulary layout
     "umt.cli.translate",  # translate files with an exported model
