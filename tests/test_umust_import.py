@@ -85,57 +85,105 @@ def _counterparts(model, run, slot: int) -> dict[int, int]:
     return pairs
 
 
+def _compare_logits(model, run, record, src, src_mask, theirs) -> int:
+    """Assert UMT's teacher-forced logits equal ``theirs`` over each step's allowed ids; how many."""
+    vocab = model.vocab
+    src_modality, tgt_modality = _modalities(model, record)
+    _, target_ids = sides(run)
+    tgt = umt_rows(torch.tensor(record["tgt"]), vocab, target_ids)
+    tgt_mask = torch.tensor(record["tgt_mask"])
+    with torch.no_grad():
+        ours = model(src, src_mask, tgt, tgt_mask, tgt_modality, src_modality)
+    special = torch.from_numpy(vocab.special_mask)
+    compared = 0
+    for slot in range(vocab.num_codebooks):
+        pairs = _counterparts(model, run, slot)
+        for b in range(tgt.shape[0]):
+            for t in range(tgt.shape[1] - 1):
+                if not tgt_mask[b, t + 1]:
+                    continue
+                # after a special id in an image/audio row, UMT's codebooks 1.. hold PAD and
+                # theirs per-codebook specials: those choices have no common meaning
+                if (
+                    slot > 0
+                    and bool(special[tgt[b, t + 1, 0]])
+                    and record["target_modality"] in ("pt", "dac")
+                ):
+                    continue
+                allowed = torch.isfinite(ours[b, t, slot]).nonzero()[:, 0].tolist()
+                mine = [u for u in allowed if u in pairs]
+                assert mine, (record["task"], slot)
+                expected = theirs[b, t, slot, [pairs[u] for u in mine]]
+                assert torch.isfinite(expected).all(), (record["task"], slot, b, t)
+                torch.testing.assert_close(ours[b, t, slot, mine], expected, atol=1e-4, rtol=1e-4)
+                compared += len(mine)
+    return compared
+
+
+def _compare_greedy(model, run, record, src, src_mask) -> None:
+    _, target_ids = sides(run)
+    src_modality, tgt_modality = _modalities(model, record)
+    theirs = umt_rows(torch.tensor(record["greedy"]), model.vocab, target_ids)
+    ours = model.generate(src, src_mask, src_modality, tgt_modality, max_len=theirs.shape[1], temperature=0)
+    padded = torch.zeros_like(theirs)
+    padded[:, : ours.shape[1]] = ours
+    assert torch.equal(padded, theirs), record["task"]
+
+
 def test_teacher_forced_logits_match_theirs(twin):
     run, model, recorded, logits = twin
-    vocab = model.vocab
     compared = 0
     for record in recorded["records"]:
         src, src_mask = _source(model, run, record)
-        src_modality, tgt_modality = _modalities(model, record)
-        _, target_ids = sides(run)
-        tgt = umt_rows(torch.tensor(record["tgt"]), vocab, target_ids)
-        tgt_mask = torch.tensor(record["tgt_mask"])
-        with torch.no_grad():
-            ours = model(src, src_mask, tgt, tgt_mask, tgt_modality, src_modality)
-        theirs = logits[f"{record['task']}_logits"]
-        special = torch.from_numpy(vocab.special_mask)
-        for slot in range(vocab.num_codebooks):
-            pairs = _counterparts(model, run, slot)
-            for b in range(tgt.shape[0]):
-                for t in range(tgt.shape[1] - 1):
-                    if not tgt_mask[b, t + 1]:
-                        continue
-                    # after a special id in an image/audio row, UMT's codebooks 1.. hold PAD and
-                    # theirs per-codebook specials: those choices have no common meaning
-                    if (
-                        slot > 0
-                        and bool(special[tgt[b, t + 1, 0]])
-                        and record["target_modality"] in ("pt", "dac")
-                    ):
-                        continue
-                    allowed = torch.isfinite(ours[b, t, slot]).nonzero()[:, 0].tolist()
-                    mine = [u for u in allowed if u in pairs]
-                    assert mine, (record["task"], slot)
-                    expected = theirs[b, t, slot, [pairs[u] for u in mine]]
-                    assert torch.isfinite(expected).all(), (record["task"], slot, b, t)
-                    torch.testing.assert_close(ours[b, t, slot, mine], expected, atol=1e-4, rtol=1e-4)
-                    compared += len(mine)
+        compared += _compare_logits(model, run, record, src, src_mask, logits[f"{record['task']}_logits"])
     assert compared > 1000
 
 
 def test_greedy_generations_match_theirs(twin):
     run, model, recorded, _ = twin
-    _, target_ids = sides(run)
     for record in recorded["records"]:
         src, src_mask = _source(model, run, record)
-        src_modality, tgt_modality = _modalities(model, record)
-        theirs = umt_rows(torch.tensor(record["greedy"]), model.vocab, target_ids)
-        ours = model.generate(
-            src, src_mask, src_modality, tgt_modality, max_len=theirs.shape[1], temperature=0
-        )
-        padded = torch.zeros_like(theirs)
-        padded[:, : ours.shape[1]] = ours
-        assert torch.equal(padded, theirs), record["task"]
+        _compare_greedy(model, run, record, src, src_mask)
+
+
+def test_images_of_several_systems_match_theirs():
+    """Pages of 2 and 3 systems of different heights, as UMT's pipeline flattens them (each system
+    with its own height row), give U-MusT's outputs for its layout (every system padded below to
+    the tallest with the pad code, a separator row in every codebook; recorded in
+    ``i2a/systems.json``): the imported model lays them out as U-MusT does (``source_systems``)."""
+    from umt.tokenizers.image import flatten_systems
+
+    run = read_run(_run_dir("i2a"))
+    model = import_translator(run)
+    assert model.config.source_systems == "umust"
+    vocab = model.vocab
+    recorded = json.loads((FIXTURES / "i2a" / "systems.json").read_text())
+    with np.load(FIXTURES / "i2a" / "systems_logits.npz") as arrays:
+        logits = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+    items = []
+    for item in recorded["records"][0]["inputs"]:
+        content = flatten_systems([np.array(crop) for crop in item["crops"]], vocab)
+        sos, eos = vocab.special_row(vocab.sos("image")), vocab.special_row(vocab.eos("image"))
+        items.append(torch.from_numpy(np.concatenate([sos[None], content, eos[None]])))
+    from umt.models.source_layout import laid_out_rows
+
+    assert laid_out_rows(items[0][1:-1], vocab) == (1 + 4 * 2) + 1 + (1 + 4 * 2)  # crops 2x2 and 4x2
+    assert laid_out_rows(items[1][1:-1], vocab) == (1 + 4) + (1 + 8) + (1 + 4) + 2  # 3x1, 1x2, 4x1
+    src = torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+    src_mask = torch.nn.utils.rnn.pad_sequence(
+        [torch.ones(len(i), dtype=torch.bool) for i in items], batch_first=True
+    )
+    compared = 0
+    for record in recorded["records"]:
+        compared += _compare_logits(model, run, record, src, src_mask, logits[f"{record['task']}_logits"])
+        _compare_greedy(model, run, record, src, src_mask)
+    assert compared > 300
+    plain = import_translator(run)
+    plain.config.source_systems = "umt"  # UMT's own layout reads them otherwise
+    with torch.no_grad():
+        record = recorded["records"][1]
+        mine, _ = plain.prepare_source(src, src_mask, _modalities(plain, record)[0])
+    assert torch.equal(mine, src)
 
 
 def test_every_task_of_both_directions_is_covered():

@@ -170,9 +170,14 @@ class TranslationPipeline:
         return int(self.model.config.max_source_len) - 2
 
     def _check_source(self, rows: np.ndarray, what: str, name: str) -> np.ndarray:
-        if len(rows) > self.max_source_rows:
+        length = len(rows)
+        if self.model.config.source_systems == "umust" and "image" in self.vocab.modalities:
+            from umt.models.source_layout import laid_out_rows  # systems padded to the tallest
+
+            length = laid_out_rows(torch.as_tensor(rows), self.vocab) if length else 0
+        if length > self.max_source_rows:
             raise InputError(
-                f"{what} is {len(rows)} token rows long; the model reads at most {self.max_source_rows}",
+                f"{what} is {length} token rows long; the model reads at most {self.max_source_rows}",
                 name,
             )
         return rows

@@ -122,6 +122,7 @@ def translator_config(run: UMustRun) -> TranslatorConfig:
         decoder_final_norms=2,
         positions="umust",
         source_height_rows=False,
+        source_systems="umust" if "pt" in run.data["in_modal_type"] else "umt",
         stop_at_midi_eos=False,
     )
 
@@ -164,6 +165,16 @@ def row_equivalents(vocab: Vocabulary, ids: UMustIds) -> dict[int, list[int]]:
     return rows
 
 
+def fill_equivalent(vocab: Vocabulary, ids: UMustIds) -> list[int]:
+    """Their ids of the row that pads a shorter system below (the image pad code of each codebook,
+    the first id after the codes): the fill row of :mod:`umt.models.source_layout`."""
+    block = ids.blocks["pt"]
+    codes = vocab.codebook_range("image", 0).size
+    return [
+        block.start + book * block.codebook_block + codes for book in range(vocab.modality_codebooks("image"))
+    ]
+
+
 def slot_equivalents(vocab: Vocabulary, ids: UMustIds) -> dict[int, int]:
     """UMT id -> their id for the same choice in the codebook it is chosen in (codebook 0 for
     specials); UMT's PAD -> their pad 0."""
@@ -204,7 +215,11 @@ def umt_state(run: UMustRun, model: Translator, source: UMustIds, target: UMustI
 
     encoder_table = take.rows("encoder.token_emb.embeddings.weight", source.size)
     decoder_table = take.rows("decoder.net.input_embedder.embeddings.weight", target.size)
-    state["source_embedding.weight"] = _summed_rows(encoder_table, row_equivalents(vocab, source), vocab.size)
+    source_rows = row_equivalents(vocab, source)
+    if model.config.source_systems == "umust":
+        source_rows[model.fill_id] = fill_equivalent(vocab, source)
+    rows = model.source_embedding.num_embeddings
+    state["source_embedding.weight"] = _summed_rows(encoder_table, source_rows, rows)
     state["token_embedding.weight"] = _summed_rows(decoder_table, row_equivalents(vocab, target), vocab.size)
     choices = slot_equivalents(vocab, target)
     sub_table = take.rows("decoder.net.sub_decoder.token_emb.weight", target.size)

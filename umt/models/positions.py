@@ -11,8 +11,8 @@ index and the column index of the next column to come.
 U-MusT's rules (``scheme="umust-source"`` / ``"umust-target"``, for models imported from it) use
 the same tables but give some rows no position at all (a zero embedding): the first row of every
 sequence, and in target images the codes before any height token, the EOS row and every row after
-it. A target image's height row takes row 0 of the next column, its SEP row the position of the
-last code before it; a source image's EOS row takes row 0 of the next column. (Their rules differ
+it. A height row takes row 0 of the next column, a SEP row the position of the last code before
+it; a source image's EOS row takes row 0 of the next column. (Their rules differ
 from these only in outputs no model should make: a height token with no SEP before it keeps the
 current column there, where these start the next.)
 """
@@ -84,15 +84,15 @@ def umust_image_positions(
     null = steps == 0
     null = null | (first_ids == 0)  # padding rows
     rows = torch.where(is_height, 0, rows)
+    last_code = torch.cummax(torch.where(content, steps, -1), dim=1).values
+    at = last_code.clamp(min=0)
+    rows = torch.where(is_sep, torch.gather(rows, 1, at), rows)
+    columns = torch.where(is_sep, torch.gather(columns, 1, at), columns)
+    null = null | (is_sep & (last_code < 0))
     if target:
         null = null | (content & ~seen_height)
         after_eos = torch.cummax(is_eos.long(), dim=1).values.bool()
         null = null | after_eos
-        last_code = torch.cummax(torch.where(content, steps, -1), dim=1).values
-        at = last_code.clamp(min=0)
-        rows = torch.where(is_sep, torch.gather(rows, 1, at), rows)
-        columns = torch.where(is_sep, torch.gather(columns, 1, at), columns)
-        null = null | (is_sep & (last_code < 0))
     else:
         rows = torch.where(is_eos, 0, rows)
     return rows, columns, null

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from umt.generation.filters import LogitFilter, choose, sampling_filters
 from umt.models.positions import ModalityPositions
+from umt.models.source_layout import pad_systems_to_tallest
 from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
 from umt.vocab import PAD_ID, Vocabulary
@@ -87,6 +88,11 @@ class TranslatorConfig:
     source_height_rows: bool = True
     """False: the height rows of a source image are not attended to (U-MusT's encoder reads images
     without height tokens; the positions of the other rows still come from them)."""
+    source_systems: str = "umt"
+    """How a source image of several systems is laid out: ``"umt"``, each system with its own height
+    (:func:`umt.tokenizers.image.flatten_systems`), or ``"umust"``, every system padded below to
+    the tallest with a fill row, as U-MusT reads them (:mod:`umt.models.source_layout`; needs
+    ``separate_embeddings``, whose source table gets the fill row)."""
     stop_at_midi_eos: bool = True
     """False reproduces U-MusT, whose MIDI outputs never end on EOS (their EOS row pads codebooks
     1.. with an id their output masks forbid there): generation then runs to ``max_len``."""
@@ -113,6 +119,14 @@ class TranslatorConfig:
         if self.positions not in POSITION_RULES:
             raise ValueError(
                 f"TranslatorConfig.positions must be one of {POSITION_RULES}, got {self.positions!r}"
+            )
+        if self.source_systems not in ("umt", "umust"):
+            raise ValueError(
+                f"TranslatorConfig.source_systems must be 'umt' or 'umust', got {self.source_systems!r}"
+            )
+        if self.source_systems == "umust" and not self.separate_embeddings:
+            raise ValueError(
+                "TranslatorConfig.source_systems='umust' needs separate_embeddings (the fill row)"
             )
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
@@ -174,8 +188,11 @@ class Translator(nn.Module):
         self.vocab_size = vocab.size
         d = config.d_model
         self.token_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
+        self.fill_id = vocab.size
+        """The fill row's id in U-MusT's multi-system layout (one past the vocabulary)."""
         if config.separate_embeddings:
-            self.source_embedding = nn.Embedding(vocab.size, d, padding_idx=PAD_ID)
+            fill_rows = 1 if config.source_systems == "umust" else 0
+            self.source_embedding = nn.Embedding(vocab.size + fill_rows, d, padding_idx=PAD_ID)
             self.subdecoder_embedding = nn.Embedding(vocab.size, d)
         self.codebook_vectors = nn.ModuleDict()
         for modality in sorted(m for m in vocab.modalities if vocab.spec(m).multi_stream):
@@ -238,10 +255,10 @@ class Translator(nn.Module):
         stops = [config.stop_at_midi_eos or m != "midi" for m in modalities]
         self.register_buffer("stops_at_eos", torch.tensor(stops), persistent=False)  # [M]
         height = vocab["image/height"] if "image" in modalities else None
-        is_height = torch.zeros(vocab.size, dtype=torch.bool)
+        is_height = torch.zeros(vocab.size + 1, dtype=torch.bool)  # + the fill id
         if height is not None:
             is_height[height.start : height.stop] = True
-        self.register_buffer("is_height", is_height, persistent=False)  # [V]
+        self.register_buffer("is_height", is_height, persistent=False)  # [V + 1]
         modality_of_sos = torch.full((vocab.size,), -1, dtype=torch.long)
         modality_of_sos[sos] = torch.arange(len(sos))
         self.register_buffer("modality_of_sos", modality_of_sos, persistent=False)  # [V], -1: not a SOS
@@ -364,6 +381,15 @@ class Translator(nn.Module):
         if self.config.separate_embeddings:
             return self.subdecoder_embedding(ids)
         return self.embed_ids(ids)
+
+    def prepare_source(self, src: Tensor, src_mask: Tensor, src_modality: Tensor) -> tuple[Tensor, Tensor]:
+        """The rows the encoder reads and the mask of those it attends to: images of several systems
+        laid out as U-MusT does when :attr:`TranslatorConfig.source_systems` is ``"umust"``
+        (:mod:`umt.models.source_layout`), then :meth:`source_mask`."""
+        if self.config.source_systems == "umust" and "image" in self.vocab.modalities:
+            is_image = src_modality == self.vocab.modality_index("image")
+            src, src_mask = pad_systems_to_tallest(src, src_mask, is_image, self.vocab, self.fill_id)
+        return src, self.source_mask(src, src_mask, src_modality)
 
     def source_mask(self, src: Tensor, src_mask: Tensor, src_modality: Tensor) -> Tensor:
         """The source rows attended to ``[B, S]``: ``src_mask`` less the image height rows when
@@ -494,7 +520,7 @@ class Translator(nn.Module):
         """Decoder states ``[B, T-1, d]`` for the inputs ``tgt[:, :-1]``."""
         if src_modality is None:
             src_modality = self.source_modality_of(src)
-        src_mask = self.source_mask(src, src_mask, src_modality)
+        src, src_mask = self.prepare_source(src, src_mask, src_modality)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
         decoder_in = tgt[:, :-1]
         return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
@@ -639,7 +665,7 @@ class Translator(nn.Module):
         if src_modality is None:
             src_modality = self.source_modality_of(src)
         batch = src.shape[0]
-        src_mask = self.source_mask(src, src_mask, src_modality)
+        src, src_mask = self.prepare_source(src, src_mask, src_modality)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
         memory_kv = self._memory_kv(memory)
         memory_mask = src_mask[:, None, None, :]
