@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("--out", required=True, help="tokenizer folder to write")
     importer.add_argument("--chunk-frames", type=int, default=512, help="audio: frames per encoding chunk")
     importer.add_argument("--context-frames", type=int, default=16, help="audio: context frames per side")
+    importer.add_argument(
+        "--loudness-db",
+        type=float,
+        help="audio: normalise what is encoded to this loudness in LUFS first (U-MusT's tokens: -16)",
+    )
     importer.set_defaults(func=run_import)
 
 
@@ -153,8 +158,13 @@ def run_import(args: argparse.Namespace) -> int:
 
         if args.chunk_frames <= 0 or args.context_frames < 0:
             raise UserError("--chunk-frames must be positive and --context-frames not negative")
+        if args.loudness_db is not None and not -70.0 < args.loudness_db <= 0.0:
+            raise UserError(f"--loudness-db must be in (-70, 0] LUFS, not {args.loudness_db}")
         tokenizer = AudioTokenizer.from_codec_file(
-            reference, chunk_frames=args.chunk_frames, context_frames=args.context_frames
+            reference,
+            chunk_frames=args.chunk_frames,
+            context_frames=args.context_frames,
+            loudness_db=args.loudness_db,
         )
     tokenizer.save_pretrained(out)
     print(f"{out}\t{args.modality}\t{tokenizer.fingerprint}")

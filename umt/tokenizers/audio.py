@@ -261,10 +261,14 @@ class AudioTokenizer:
 
     modality = "audio"
 
-    def __init__(self, codec: DAC, chunk_frames: int = 512, context_frames: int = 16) -> None:
+    def __init__(
+        self, codec: DAC, chunk_frames: int = 512, context_frames: int = 16, loudness_db: float | None = None
+    ) -> None:
         self.codec = codec.eval()
         self.chunk_frames = int(chunk_frames)
         self.context_frames = int(context_frames)
+        self.loudness_db = None if loudness_db is None else float(loudness_db)
+        """Normalise what is encoded to this many LUFS first (descript's ``compress``: -16), or not."""
         self._fingerprint: str | None = None
 
     @property
@@ -276,12 +280,15 @@ class AudioTokenizer:
         return self.codec.hop_length
 
     def config_dict(self) -> dict:
-        return {
+        config = {
             "format": TOKENIZER_FORMAT,
             "codec": self.codec.config.to_dict(),
             "chunk_frames": self.chunk_frames,
             "context_frames": self.context_frames,
         }
+        if self.loudness_db is not None:  # absent otherwise: earlier folders keep their fingerprint
+            config["loudness_db"] = self.loudness_db
+        return config
 
     @property
     def fingerprint(self) -> str:
@@ -314,6 +321,14 @@ class AudioTokenizer:
             raise ValueError(f"audio must be mono [1, T] or [B, 1, T], got {tuple(audio.shape)}")
         if batch.shape[-1] == 0:
             raise ValueError("cannot tokenize empty audio")
+        if self.loudness_db is not None:
+            from umt.tokenizers.loudness import normalise_loudness
+
+            items = [
+                normalise_loudness(item[0].cpu().numpy(), self.sample_rate, self.loudness_db)
+                for item in batch
+            ]
+            batch = torch.from_numpy(np.stack(items))[:, None].to(batch.device)
         return encode_chunked(self.codec, batch.float(), self.chunk_frames, self.context_frames, codebooks)
 
     def _codebooks(self, vocab: Vocabulary) -> int:
@@ -392,7 +407,12 @@ class AudioTokenizer:
             raise CheckpointError(f"corrupt tokenizer folder ({error})", directory) from None
         codec = DAC(codec_config)
         _load_state(codec, state, weights_path)
-        tokenizer = cls(codec, config.get("chunk_frames", 512), config.get("context_frames", 16))
+        tokenizer = cls(
+            codec,
+            config.get("chunk_frames", 512),
+            config.get("context_frames", 16),
+            config.get("loudness_db"),
+        )
         if tokenizer.fingerprint != config.get("fingerprint"):
             raise CheckpointError("fingerprint does not match config and weights", directory)
         fingerprint_path = directory / FINGERPRINT_FILE

@@ -127,6 +127,7 @@ def summary(tokenizer: Any) -> dict[str, Any]:
             frames_per_second=round(tokenizer.sample_rate / tokenizer.hop_length, 2),
             chunk_frames=tokenizer.chunk_frames,
             context_frames=tokenizer.context_frames,
+            loudness_db="none" if tokenizer.loudness_db is None else tokenizer.loudness_db,
         )
     facts["parameters"] = sum(p.numel() for p in model.parameters())
     return facts
