@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.umust",  # U-MusT's released run folders -> model folders
     "umt.cli.umust_tokens",  # U-MusT's tokenized data sets -> token shards
     "umt.cli.data",  # the paper's data sets -> manifests
+    "umt.cli.pages",  # the score / non-score page classifier (MusicScore)
     "umt.cli.migrate",  # shards, model folders, checkpoints of an older vocabulary layout
     "umt.cli.translate",  # translate files with an exported model
     "umt.cli.eval",  # the paper's benchmarks on prepared test sets
