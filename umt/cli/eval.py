@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention"), metavar="TASK")
+    parser.add_argument(
+        "what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid"), metavar="TASK"
+    )
     parser.add_argument(
         "runs", nargs="*", metavar="ARG", help="compare: eval folders; attention: IMAGE OUT.png"
     )
@@ -57,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--table", choices=TABLE_NAMES, help="compare: the runs as rows of this paper table")
+    parser.add_argument("--real", metavar="DIR", help="fid: the real page images")
+    parser.add_argument("--generated", metavar="DIR", help="fid: the generated page images")
+    parser.add_argument("--n", default="8,16,32,64", help="fid: FID-n for these n (MusicScore's)")
+    parser.add_argument("--repeats", type=int, default=10, help="fid: draws per FID-n")
+    parser.add_argument("--features", default="page-classifier", help="fid: the image features")
+    parser.add_argument("--classifier", metavar="MODEL", help="fid: page classifier folder (its features)")
     parser.set_defaults(func=run)
 
 
@@ -74,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--table lays out 'umt eval compare'; 'umt eval {args.what}' takes a table as TASK")
     if args.what == "attention":
         return _attention(args)
+    if args.what == "fid":
+        return _fid(args)
     if args.runs:
         raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
     if not args.checkpoint or not args.data:
@@ -123,6 +133,75 @@ def _evaluate(args: argparse.Namespace) -> int:
     sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
     print(f"umt eval: {metrics['items']} items, {len(metrics['failed'])} failed -> {out}", file=sys.stderr)
     return 1 if metrics["failed"] else 0
+
+
+def _fid(args: argparse.Namespace) -> int:
+    """``umt eval fid --real DIR --generated DIR``: FID over all images and FID-n (table on stdout;
+    ``--out DIR`` also writes ``metrics.json``)."""
+    import json
+
+    from umt.cli import report_failures
+    from umt.errors import UserError
+    from umt.metrics.fid import FEATURES, fid, fid_n
+    from umt.utils.io import atomic_write_text
+
+    if not args.real or not args.generated:
+        raise UserError("usage: umt eval fid --real DIR --generated DIR [--n 8,16,32,64] --classifier MODEL")
+    if args.features not in FEATURES:
+        raise UserError(f"--features {args.features!r}: one of {', '.join(sorted(FEATURES))}")
+    if not args.classifier:
+        raise UserError(f"--features {args.features} needs its model: --classifier MODEL")
+    try:
+        sizes = [int(n) for n in str(args.n).split(",") if n.strip()]
+    except ValueError:
+        raise UserError(f"--n must be comma-separated integers, not {args.n!r}") from None
+    features = FEATURES[args.features](args.classifier)
+    failures: dict[str, str] = {}
+    real = _folder_features(Path(args.real), features, failures)
+    generated = _folder_features(Path(args.generated), features, failures)
+    if min(len(real), len(generated)) < 2:
+        raise UserError("FID needs at least two readable images in each folder")
+    results = {"features": args.features, "real": len(real), "generated": len(generated)}
+    results["fid"] = fid(real, generated)
+    lines = ["| metric | value |", "|---|---|", f"| FID ({len(real)} real, {len(generated)} generated) | "
+             f"{results['fid']:.2f} |"]  # fmt: skip
+    for n in sizes:
+        if n > min(len(real), len(generated)) or n < 2:
+            failures[f"FID-{n}"] = f"needs 2..{min(len(real), len(generated))} images per set"
+            continue
+        result = fid_n(real, generated, n, args.repeats, args.seed)
+        results[f"fid_{n}"] = {"mean": result.mean, "std": result.std, "values": result.values}
+        lines.append(f"| FID-{n} (mean ± std of {args.repeats}) | {result.mean:.2f} ± {result.std:.2f} |")
+    sys.stdout.write("\n".join(lines) + "\n")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out) / "metrics.json", json.dumps(results, indent=2) + "\n")
+    return report_failures(failures)
+
+
+def _folder_features(folder: Path, features, failures: dict[str, str], chunk: int = 64):
+    """Features ``[N, D]`` of a folder's page images (sorted), read a chunk at a time so that memory
+    holds features, not pages; unreadable images go to ``failures``."""
+    import numpy as np
+
+    from umt.errors import InputError, UserError
+    from umt.tokenizers.image import read_image
+    from umt.training.pages import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise UserError("no such folder", folder)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    out = []
+    for start in range(0, len(paths), chunk):
+        pages = []
+        for path in paths[start : start + chunk]:
+            try:
+                pages.append(read_image(path))
+            except InputError as error:
+                failures[str(path)] = str(error).removeprefix(f"{path}: ")
+        if pages:
+            out.append(features(pages))
+    return np.concatenate(out) if out else np.zeros((0, 1))
 
 
 def _attention(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -33,10 +34,12 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, si
 
     diff = np.asarray(mu_a, np.float64) - np.asarray(mu_b, np.float64)
     sigma_a, sigma_b = np.atleast_2d(sigma_a).astype(np.float64), np.atleast_2d(sigma_b).astype(np.float64)
-    root = linalg.sqrtm(sigma_a @ sigma_b)
-    if not np.isfinite(root).all():  # singular product: nudge both, as the FID/FAD references do
-        offset = np.eye(sigma_a.shape[0]) * 1e-6
-        root = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+    with warnings.catch_warnings():  # a singular product (few samples) is expected and handled
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(sigma_a @ sigma_b)
+        if not np.isfinite(root).all():  # singular product: nudge both, as the FID/FAD references do
+            offset = np.eye(sigma_a.shape[0]) * 1e-6
+            root = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
     root = np.real(root)
     return float(max(0.0, diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * np.trace(root)))
 
