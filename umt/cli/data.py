@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-NAMES = ("bpsd", "grandstaff", "maestro", "musicnet", "olimpic", "slakh", "ytsv")
+NAMES = ("bpsd", "grandstaff", "maestro", "musicnet", "musicscore", "olimpic", "slakh", "ytsv")
 """The converters (kept here too so that ``umt --help`` imports nothing heavy)."""
 
 
@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--splits", help="a U-MusT dataset_pair_paths/*.json: its splits replace the published ones"
     )
     prepare.add_argument("--no-progress", action="store_true")
+    musicscore = prepare.add_argument_group("musicscore")
+    musicscore.add_argument("--dpi", type=int, help="pages are rendered at this resolution (default 100)")
+    musicscore.add_argument("--classifier", metavar="MODEL", help="a page classifier: drop non-score pages")
+    musicscore.add_argument("--score-threshold", type=float, help="P(score) a page needs to be kept (0.5)")
+    musicscore.add_argument("--scales", help="page counts of seeded subsets, e.g. 400,14656,204800")
+    musicscore.add_argument("--seed", type=int, help="splits by work and the scales' draw (default 0)")
     prepare.set_defaults(func=run_prepare)
 
 
@@ -46,7 +52,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from umt.cli import report_failures
-    from umt.data.prepare import CONVERTERS, prepare
+    from umt.data.prepare import prepare
     from umt.data.prepare.base import read_splits_file
     from umt.errors import UserError
 
@@ -57,7 +63,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if not root.is_dir():
         raise UserError("no such data set folder", root)
-    converter = CONVERTERS[args.name](root, Path(args.out))
+    converter = _converter(args, root)
     splits = None
     if args.splits:
         splits = read_splits_file(Path(args.splits), [unit.piece for unit in converter.units()])
@@ -68,7 +74,53 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"-> {summary.manifest}",
         file=sys.stderr,
     )
+    if args.name == "musicscore":
+        _musicscore_reports(args, converter, summary.manifest)
     return report_failures({f["key"]: f["reason"] for f in summary.failures})
+
+
+MUSICSCORE_OPTIONS = ("dpi", "classifier", "score_threshold", "scales", "seed")
+
+
+def _converter(args: argparse.Namespace, root):
+    from pathlib import Path
+
+    from umt.data.prepare import CONVERTERS
+    from umt.errors import UserError
+
+    given = [name for name in MUSICSCORE_OPTIONS if getattr(args, name) is not None]
+    if args.name != "musicscore":
+        if given:
+            raise UserError(f"--{given[0].replace('_', '-')} is a musicscore option")
+        return CONVERTERS[args.name](root, Path(args.out))
+    options = {
+        "dpi": args.dpi or 100,
+        "classifier": args.classifier,
+        "threshold": 0.5 if args.score_threshold is None else args.score_threshold,
+        "seed": args.seed or 0,
+    }
+    return CONVERTERS["musicscore"](root, Path(args.out), **options)
+
+
+def _musicscore_reports(args: argparse.Namespace, converter, manifest) -> None:
+    """``OUT/metadata_report.json`` (missing and garbled metadata, counted) and the scales."""
+    import json
+
+    from umt.data.prepare.musicscore import metadata_report, write_scales
+    from umt.errors import UserError
+    from umt.utils.io import atomic_write_text
+
+    report = metadata_report(converter.units())
+    atomic_write_text(manifest.parent / "metadata_report.json", json.dumps(report, indent=2) + "\n")
+    problems = ", ".join(f"{count} {name}" for name, count in report["problems"].items()) or "none"
+    print(f"umt data prepare: metadata of {report['scores']} scores; problems: {problems}", file=sys.stderr)
+    if args.scales:
+        try:
+            sizes = [int(size) for size in args.scales.split(",") if size.strip()]
+        except ValueError:
+            raise UserError(f"--scales must be comma-separated page counts, not {args.scales!r}") from None
+        for size, path in write_scales(manifest, sizes, args.seed or 0).items():
+            print(f"umt data prepare: scale {size} -> {path}", file=sys.stderr)
 
 
 def _left_out(rows: list[dict[str, str]]) -> str:

@@ -9,6 +9,7 @@ from umt.data.prepare.base import Converter, PrepareSummary, WorkUnit, prepare
 from umt.data.prepare.bpsd import BpsdConverter
 from umt.data.prepare.maestro import MaestroConverter
 from umt.data.prepare.musicnet import MusicNetConverter
+from umt.data.prepare.musicscore import MusicScoreConverter
 from umt.data.prepare.scores import GrandStaffConverter, OlimpicConverter
 from umt.data.prepare.slakh import SlakhConverter
 from umt.data.prepare.ytsv import YtsvConverter
@@ -18,6 +19,7 @@ CONVERTERS: dict[str, type[Converter]] = {
     "grandstaff": GrandStaffConverter,
     "maestro": MaestroConverter,
     "musicnet": MusicNetConverter,
+    "musicscore": MusicScoreConverter,
     "olimpic": OlimpicConverter,
     "slakh": SlakhConverter,
     "ytsv": YtsvConverter,

@@ -76,6 +76,12 @@ class Converter:
         ``piece``, ``reason``): not failures (MusicNet recordings that MusicNet-EM has no labels
         for, say); written to ``OUT/left_out.jsonl``."""
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Options the output depends on besides the data set (recorded in ``prepare.json``; a
+        rerun with other ones is refused). None for most data sets."""
+        return {}
+
     def source_files(self, unit: WorkUnit) -> dict[str, Path]:
         """The unit's input files by role; InputError naming the first one that is missing."""
         files = {role: self.root / relative for role, relative in unit.sources.items()}
@@ -218,10 +224,13 @@ def _write_manifest(out: Path, records_dir: Path, count: int) -> tuple[Path, lis
 def _claim(out: Path, converter: Converter) -> None:
     """Write ``prepare.json``, or refuse a folder that holds something else."""
     stamp = {"format": FORMAT, "dataset": converter.name, "root": os.path.abspath(converter.root)}
+    if converter.settings:
+        stamp["settings"] = converter.settings
 
     def mismatch(found: Any) -> str:
         found = found if isinstance(found, dict) else {}
-        return f"holds data prepared from {found.get('dataset')!r} at {found.get('root')!r}"
+        where = f"holds data prepared from {found.get('dataset')!r} at {found.get('root')!r}"
+        return where + (f" with {found['settings']}" if found.get("settings") else "")
 
     claim_folder(out, "prepare.json", stamp, "umt data prepare", mismatch)
 
