@@ -7,7 +7,7 @@ import pytest
 from umt.tasks import MIXTURES, TASKS, Mixture, MixtureEntry, get_mixture, get_task
 
 
-def test_paper_tasks_are_registered_with_their_modalities():
+def test_paper_tasks_and_musicscore_s_are_registered_with_their_modalities():
     expected = {
         "omr": ("image", "lmx"),
         "amt": ("audio", "midi"),
@@ -15,6 +15,7 @@ def test_paper_tasks_are_registered_with_their_modalities():
         "a2i": ("audio", "image"),
         "m2a": ("midi", "audio"),
         "l2i": ("lmx", "image"),
+        "t2i": ("text", "image"),  # MusicScore's text-to-score-image generation
     }
     assert {name: (get_task(name).source, get_task(name).target) for name in TASKS} == expected
 

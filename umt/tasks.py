@@ -225,7 +225,8 @@ PAPER_DATASETS: dict[str, tuple[str, ...]] = {
 
 BUILTIN_DATASET = "music21"
 """The corpus ``umt corpus build`` makes offline from music21's scores and generated piano pieces:
-every excerpt has all four modalities, so it serves every task (the demo trains on it)."""
+every excerpt has all four modalities and a metadata prompt, so it serves every task (the demo
+trains on it)."""
 
 
 def _register_tasks() -> None:
@@ -239,6 +240,11 @@ def _register_tasks() -> None:
         ("l2i", "lmx", "image", "LMX to score image (engraving)"),
     ):
         TASKS.add(name, Task(name, source, target, (*PAPER_DATASETS[name], BUILTIN_DATASET), description))
+    # Beyond the paper: MusicScore's text-to-score-image generation, from a metadata prompt to a
+    # page's systems (a vocabulary with the text modality; conf/experiment/musicscore_t2i.yaml).
+    TASKS.add(
+        "t2i", Task("t2i", "text", "image", ("musicscore", BUILTIN_DATASET), "text prompt to score image")
+    )
 
     # Weights and steps from U-MusT config/data/multimodal_omr_direction.yaml (the I2A model) and
     # multimodal_amt_direction.yaml (the A2I model); there weights are per dataset.
@@ -259,7 +265,7 @@ def _register_tasks() -> None:
         ),
     )
     for task_name in list(TASKS):
-        entry = MixtureEntry(task_name, datasets=PAPER_DATASETS[task_name])
+        entry = MixtureEntry(task_name, datasets=PAPER_DATASETS.get(task_name, get_task(task_name).datasets))
         MIXTURES.add(task_name, Mixture(task_name, (entry,), description="single task"))
     MIXTURES.add(
         "tiny",

@@ -250,6 +250,18 @@ class Vocabulary:
         rows[:, 0] = ids
         return rows
 
+    def text_rows(self, text: str) -> np.ndarray:
+        """UTF-8 text -> rows ``[T, K]`` of its bytes (the ``text`` modality)."""
+        block = self["text/byte"]
+        return self.single_stream_rows([block.start + byte for byte in text.encode("utf-8")])
+
+    def rows_text(self, rows: np.ndarray) -> str:
+        """Rows of the ``text`` modality -> text (ids outside its bytes are skipped; broken UTF-8
+        sequences become U+FFFD)."""
+        block = self["text/byte"]
+        ids = np.asarray(rows)[:, 0] if np.asarray(rows).ndim == 2 else np.asarray(rows)
+        return bytes(int(i) - block.start for i in ids if block.contains(int(i))).decode("utf-8", "replace")
+
     def special_row(self, token_id: int) -> np.ndarray:
         """One row ``[K]`` carrying a special id in codebook 0."""
         return self.single_stream_rows([token_id])[0]

@@ -2,8 +2,13 @@
 
 umt translate --checkpoint DIR --task omr|amt|i2a|a2i|m2a|l2i|cascade-i2a INPUT... -o OUTDIR
     [--device auto|cpu|cuda[:N]] [--batch-size N] [--temperature T] [--top-p P] [--top-k K]
-    [--max-len N] [--seed S] [--repetition-penalty R] [--m2a-checkpoint DIR]
+    [--max-len N] [--seed S] [--repetition-penalty R] [--guidance S] [--m2a-checkpoint DIR]
     [--image-tokenizer DIR] [--audio-tokenizer DIR] [--quiet]
+
+For ``t2i`` (a vocabulary with the text modality) an INPUT is a ``.txt`` file or the prompt itself,
+``umt translate --task t2i "a music score, instrumentation is violin, key is A major" -o out/``;
+``--guidance 4`` is classifier-free guidance (MusicScore's scale), for models trained with
+``data.condition_dropout`` above 0.
 
 ``infer.py`` at the repository root runs the same command (``python infer.py --checkpoint ...``).
 """
@@ -55,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-len", type=int, default=None, help="most output rows per unit (default: the model's limit)"
     )
+    parser.add_argument(
+        "--guidance", type=float, default=1.0, help="text sources: classifier-free guidance scale (1 = off)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument(
         "--m2a-checkpoint", metavar="DIR", help="cascade-i2a: model folder for the MIDI-to-audio step"
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         repetition_penalty=args.repetition_penalty,
+        guidance_scale=args.guidance,
     )
     pipeline = TranslationPipeline.from_pretrained(
         args.checkpoint,

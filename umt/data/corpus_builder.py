@@ -28,6 +28,7 @@ import numpy as np
 
 from umt.data import excerpts as ex
 from umt.errors import UserError
+from umt.musicscore.metadata import prompt, score_fields
 from umt.tokenizers import lmx
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -141,6 +142,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
         return [], [{"piece": ref.piece, "key": None, "stage": "load", "reason": reason}], 0, 0
     linearize = lmx.linearize if options.lmx else None
     piece_dir = Path(split) / ex.slug(ref.piece)
+    piece_fields = score_fields(score, ref.piece)
     for spec in specs:
         key = f"{ex.slug(ref.piece)}-{spec.start:04d}-{spec.end:04d}"
         rel = {
@@ -149,6 +151,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
             "png": piece_dir / f"{key}.png",
             "mid": piece_dir / f"{key}.mid",
             "wav": piece_dir / f"{key}.wav" if options.audio else None,
+            "text": piece_dir / f"{key}.txt",
         }
         degraded = [piece_dir / f"{key}.degraded{i}.png" for i in range(options.degrade_copies)]
         wanted = [p for p in [*rel.values(), *degraded] if p is not None]
@@ -171,6 +174,9 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
             continue
         stage = "excerpt"
         try:
+            if not _file_done(out / rel["text"]):
+                stage = "text"  # the piece's metadata prompt (MusicScore's text-to-image task)
+                atomic_write_text(out / rel["text"], prompt(piece_fields) + "\n")
             excerpt = ex.slice_measures(score, spec)
             stage = "musicxml"
             xml_path = out / rel["musicxml"]

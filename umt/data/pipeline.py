@@ -399,19 +399,33 @@ class MixtureStream(torch.utils.data.IterableDataset):
     (restored from a checkpoint before the iterator is created).
     """
 
-    def __init__(self, sampler: MixtureSampler, datasets: Sequence[PairedDataset], vocab: Vocabulary) -> None:
+    def __init__(
+        self,
+        sampler: MixtureSampler,
+        datasets: Sequence[PairedDataset],
+        vocab: Vocabulary,
+        condition_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.sampler = sampler
         self.datasets = list(datasets)
         self.vocab = vocab
+        self.condition_dropout = condition_dropout
+        """How often a text source (a prompt) is replaced by an empty one: the unconditional
+        examples classifier-free guidance needs. Drawn from (seed, batch, position), so a resumed
+        run drops the same ones."""
         tasks = sampler.mixture.tasks
         self.task_index = [tasks.index(s.task) for s in sampler.streams]
 
     def load(self, examples: Sequence[ExampleSpec], batch_index: int) -> dict[str, torch.Tensor]:
         loaded = []
-        for example in examples:
+        for position, example in enumerate(examples):
             spec = self.sampler.streams[example.stream]
             source, target = self.datasets[example.stream].get(example.item, example.target_choice)
+            if spec.source == "text" and self.condition_dropout > 0:
+                draw = np.random.default_rng([self.sampler.seed, 7_919, batch_index, position]).random()
+                if draw < self.condition_dropout:
+                    source = source[:0]
             loaded.append((source, target, spec.source, spec.target, self.task_index[example.stream]))
         return collate(loaded, self.vocab, batch_index)
 

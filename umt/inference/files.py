@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,11 @@ def _problem(error: BaseException, path: Path) -> str:
     return f"{type(error).__name__}: {message}".removeprefix(prefix)
 
 
+def _slug(text: str, longest: int = 60) -> str:
+    """A file name made of a prompt's words: ``a-music-score-key-is-A-major``."""
+    return re.sub(r"[^\w]+", "-", text, flags=re.UNICODE).strip("-")[:longest].strip("-") or "prompt"
+
+
 def output_stems(paths: Sequence[Path]) -> list[str]:
     """Output base names: each input's stem, with ``_2``, ``_3`` ... when stems repeat."""
     seen: dict[str, int] = {}
@@ -106,7 +112,10 @@ def translate_files(
     out = Path(out_dir)
     paths = [Path(p) for p in inputs]
     summary = TranslateSummary()
-    jobs = [_Job(path, stem) for path, stem in zip(paths, output_stems(paths))]
+    source = "image" if task == CASCADE_TASK else get_task(task).source
+    # a prompt given as text (not a file) is named by its words
+    names = [Path(_slug(str(p))) if source == "text" and not p.exists() else p for p in paths]
+    jobs = [_Job(path, stem) for path, stem in zip(paths, output_stems(names))]
 
     def fail(job: _Job, error: BaseException) -> None:
         summary.failures[str(job.path)] = _problem(error, job.path)

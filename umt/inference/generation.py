@@ -28,6 +28,9 @@ class GenerationConfig:
     seed: int = 0
     repetition_penalty: float = 1.0
     """Above 1, ids already chosen in a codebook become less likely (CTRL's penalty; 1 = off)."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance for text sources (1 = off; MusicScore used 4): each output is
+    pushed away from what the model makes of an empty prompt."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -40,6 +43,8 @@ class GenerationConfig:
             raise UserError(f"repetition penalty must be >= 1, got {self.repetition_penalty}")
         if self.batch_size < 1:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.guidance_scale < 0:
+            raise UserError(f"guidance must be >= 0, got {self.guidance_scale}")
         if self.max_len is not None and self.max_len < 2:
             raise UserError(f"max-len must be >= 2 (SOS and one more row), got {self.max_len}")
 
@@ -103,6 +108,11 @@ def generate_units(
         chosen = order[start : start + generation.batch_size]
         # The training collate frames the sources (SOS, rows, EOS, PAD), so inference matches it.
         batch = collate([(sources[i], empty, task.source, task.target, 0) for i in chosen], vocab)
+        guidance = {}
+        if generation.guidance_scale != 1.0 and task.source == "text":  # guided by prompt vs none
+            none = collate([(empty, empty, task.source, task.target, 0) for _ in chosen], vocab)
+            unconditional = (none["src"].to(device), none["src_mask"].to(device))
+            guidance = {"guidance_scale": generation.guidance_scale, "unconditional": unconditional}
         out = model.generate(
             batch["src"].to(device),
             batch["src_mask"].to(device),
@@ -114,6 +124,7 @@ def generate_units(
             top_p=generation.top_p,
             generator=generator,
             repetition_penalty=generation.repetition_penalty,
+            **guidance,
         ).cpu()
         for index, rows in zip(chosen, out.numpy()):
             ends = np.flatnonzero(rows[1:, 0] == eos)

@@ -11,6 +11,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
+from umt.errors import InputError
 from umt.inference.inputs import load_systems, read_lmx_systems, stack_images
 from umt.modalities.spec import FileWriter, ModalityFiles, Units
 from umt.tokenizers.lmx import delinearize, format_lmx
@@ -72,6 +73,30 @@ class LmxFiles(ModalityFiles):
         self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
     ) -> dict[str, FileWriter]:
         return score_files([pipeline.rows_to_lmx(rows) for rows in outputs])[0]
+
+
+class TextFiles(ModalityFiles):
+    """A ``.txt`` file is one unit (a prompt); so is an input that is no file but the text itself
+    (``umt translate --task t2i "a music score, key is A major"``). Generated text is one ``.txt``."""
+
+    def read_units(self, path: Path, pipeline: TranslationPipeline) -> Units:
+        from umt.modalities.text import MAX_TEXT_BYTES
+        from umt.tokenizers.rule_based import TextFileTokenizer
+
+        if path.exists():
+            self.spec.check_suffix(path)
+            text = TextFileTokenizer().load(path)
+        else:
+            text = str(path).strip()
+            if not text or len(text.encode("utf-8")) > MAX_TEXT_BYTES:
+                raise InputError(f"a prompt must hold 1 to {MAX_TEXT_BYTES} bytes", path)
+        return Units([pipeline.vocab.text_rows(text)])
+
+    def output_files(
+        self, outputs: list[Any], pipeline: TranslationPipeline, source: Units, name: str
+    ) -> dict[str, FileWriter]:
+        text = "\n".join(pipeline.vocab.rows_text(rows) for rows in outputs) + "\n"
+        return {".txt": lambda path: atomic_write_text(path, text)}
 
 
 class MidiFiles(ModalityFiles):

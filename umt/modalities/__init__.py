@@ -14,6 +14,7 @@ from umt.modalities.image import IMAGE
 from umt.modalities.lmx import LMX
 from umt.modalities.midi import MIDI
 from umt.modalities.spec import ModalitySpec, WordListSpec
+from umt.modalities.text import TEXT
 from umt.utils.registry import Registry, did_you_mean
 
 __all__ = [
@@ -28,11 +29,12 @@ __all__ = [
 ]
 
 MODALITY_SPECS: Registry[ModalitySpec] = Registry("modality")
-for _spec in (IMAGE, AUDIO, LMX, MIDI):
+for _spec in (IMAGE, AUDIO, LMX, MIDI, TEXT):
     MODALITY_SPECS.add(_spec.name, _spec)
 
 PAPER_MODALITIES: tuple[str, ...] = ("image", "audio", "lmx", "midi")
-"""The paper's four, in the order of their vocabulary blocks."""
+"""The paper's four, in the order of their vocabulary blocks (``text`` is registered too, for
+MusicScore's prompts, and appended by the experiments that use it)."""
 
 
 def get_spec(name: str) -> ModalitySpec:

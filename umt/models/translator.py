@@ -643,6 +643,8 @@ class Translator(nn.Module):
         use_cache: bool = True,
         repetition_penalty: float = 1.0,
         filters: Sequence[LogitFilter] | None = None,
+        guidance_scale: float = 1.0,
+        unconditional: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Autoregressive translation -> rows ``[B, T, K]`` with ``T <= max_len``.
 
@@ -657,6 +659,10 @@ class Translator(nn.Module):
         one-position ``step`` methods of the blocks (same values, fewer ops per step).
         ``filters``: a :mod:`umt.generation.filters` chain to use instead of the one
         ``temperature``, ``top_k``, ``top_p`` and ``repetition_penalty`` make.
+        ``guidance_scale`` other than 1 is classifier-free guidance (Ho and Salimans, 2022): the
+        batch runs also on ``unconditional`` (its sources ``[B, S', K]`` and mask, e.g. empty
+        prompts, the condition a model trained with dropped conditions saw), and every codebook's
+        logits become ``u + s (c - u)`` before choosing; both halves then take the same ids.
         """
         if max_len < 2:
             raise ValueError(f"max_len must be >= 2 (SOS and one more row), got {max_len}")
@@ -664,6 +670,14 @@ class Translator(nn.Module):
             raise ValueError(f"max_len={max_len} exceeds max_target_len={self.config.max_target_len}")
         if src_modality is None:
             src_modality = self.source_modality_of(src)
+        guided = guidance_scale != 1.0
+        if guided:
+            if unconditional is None or unconditional[0].shape[0] != src.shape[0]:
+                raise ValueError("classifier-free guidance needs an unconditional source per example")
+            if len(torch.unique(tgt_modality)) != 1:
+                raise ValueError("classifier-free guidance needs one target modality per batch")
+            src, src_mask = _stacked_sources((src, src_mask), unconditional)
+            src_modality, tgt_modality = src_modality.repeat(2), tgt_modality.repeat(2)
         batch = src.shape[0]
         src, src_mask = self.prepare_source(src, src_mask, src_modality)
         memory = self.encode(src, src_mask, src_modality, tgt_modality)
@@ -709,6 +723,7 @@ class Translator(nn.Module):
                 (chain, temperature == 0, generator, out[:, : step + 1]),
                 use_cache,
                 previous_table,
+                guidance_scale if guided else None,
             )
             row = torch.where(done[:, None], PAD_ID, row)
             out[:, step + 1] = row
@@ -716,7 +731,7 @@ class Translator(nn.Module):
             done = done | ((row[:, 0] == eos) & stops)
             if bool(done.all()):
                 break
-        return out[:, : last + 1]
+        return out[: batch // 2 if guided else batch, : last + 1]
 
     def _next_state(
         self,
@@ -766,6 +781,7 @@ class Translator(nn.Module):
         choosing: tuple[list[LogitFilter] | None, bool, torch.Generator | None, Tensor],
         use_cache: bool,
         table: Tensor,
+        guidance: float | None = None,
     ) -> Tensor:
         """One step's ``K`` ids ``[B, K]`` from decoder states ``hidden [B, d]``, codebook by codebook.
 
@@ -774,7 +790,9 @@ class Translator(nn.Module):
         ``choosing``: (filter chain or ``None`` for plain greedy, greedy, generator, the rows so far
         ``[B, t, K]``). Plain greedy decoding takes the argmax over the allowed ids directly (ids
         ascending, so ties resolve as an argmax over all ``V`` would); with a chain the allowed
-        logits are scattered into ``[B, V]`` (``-inf`` elsewhere) and filtered first.
+        logits are scattered into ``[B, V]`` (``-inf`` elsewhere) and filtered first. ``guidance``:
+        the batch is a conditional half and an unconditional one (one target modality); each
+        codebook's logits are guided (:func:`guided_logits`) and both halves take the ids chosen.
         """
         chain, greedy, generator, history = choosing
         batch = hidden.shape[0]
@@ -805,6 +823,9 @@ class Translator(nn.Module):
                 logits = head.logits(
                     state if whole else state[members], special if whole else special[members]
                 )
+                if guidance is not None:
+                    half = guided_logits(logits[: batch // 2], logits[batch // 2 :], guidance)
+                    logits = torch.cat([half, half])
                 if full is None:
                     chosen = head.ids[logits.argmax(-1)]
                     if whole:
@@ -816,7 +837,11 @@ class Translator(nn.Module):
                 else:
                     full[members[:, None], head.ids[None, :]] = _at_least_float32(logits)
             if full is not None:
-                row[:, k] = choose(full, chain, history[..., k], greedy, generator)
+                if guidance is None:
+                    row[:, k] = choose(full, chain, history[..., k], greedy, generator)
+                else:  # one draw for the pair, not one for each half
+                    half = choose(full[: batch // 2], chain, history[: batch // 2, :, k], greedy, generator)
+                    row[:, k] = torch.cat([half, half])
         return row
 
 
@@ -839,6 +864,25 @@ class _SlotHead:
         if self.structural:
             return torch.addmm(self.bias[special], states, self.weight.t())
         return F.linear(states, self.weight, self.bias[0])
+
+
+def guided_logits(conditional: Tensor, unconditional: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance ``u + scale (c - u)``; ids barred in either stay barred (-inf)."""
+    allowed = torch.isfinite(conditional) & torch.isfinite(unconditional)
+    mixed = unconditional + scale * (conditional - unconditional)
+    return torch.where(allowed, mixed, torch.full_like(mixed, float("-inf")))
+
+
+def _stacked_sources(
+    conditional: tuple[Tensor, Tensor], unconditional: tuple[Tensor, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Two batches of sources (rows ``[B, S, K]``, mask ``[B, S]``) as one ``[2B, max S, K]``."""
+    (a, a_mask), (b, b_mask) = conditional, unconditional
+    length = max(a.shape[1], b.shape[1])
+    a, b = F.pad(a, (0, 0, 0, length - a.shape[1])), F.pad(b.to(a.device), (0, 0, 0, length - b.shape[1]))
+    a_mask = F.pad(a_mask, (0, length - a_mask.shape[1]))
+    b_mask = F.pad(b_mask.to(a.device), (0, length - b_mask.shape[1]))
+    return torch.cat([a, b]), torch.cat([a_mask, b_mask])
 
 
 def _at_least_float32(x: Tensor) -> Tensor:

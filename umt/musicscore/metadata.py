@@ -83,3 +83,51 @@ def work_id(fields: dict[str, str | None], score_id: str) -> str:
     if fields.get("composer") and fields.get("title"):
         return f"{_name(fields['composer'])}/{_name(fields['title'])}"
     return score_id
+
+
+CORPUS_COMPOSERS = {
+    "bach": "Johann Sebastian Bach",
+    "beethoven": "Ludwig van Beethoven",
+    "mozart": "Wolfgang Amadeus Mozart",
+    "haydn": "Joseph Haydn",
+    "joplin": "Scott Joplin",
+    "schumann_clara": "Clara Schumann",
+    "schumann_robert": "Robert Schumann",
+    "chopin": "Frédéric Chopin",
+    "handel": "George Frideric Handel",
+    "schubert": "Franz Schubert",
+    "corelli": "Arcangelo Corelli",
+}
+"""music21's corpus folders -> their composers (its files rarely name them)."""
+
+
+def score_fields(score: Any, piece: str) -> dict[str, str | None]:
+    """The metadata :data:`FIELDS` music21 knows of a score (``piece``: its corpus id, such as
+    ``bach/bwv66.6``): composer (from the corpus folder, else the file), title, key (the first
+    key, else the first key signature read as major), instrumentation (the parts' instruments)."""
+    from music21 import key as m21key
+
+    fields: dict[str, str | None] = dict.fromkeys(FIELDS)
+    metadata = getattr(score, "metadata", None)
+    fields["composer"] = CORPUS_COMPOSERS.get(piece.split("/")[0]) or _clean(
+        getattr(metadata, "composer", None)
+    )
+    fields["title"] = _clean(getattr(metadata, "title", None))
+    flat = score.flatten()
+    found = next(iter(flat.getElementsByClass(m21key.Key)), None)
+    if found is None:
+        signature = next(iter(flat.getElementsByClass(m21key.KeySignature)), None)
+        found = signature.asKey("major") if signature is not None else None
+    if found is not None:
+        tonic = found.tonic.name.replace("-", "♭").replace("#", "♯")
+        fields["key"] = f"{tonic} {found.mode}"
+    names = []
+    for part in getattr(score, "parts", []):
+        instrument = part.getInstrument(returnDefault=False)
+        name = getattr(instrument, "instrumentName", None)
+        if not name or re.fullmatch(r"Instrument \d+", name):
+            name = part.partName
+        if name and name.lower() not in names:
+            names.append(name.lower())
+    fields["instrumentation"] = ", ".join(names) or None
+    return fields

@@ -91,3 +91,34 @@ class MidiFileTokenizer:
     def tokenize(self, window: list[int], vocab: Vocabulary) -> np.ndarray:
         """One window's ids (from :meth:`windows`) -> rows ``[T, K]``."""
         return vocab.single_stream_rows([int(i) for i in window])
+
+
+class TextFileTokenizer:
+    """A UTF-8 text file (a prompt) -> byte rows ``[T, K]`` (id in codebook 0); one item a file."""
+
+    modality = "text"
+    fingerprint = ""
+    num_variants = 1
+
+    def load(self, path: str | Path) -> str:
+        """The file's text, stripped (raises InputError for unreadable, empty or oversized files)."""
+        from umt.modalities.text import MAX_TEXT_BYTES
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such text file", path)
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            raise InputError(f"longer than {MAX_TEXT_BYTES} bytes: not a prompt", path)
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise InputError(f"not UTF-8 text ({error.reason})", path) from None
+        if not text:
+            raise InputError("holds no text", path)
+        return text
+
+    def variants(self, text: str) -> list[str]:
+        return [text]
+
+    def tokenize(self, text: str, vocab: Vocabulary) -> np.ndarray:
+        return vocab.text_rows(text)

@@ -81,6 +81,9 @@ class DataNode:
     batch_size: int = 12
     num_workers: int = 4
     bucket_pool: int = 8
+    condition_dropout: float = 0.0
+    """How often a text source (a prompt) is replaced by an empty one in training: the unconditional
+    examples that classifier-free guidance (``umt translate --guidance``) needs."""
     pin_memory: bool = False
     prefetch_factor: int = 2
     max_len: dict[str, Optional[int]] = field(  # noqa: UP045

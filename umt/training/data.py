@@ -167,8 +167,11 @@ class TranslationDataModule(pl.LightningDataModule):
             accumulate_grad_batches=self.accumulate_grad_batches,
             bucket_pool=int(cfg.get("bucket_pool", 8)),
         )
+        dropout = float(cfg.get("condition_dropout", 0.0))
+        if not 0.0 <= dropout < 1.0:
+            raise UserError(f"data.condition_dropout must be in [0, 1), got {dropout}")
         self.stream = MixtureStream(
-            sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab
+            sampler, [datasets[name] for name in self.mixture.stream_names], self.vocab, dropout
         )
         self.shadow = sampler
         self.tokenizer_hashes = shard_tokenizer_hashes(datasets.values())
