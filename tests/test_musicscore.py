@@ -105,6 +105,7 @@ def test_the_pipeline_filters_renders_classifies_and_keeps_the_metadata(dataset,
     first = records[0]
     assert first["image"] == f"image/{first['split']}/IMSLP100001_2.jpg" and first["page"] == 2
     assert first["source"] == "scan" and records[2]["source"] == "vector"
+    assert (out / first["text"]).read_text().strip() == first["prompt"]
     assert first["metadata"]["composer"] == "Franck, César"
     assert first["metadata"]["genre"] == "Sonatas; For violin, piano"
     assert first["prompt"] == (

@@ -9,7 +9,9 @@ metadata ``SCORE.json`` beside it or in ``ROOT/metadata/`` (IMSLP's "General Inf
   embedded images is a vector score: it is rendered, and its pages say ``"source": "vector"``.
 * **Pages** become ``image/SPLIT/SCORE_PAGE.jpg`` (1-based pages) at ``dpi``, one record each with
   ``key``, ``image``, ``split``, ``piece`` (the work), ``score``, ``page``, ``source``, the work's
-  ``metadata`` (its fields ``None`` when missing or garbled) and its ``prompt``.
+  ``metadata`` (its fields ``None`` when missing or garbled) and its ``prompt``, also written to
+  ``text/SPLIT/SCORE_PAGE.txt`` (``"text"``), so ``umt bake text`` and ``umt bake image`` read the
+  manifest as it is for the ``t2i`` task.
 * **Non-score pages** (covers, title and text pages) are dropped when a page classifier is given
   (:mod:`umt.musicscore.classifier`; ``--classifier MODEL``): pages whose P(score) is below the
   threshold are left out, with the probability.
@@ -31,7 +33,7 @@ from typing import Any
 from umt.data.prepare.base import Converted, Converter, WorkUnit
 from umt.errors import InputError, UserError
 from umt.musicscore.metadata import prompt, read_metadata, work_id
-from umt.utils.io import atomic_write_bytes
+from umt.utils.io import atomic_write_bytes, atomic_write_text
 
 SPLITS = (("train", 0.90), ("valid", 0.05), ("test", 0.05))
 
@@ -173,10 +175,13 @@ class MusicScoreConverter(Converter):
             buffer = io.BytesIO()
             Image.fromarray(gray).save(buffer, format="JPEG", quality=90)
             atomic_write_bytes(self.out / relative, buffer.getvalue())
+            text = self.output_path("text", unit, ".txt", name=key)  # what `umt bake text` reads
+            atomic_write_text(self.out / text, prompt(metadata) + "\n")
             records.append(
                 {
                     "key": key,
                     "image": relative.as_posix(),
+                    "text": text.as_posix(),
                     "split": unit.split,
                     "piece": unit.piece,
                     "score": unit.key,
