@@ -34,7 +34,7 @@ def _vector_pdf(page: np.ndarray) -> bytes:
     height, width = page.shape
     ops = []
     for y in range(height):
-        dark = np.concatenate([[0], (page[y] < 128).astype(np.int8), [0]])
+        dark = np.concatenate([[0], (page[y] < 230).astype(np.int8), [0]])
         starts, stops = np.flatnonzero(np.diff(dark) == 1), np.flatnonzero(np.diff(dark) == -1)
         ops += [f"{x0} {height - y - 1} {x1 - x0} 1 re" for x0, x1 in zip(starts, stops, strict=True)]
     stream = ("0 g\n" + "\n".join(ops) + "\nf\n").encode()
@@ -50,7 +50,10 @@ def _vector_pdf(page: np.ndarray) -> bytes:
 
 
 def _pdf(pages: list[np.ndarray], mode: str) -> bytes:
-    images = [Image.fromarray(page).convert(mode) for page in pages]
+    # a 1-bit scan is thresholded (near the paper: the engraved lines are thin grey), not dithered
+    if mode == "1":
+        pages = [np.where(page < 230, 0, 255).astype(np.uint8) for page in pages]
+    images = [Image.fromarray(page).convert(mode, dither=Image.Dither.NONE) for page in pages]
     buffer = io.BytesIO()
     images[0].save(buffer, format="PDF", save_all=True, append_images=images[1:], resolution=100)
     return buffer.getvalue()
@@ -91,7 +94,7 @@ def dataset(tmp_path_factory) -> dict[str, Path]:
 
 def _prepare(dataset, out: Path, *extra: str) -> int:
     argv = ["data", "prepare", "musicscore", "--root", str(dataset["root"]), "--out", str(out),
-            "--classifier", str(dataset["classifier"]), "--dpi", "60", "--no-progress", *extra]  # fmt: skip
+            "--classifier", str(dataset["classifier"]), "--dpi", "100", "--no-progress", *extra]  # fmt: skip
     return main(argv)
 
 
@@ -103,7 +106,8 @@ def test_the_pipeline_filters_renders_classifies_and_keeps_the_metadata(dataset,
     keys = [r["key"] for r in records]
     assert keys == ["IMSLP100001_2", "IMSLP100001_3", "IMSLP100003_1", "IMSLP100005_1", "more/IMSLP100004_1"]
     first = records[0]
-    assert first["image"] == f"image/{first['split']}/IMSLP100001_2.jpg" and first["page"] == 2
+    assert first["page"] == f"page/{first['split']}/IMSLP100001_2.jpg" and first["page_number"] == 2
+    assert first["image"] == f"image/{first['split']}/IMSLP100001_2.png"
     assert first["source"] == "scan" and records[2]["source"] == "vector"
     assert (out / first["text"]).read_text().strip() == first["prompt"]
     assert first["metadata"]["composer"] == "Franck, César"
@@ -116,8 +120,12 @@ def test_the_pipeline_filters_renders_classifies_and_keeps_the_metadata(dataset,
     assert garbled["composer"] is None and garbled["key"] is None and garbled["title"] == "Etude"
     assert records[2]["prompt"] == "a music score"
     assert records[0]["split"] == records[3]["split"] and records[0]["piece"] == records[3]["piece"]
-    image = Image.open(out / first["image"])
-    assert image.mode == "L" and abs(image.size[1] - 1100 * 60 / 100) <= 1  # 11 in at 60 dpi
+    image = Image.open(out / first["page"])
+    assert image.mode == "L" and abs(image.size[1] - 1100) <= 1  # 11 in at 100 dpi
+    from umt.tokenizers.image import read_image, stacked_systems
+
+    systems = stacked_systems(out / first["image"], read_image(out / first["image"]))
+    assert systems is not None and len(systems) >= 3  # the page's systems, for the t2i task
     left_out = {
         row["key"]: row["reason"]
         for row in map(json.loads, (out / "left_out.jsonl").read_text().splitlines())

@@ -28,6 +28,14 @@ def _bw_pdf(pages: list[np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def _staff_page(height: int, width: int) -> np.ndarray:
+    """A white page with one five-line staff across it (what the system splitter looks for)."""
+    page = np.full((height, width), 255, np.uint8)
+    for line in range(5):
+        page[height // 3 + 4 * line, width // 10 : width - width // 10] = 0
+    return page
+
+
 def _blank_pdf(path: Path, pages: int, width: float, height: float) -> Path:
     document = pypdfium2.PdfDocument.new()
     for _ in range(pages):
@@ -39,9 +47,7 @@ def _blank_pdf(path: Path, pages: int, width: float, height: float) -> Path:
 def test_bad_pdfs_are_failures_and_odd_ones_are_read(tmp_path, capsys):
     root = tmp_path / "imslp"
     root.mkdir()
-    page = np.full((300, 200), 255, np.uint8)
-    page[100:105, 20:180] = 0
-    (root / "IMSLP1.pdf").write_bytes(_bw_pdf([page]))  # a good one
+    (root / "IMSLP1.pdf").write_bytes(_bw_pdf([_staff_page(300, 200)]))  # a good one
     (root / "IMSLP2.pdf").write_bytes(b"")
     _blank_pdf(root / "IMSLP3.pdf", 0, 100, 100)
     (root / "IMSLP4.pdf").write_bytes(SCRIPTED)  # JavaScript actions: read, never run
@@ -61,7 +67,13 @@ def test_bad_pdfs_are_failures_and_odd_ones_are_read(tmp_path, capsys):
     assert "too large to render" in failures["IMSLP5"]
     assert "no pages" in failures["IMSLP3"] or "not a readable PDF" in failures["IMSLP3"]
     keys = [json.loads(line)["key"] for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert keys == ["IMSLP1_1", "IMSLP4_1", "IMSLP6_1"]
+    assert keys == ["IMSLP1_1"]
+    left_out = {
+        r["key"]: r["reason"] for r in map(json.loads, (out / "left_out.jsonl").read_text().splitlines())
+    }
+    assert (
+        "no staff found" in left_out["IMSLP4_1"] and "no staff found" in left_out["IMSLP6_1"]
+    )  # read, kept out
     assert not Path("/tmp/umt-pdf-script-ran").exists()
     report = json.loads((out / "metadata_report.json").read_text())
     assert report["problems"]["not a JSON object"] == 1
@@ -70,9 +82,7 @@ def test_bad_pdfs_are_failures_and_odd_ones_are_read(tmp_path, capsys):
 def test_a_pdf_of_500_pages_is_rendered_a_page_at_a_time(tmp_path):
     root = tmp_path / "imslp"
     root.mkdir()
-    page = np.full((110, 85), 255, np.uint8)
-    page[50:52, 5:80] = 0
-    (root / "IMSLP500.pdf").write_bytes(_bw_pdf([page] * 500))
+    (root / "IMSLP500.pdf").write_bytes(_bw_pdf([_staff_page(110, 85)] * 500))
     script = (
         "import resource, sys; from umt.cli import main; status = main(sys.argv[1:]); "
         "print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "

@@ -7,11 +7,14 @@ metadata ``SCORE.json`` beside it or in ``ROOT/metadata/`` (IMSLP's "General Inf
 * **PDF filter.** A PDF is kept when every image it embeds is 1-bit (black-and-white scans); one
   with a deeper image (grayscale or colour scans) is left out (``left_out.jsonl``). A PDF without
   embedded images is a vector score: it is rendered, and its pages say ``"source": "vector"``.
-* **Pages** become ``image/SPLIT/SCORE_PAGE.jpg`` (1-based pages) at ``dpi``, one record each with
-  ``key``, ``image``, ``split``, ``piece`` (the work), ``score``, ``page``, ``source``, the work's
-  ``metadata`` (its fields ``None`` when missing or garbled) and its ``prompt``, also written to
-  ``text/SPLIT/SCORE_PAGE.txt`` (``"text"``), so ``umt bake text`` and ``umt bake image`` read the
-  manifest as it is for the ``t2i`` task.
+* **Pages** become ``page/SPLIT/SCORE_PAGE.jpg`` (1-based pages; MusicScore's page images) at
+  ``dpi``, one record each with ``key``, ``page``, ``split``, ``piece`` (the work), ``score``,
+  ``page_number``, ``source``, the work's ``metadata`` (its fields ``None`` when missing or
+  garbled) and its ``prompt``. For the ``t2i`` task the page's systems are cut out
+  (:func:`umt.data.systems.split_systems`) into a stacked-systems PNG ``image/SPLIT/...png``
+  (``"image"``: the RQ-VAE tokenizer reads systems, 18 px staves, at most 416 px high, not whole
+  pages) and the prompt is written to ``text/SPLIT/...txt`` (``"text"``), so ``umt bake image`` and
+  ``umt bake text`` read the manifest as it is. A page without a staff is left out.
 * **Non-score pages** (covers, title and text pages) are dropped when a page classifier is given
   (:mod:`umt.musicscore.classifier`; ``--classifier MODEL``): pages whose P(score) is below the
   threshold are left out, with the probability.
@@ -154,7 +157,8 @@ class MusicScoreConverter(Converter):
     def convert(self, unit: WorkUnit) -> Converted:
         from PIL import Image
 
-        from umt.data.systems import iter_pdf_pages
+        from umt.data.systems import iter_pdf_pages, split_systems, system_boxes
+        from umt.tokenizers.image import write_systems_png
 
         path = self.source_files(unit)["pdf"]
         found = pdf_images(path)
@@ -171,21 +175,27 @@ class MusicScoreConverter(Converter):
                     reason = f"page {page} classified non-score (P(score) {probability:.2f})"
                     left_out.append({"key": key, "piece": unit.piece, "reason": reason})
                     continue
-            relative = self.output_path("image", unit, ".jpg", name=key)
+            if not system_boxes(gray):
+                left_out.append({"key": key, "piece": unit.piece, "reason": f"page {page}: no staff found"})
+                continue
+            relative = self.output_path("page", unit, ".jpg", name=key)
             buffer = io.BytesIO()
             Image.fromarray(gray).save(buffer, format="JPEG", quality=90)
             atomic_write_bytes(self.out / relative, buffer.getvalue())
+            systems = self.output_path("image", unit, ".png", name=key)  # what `umt bake image` reads
+            atomic_write_bytes(self.out / systems, write_systems_png(split_systems(gray)))
             text = self.output_path("text", unit, ".txt", name=key)  # what `umt bake text` reads
             atomic_write_text(self.out / text, prompt(metadata) + "\n")
             records.append(
                 {
                     "key": key,
-                    "image": relative.as_posix(),
+                    "page": relative.as_posix(),
+                    "image": systems.as_posix(),
                     "text": text.as_posix(),
                     "split": unit.split,
                     "piece": unit.piece,
                     "score": unit.key,
-                    "page": page,
+                    "page_number": page,
                     "source": "scan" if found.images else "vector",
                     "metadata": metadata,
                     "prompt": prompt(metadata),
