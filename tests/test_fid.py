@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from umt.cli import main
 from umt.metrics.fid import fid, fid_n
@@ -90,7 +91,9 @@ def test_umt_eval_fid_refuses_bad_requests_in_one_line(pages, tmp_path, capsys):
     assert main([*base, "--generated", str(tmp_path / "missing")]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main([*base, "--generated", str(pages["text"]), "--features", "inception-v9"]) == 2
-    assert "one of page-classifier" in capsys.readouterr().err
+    assert "one of inception, page-classifier" in capsys.readouterr().err
+    assert main([*base, "--generated", str(pages["text"]), "--features", "inception"]) == 2
+    assert "--features inception needs its model: --inception FILE" in capsys.readouterr().err
     odd = tmp_path / "odd"
     odd.mkdir()
     for path in sorted(pages["text"].glob("*.png"))[:3]:
@@ -99,3 +102,55 @@ def test_umt_eval_fid_refuses_bad_requests_in_one_line(pages, tmp_path, capsys):
     assert main([*base, "--generated", str(odd), "--n", "8", "--repeats", "2"]) == 1
     err = capsys.readouterr().err
     assert f"umt: error: {odd / 'broken.png'}: " in err and "umt: error: FID-8: needs 2..3 images" in err
+
+
+def _seeded_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The weights the reference features were computed with (tests/fixtures/fid_inception/README.md)."""
+    import zlib
+
+    state = {}
+    for name, shape in shapes.items():
+        generator = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        if name.endswith("running_var"):
+            state[name] = 0.5 + torch.rand(shape, generator=generator)
+        elif name.endswith("num_batches_tracked"):
+            state[name] = torch.zeros(shape, dtype=torch.long)
+        elif name.endswith("bn.weight"):
+            state[name] = 1 + 0.1 * torch.randn(shape, generator=generator)
+        elif len(shape) > 1:
+            state[name] = torch.randn(shape, generator=generator) * (2.0 / int(np.prod(shape[1:]))) ** 0.5
+        else:
+            state[name] = 0.1 * torch.randn(shape, generator=generator)
+    return state
+
+
+def test_fid_inception_gives_pytorch_fid_s_features(tmp_path):
+    """The same weights (a seeded recipe, in torchvision's names, with the 1008-way classifier the
+    published file has) and the same pages give pytorch-fid's features to float precision."""
+    from umt.metrics.fid import FEATURES
+    from umt.models.inception import FidInception
+
+    shapes = {name: tuple(t.shape) for name, t in FidInception().state_dict().items()}
+    state = _seeded_weights({**shapes, "fc.weight": (1008, 2048), "fc.bias": (1008,)})
+    torch.save(state, tmp_path / "pt_inception.pth")
+    features = FEATURES["inception"](str(tmp_path / "pt_inception.pth"))
+    rng = np.random.default_rng(5)
+    pages = [
+        rng.integers(0, 256, size=shape).astype(np.uint8) for shape in ((120, 90), (299, 299), (410, 333))
+    ]
+    expected = np.load(Path(__file__).parent / "fixtures" / "fid_inception" / "features.npz")["features"]
+    ours = features(pages)
+    assert ours.shape == (3, 2048)
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fid_inception_refuses_files_that_are_not_its_weights(tmp_path):
+    from umt.errors import CheckpointError
+    from umt.models.inception import load_fid_inception
+
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"other\.pth: not FID Inception-v3 weights"):
+        load_fid_inception(tmp_path / "other.pth")
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"text\.pth: not a readable weights file"):
+        load_fid_inception(tmp_path / "text.pth")

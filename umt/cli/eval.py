@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="fid: draws per FID-n")
     parser.add_argument("--features", default="page-classifier", help="fid: the image features")
     parser.add_argument("--classifier", metavar="MODEL", help="fid: page classifier folder (its features)")
+    parser.add_argument("--inception", metavar="FILE", help="fid: pytorch-fid's Inception weights (.pth)")
     parser.set_defaults(func=run)
 
 
@@ -149,13 +150,15 @@ def _fid(args: argparse.Namespace) -> int:
         raise UserError("usage: umt eval fid --real DIR --generated DIR [--n 8,16,32,64] --classifier MODEL")
     if args.features not in FEATURES:
         raise UserError(f"--features {args.features!r}: one of {', '.join(sorted(FEATURES))}")
-    if not args.classifier:
-        raise UserError(f"--features {args.features} needs its model: --classifier MODEL")
+    model = args.inception if args.features == "inception" else args.classifier
+    if not model:
+        option = "--inception FILE" if args.features == "inception" else "--classifier MODEL"
+        raise UserError(f"--features {args.features} needs its model: {option}")
     try:
         sizes = [int(n) for n in str(args.n).split(",") if n.strip()]
     except ValueError:
         raise UserError(f"--n must be comma-separated integers, not {args.n!r}") from None
-    features = FEATURES[args.features](args.classifier)
+    features = FEATURES[args.features](model)
     failures: dict[str, str] = {}
     real = _folder_features(Path(args.real), features, failures)
     generated = _folder_features(Path(args.generated), features, failures)

@@ -9,10 +9,11 @@ deviation over the repeats; ``n`` of 8 to 64 leaves the covariances singular, wh
 handles as pytorch-fid does (a small offset on the diagonal).
 
 Features are pluggable (:data:`FEATURES`, a name -> a function of the grayscale pages):
-``page-classifier`` is the pooled penultimate layer of a page classifier this project trains on
-score pages (:mod:`umt.musicscore.classifier`; give its folder). Its figures compare runs of this
-project with each other; they are not the paper's Inception-v3 figures (MusicScore-400's FID-64:
-74.46), which need Inception weights that are not available here.
+``inception`` is FID's own Inception-v3 (:mod:`umt.models.inception`, the paper's features) with
+the user's weights file (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``; its outputs
+equal pytorch-fid's, tested with seeded weights); ``page-classifier`` is the pooled penultimate
+layer of a page classifier this project trains on score pages (:mod:`umt.musicscore.classifier`),
+whose figures compare runs of this project with each other, not with the paper's.
 """
 
 from __future__ import annotations
@@ -71,5 +72,17 @@ def page_classifier_features(folder: str) -> Features:
     return classifier.features
 
 
-FEATURES: dict[str, Callable[[str], Features]] = {"page-classifier": page_classifier_features}
+def inception_features(weights_file: str) -> Features:
+    """The ``inception`` features: FID's Inception-v3 (:mod:`umt.models.inception`) with the user's
+    weights file (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``)."""
+    from umt.models.inception import fid_features, load_fid_inception
+
+    model = load_fid_inception(weights_file)
+    return lambda pages: fid_features(model, pages).double().numpy()
+
+
+FEATURES: dict[str, Callable[[str], Features]] = {
+    "inception": inception_features,
+    "page-classifier": page_classifier_features,
+}
 """Feature extractors by name, each made from a model folder or file the user gives."""
