@@ -25,6 +25,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -227,13 +228,9 @@ def read_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> list[np.ndarray]:
     return list(iter_pdf_pages(path, dpi))
 
 
-def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]:
-    """The pages of a PDF as grayscale ``uint8 [H, W]``, rendered one at a time (pypdfium2).
-
-    Forms and scripts are never run (``may_draw_forms=False``; no form environment is made);
-    encrypted, corrupt and empty files, more than :data:`MAX_PDF_PAGES` pages and pages that
-    would exceed :data:`MAX_PDF_PAGE_PIXELS` raise InputError naming the file.
-    """
+def open_pdf(path: str | Path) -> Any:
+    """A pypdfium2 document of at least one and at most :data:`MAX_PDF_PAGES` pages (close it);
+    InputError naming the file when it is missing, not a PDF, damaged, encrypted or out of range."""
     try:
         import pypdfium2 as pdfium
     except ImportError:
@@ -247,18 +244,33 @@ def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]
         if "password" in str(error).lower():
             raise InputError("is password-protected (save an unprotected copy)", path) from None
         raise InputError(f"not a readable PDF ({error})", path) from None
+    count = len(document)
+    if not 0 < count <= MAX_PDF_PAGES:
+        document.close()
+        problem = "has no pages" if count == 0 else f"has {count} pages (at most {MAX_PDF_PAGES})"
+        raise InputError(f"PDF {problem}", path)
+    return document
+
+
+def pdf_page(document: Any, index: int, path: str | Path) -> Any:
+    """Page ``index`` of an open document; InputError for a page the file's damage makes unloadable."""
     try:
-        count = len(document)
-        if count == 0:
-            raise InputError("PDF has no pages", path)
-        if count > MAX_PDF_PAGES:
-            raise InputError(f"PDF has {count} pages (at most {MAX_PDF_PAGES})", path)
-        for index in range(count):
-            try:
-                page = document[index]
-            except Exception as error:  # PdfiumError: a page object the file's damage makes unloadable
-                raise InputError(f"cannot load PDF page {index + 1} ({error})", path) from None
-            yield _render_page(page, index, dpi, path)
+        return document[index]
+    except Exception as error:  # PdfiumError
+        raise InputError(f"cannot load PDF page {index + 1} ({error})", path) from None
+
+
+def iter_pdf_pages(path: str | Path, dpi: int = PDF_DPI) -> Iterator[np.ndarray]:
+    """The pages of a PDF as grayscale ``uint8 [H, W]``, rendered one at a time (pypdfium2).
+
+    Forms and scripts are never run (``may_draw_forms=False``; no form environment is made);
+    encrypted, corrupt and empty files, more than :data:`MAX_PDF_PAGES` pages and pages that
+    would exceed :data:`MAX_PDF_PAGE_PIXELS` raise InputError naming the file.
+    """
+    document = open_pdf(path)
+    try:
+        for index in range(len(document)):
+            yield _render_page(pdf_page(document, index, path), index, dpi, Path(path))
     finally:
         document.close()
 

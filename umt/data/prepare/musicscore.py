@@ -51,34 +51,23 @@ class PdfImages:
 
 def pdf_images(path: Path) -> PdfImages:
     """How many pages and embedded images a PDF has, and the deepest image's bits per pixel."""
-    import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
-    from umt.data.systems import MAX_PDF_PAGES
+    from umt.data.systems import open_pdf, pdf_page
 
+    document = open_pdf(path)
     try:
-        document = pdfium.PdfDocument(str(path))
-    except Exception as error:  # PdfiumError: not a PDF, truncated, encrypted
-        if "password" in str(error).lower():
-            raise InputError("is password-protected (save an unprotected copy)", path) from None
-        raise InputError(f"not a readable PDF ({error})", path) from None
-    try:
-        pages = len(document)
-        if pages == 0:
-            raise InputError("PDF has no pages", path)
-        if pages > MAX_PDF_PAGES:
-            raise InputError(f"PDF has {pages} pages (at most {MAX_PDF_PAGES})", path)
         images = deepest = 0
-        for index in range(pages):
+        for index in range(len(document)):
+            page = pdf_page(document, index, path)
             try:
-                page = document[index]
                 objects = list(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=4))
                 for image in objects:
                     deepest = max(deepest, int(image.get_metadata().bits_per_pixel))
-            except Exception as error:  # a page the file's damage makes unloadable
+            except Exception as error:  # PdfiumError: an object the file's damage makes unreadable
                 raise InputError(f"cannot read PDF page {index + 1} ({error})", path) from None
             images += len(objects)
-        return PdfImages(pages, images, deepest)
+        return PdfImages(len(document), images, deepest)
     finally:
         document.close()
 
