@@ -432,7 +432,7 @@ def test_registry_resolves_lazily_and_suggests_names(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="has no class 'Vocabulery'; did you mean 'Vocabulary'"):
         tokenizer_registry.resolve_class("umt.vocab:Vocabulery")
     # The default table names every modality, imports nothing until asked.
-    assert tokenizer_registry.default_registry().names() == ["image", "audio", "lmx", "midi"]
+    assert tokenizer_registry.default_registry().names() == ["image", "audio", "lmx", "midi", "text"]
 
 
 # ------------------------------------------------------------------------------- lightning and CLI
