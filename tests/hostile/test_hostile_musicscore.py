@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests._subprocess import checkout_env
+from tests._subprocess import umt_with_peak
 from tests.hostile.test_hostile_pdfs import SCRIPTED
 from umt.cli import main
 
@@ -83,11 +81,6 @@ def test_a_pdf_of_500_pages_is_rendered_a_page_at_a_time(tmp_path):
     root = tmp_path / "imslp"
     root.mkdir()
     (root / "IMSLP500.pdf").write_bytes(_bw_pdf([_staff_page(110, 85)] * 500))
-    script = (
-        "import resource, sys; from umt.cli import main; status = main(sys.argv[1:]); "
-        "print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-        "sys.exit(status)"
-    )
     argv = [
         "data",
         "prepare",
@@ -99,14 +92,7 @@ def test_a_pdf_of_500_pages_is_rendered_a_page_at_a_time(tmp_path):
         "--dpi",
         "300",
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", script, *argv, "--no-progress"],
-        capture_output=True,
-        text=True,
-        env=checkout_env(),
-        timeout=600,
-    )
+    done, peak_mib = umt_with_peak([*argv, "--no-progress"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 500
-    peak_mib = int(done.stderr.split("peak-kib")[1].split()[0]) / 1024
     assert peak_mib < 600, f"peak RSS {peak_mib:.0f} MiB"

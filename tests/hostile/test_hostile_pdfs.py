@@ -3,14 +3,12 @@ long PDF of blank pages with one page of music is read page by page in bounded m
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import _inference_fixtures as fx
-from tests._subprocess import checkout_env
+from tests._subprocess import umt_with_peak
 from tests.hostile._cases import check_outcomes, translate_each
 
 pypdfium2 = pytest.importorskip("pypdfium2")
@@ -89,23 +87,12 @@ def test_a_long_pdf_is_read_a_page_at_a_time(model, tmp_path):
         document.new_page(595, 842)
     document.import_pages(pypdfium2.PdfDocument(str(score)))
     document.save(str(tmp_path / "long.pdf"))
-    # the child reports its own peak (RUSAGE_CHILDREN would hold any earlier child's)
-    script = (
-        "import resource, sys; from umt.cli import main; status = main(sys.argv[1:]); "
-        "print('peak-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-        "sys.exit(status)"
-    )
     argv = ["translate", "--checkpoint", str(model), "--task", "omr", str(tmp_path / "long.pdf")]
-    done = subprocess.run(
-        [sys.executable, "-c", script, *argv, "-o", str(tmp_path / "out"), "--max-len", "8", "--quiet"],
-        capture_output=True,
-        text=True,
-        env=checkout_env(),
-        timeout=300,
+    done, peak_mib = umt_with_peak(
+        [*argv, "-o", str(tmp_path / "out"), "--max-len", "8", "--quiet"], timeout=300
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "long.lmx").is_file()
-    peak_mib = int(done.stderr.split("peak-kib")[1].split()[0]) / 1024
     assert peak_mib < 1024, f"peak RSS {peak_mib:.0f} MiB"
 
 
