@@ -46,6 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     musicscore.add_argument("--scales", help="page counts of seeded subsets, e.g. 400,14656,204800")
     musicscore.add_argument("--seed", type=int, help="splits by work and the scales' draw (default 0)")
     prepare.set_defaults(func=run_prepare)
+    patches = actions.add_parser(
+        "patches",
+        help="random square patches of score pages (the sheet-music autoencoder's input)",
+        description=(
+            "Cut PER_PAGE patches of SIZE px from every page image under --pages, each redrawn while its "
+            "mean whiteness is above --max-whiteness; seeded per page, resumable. Pages smaller than a "
+            "patch and pages without enough ink are counted."
+        ),
+    )
+    patches.add_argument("--pages", required=True, help="folder of page images")
+    patches.add_argument("--out", required=True, help="output folder")
+    patches.add_argument("--size", type=int, default=448)
+    patches.add_argument("--per-page", type=int, default=5)
+    patches.add_argument("--max-whiteness", type=float, default=0.9, help="largest mean of a patch on [0, 1]")
+    patches.add_argument("--seed", type=int, default=0)
+    patches.add_argument("--no-progress", action="store_true")
+    patches.set_defaults(func=run_patches)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
@@ -77,6 +94,23 @@ def run_prepare(args: argparse.Namespace) -> int:
     if args.name == "musicscore":
         _musicscore_reports(args, converter, summary.manifest)
     return report_failures({f["key"]: f["reason"] for f in summary.failures})
+
+
+def run_patches(args: argparse.Namespace) -> int:
+    from umt.cli import report_failures
+    from umt.data.patches import PatchOptions, make_patches
+
+    options = PatchOptions(args.pages, args.out, args.size, args.per_page, args.max_whiteness, args.seed)
+    options.progress = not args.no_progress
+    summary = make_patches(options)
+    print(
+        f"umt data patches: {summary.pages} pages ({summary.skipped} done before), "
+        f"{summary.patches} patches; "
+        f"{len(summary.too_small)} smaller than a patch, {len(summary.short)} with too little ink for "
+        f"{args.per_page} -> {args.out}/manifest.jsonl",
+        file=sys.stderr,
+    )
+    return report_failures(summary.failures)
 
 
 MUSICSCORE_OPTIONS = ("dpi", "classifier", "score_threshold", "scales", "seed")

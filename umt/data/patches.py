@@ -1,0 +1,132 @@
+"""Random square patches of score pages, as the sheet-music autoencoder (ICCCM 2025) trains on:
+``per_page`` patches of ``size`` px from each page, each redrawn while its mean whiteness (pixel
+mean on [0, 1]) is above ``max_whiteness``, so mostly-blank paper is not learnt.
+
+Draws are seeded per page (from the seed and the page's path relative to the pages folder), so a
+rerun gives the same patches and a killed run is finished by running it again (a page whose
+patches and record exist is skipped). A page smaller than a patch is skipped and counted; a page
+where no draw within the bound has enough ink (a blank page) gives what it found and is counted.
+Writes ``OUT/patches/PAGE_I.png`` and ``OUT/manifest.jsonl`` (``key``, ``image``, ``page``, ``x``,
+``y``, ``whiteness``), which ``umt bake image`` and the tokenizer trainers read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from umt.errors import InputError, UserError
+from umt.utils.io import atomic_write_bytes, atomic_write_text
+
+PAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+DRAWS_PER_PATCH = 20
+"""Draws allowed per wanted patch before a page is given up on."""
+
+
+@dataclass
+class PatchOptions:
+    pages: str
+    out: str
+    size: int = 448
+    per_page: int = 5
+    max_whiteness: float = 0.9
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class PatchSummary:
+    pages: int = 0
+    patches: int = 0
+    skipped: int = 0
+    """Pages done by an earlier run."""
+    too_small: list[str] = field(default_factory=list)
+    short: dict[str, int] = field(default_factory=dict)
+    """Pages that gave fewer patches than asked (too little ink), with how many they gave."""
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def sample_patches(
+    gray: np.ndarray, size: int, count: int, max_whiteness: float, rng: np.random.Generator
+) -> list[tuple[int, int, float]]:
+    """Up to ``count`` patches ``(x, y, whiteness)`` of ``gray [H, W]``, each with mean whiteness at
+    most ``max_whiteness``, from at most ``count * DRAWS_PER_PATCH`` draws."""
+    height, width = gray.shape
+    if height < size or width < size:
+        return []
+    integral = np.pad(gray.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    found = []
+    for _ in range(count * DRAWS_PER_PATCH):
+        y, x = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+        total = integral[y + size, x + size] - integral[y, x + size] - integral[y + size, x] + integral[y, x]
+        whiteness = total / (size * size * 255.0)
+        if whiteness <= max_whiteness:
+            found.append((x, y, float(whiteness)))
+            if len(found) == count:
+                break
+    return found
+
+
+def make_patches(options: PatchOptions) -> PatchSummary:
+    """Cut every page under ``options.pages`` into patches (see the module docstring)."""
+    from PIL import Image
+
+    from umt.tokenizers.image import read_image
+
+    if options.size < 8 or options.per_page < 1 or not 0.0 < options.max_whiteness <= 1.0:
+        raise UserError("--size must be >= 8, --per-page >= 1 and --max-whiteness in (0, 1]")
+    pages_dir, out = Path(options.pages), Path(options.out)
+    if not pages_dir.is_dir():
+        raise UserError("no such folder of pages", pages_dir)
+    pages = sorted(p for p in pages_dir.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
+    records_dir = out / "records"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    summary = PatchSummary(pages=len(pages))
+    for page in tqdm(pages, desc="patches", unit="page", disable=not options.progress):
+        name = page.relative_to(pages_dir).with_suffix("").as_posix()
+        record_path = records_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.json"
+        if record_path.is_file():
+            stored = json.loads(record_path.read_text(encoding="utf-8"))
+            summary.skipped += 1
+            _count(summary, name, stored, options.per_page)
+            continue
+        try:
+            gray = read_image(page)
+        except InputError as error:
+            summary.failures[str(page)] = str(error).removeprefix(f"{page}: ")
+            continue
+        digest = hashlib.sha256(f"{options.seed}:{name}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+        found = sample_patches(gray, options.size, options.per_page, options.max_whiteness, rng)
+        rows = []
+        for index, (x, y, whiteness) in enumerate(found):
+            relative = Path("patches") / f"{name}_{index}.png"
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            patch = Image.fromarray(gray[y : y + options.size, x : x + options.size])
+            buffer = io.BytesIO()
+            patch.save(buffer, format="PNG")
+            atomic_write_bytes(out / relative, buffer.getvalue())
+            rows.append({"key": f"{name}_{index}", "image": relative.as_posix(), "page": str(page),
+                         "x": x, "y": y, "whiteness": round(whiteness, 4)})  # fmt: skip
+        stored = {"rows": rows, "too_small": min(gray.shape) < options.size}
+        atomic_write_text(record_path, json.dumps(stored))
+        _count(summary, name, stored, options.per_page)
+    lines = []
+    for record in sorted(records_dir.glob("*.json")):
+        lines += [json.dumps(row, sort_keys=True) for row in json.loads(record.read_text())["rows"]]
+    atomic_write_text(out / "manifest.jsonl", "".join(line + "\n" for line in sorted(lines)))
+    return summary
+
+
+def _count(summary: PatchSummary, name: str, stored: dict, wanted: int) -> None:
+    summary.patches += len(stored["rows"])
+    if stored["too_small"]:
+        summary.too_small.append(name)
+    elif len(stored["rows"]) < wanted:
+        summary.short[name] = len(stored["rows"])
