@@ -55,7 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "patch and pages without enough ink are counted."
         ),
     )
-    patches.add_argument("--pages", required=True, help="folder of page images")
+    patches.add_argument(
+        "--pages", required=True, help="folder of page images, or a JSON Lines manifest of them"
+    )
+    patches.add_argument("--image-field", default="image", help="manifest: the field naming the page image")
+    patches.add_argument(
+        "--label-field", help="manifest: a (dotted) field copied to the patches as their label"
+    )
     patches.add_argument("--out", required=True, help="output folder")
     patches.add_argument("--size", type=int, default=448)
     patches.add_argument("--per-page", type=int, default=5)
@@ -101,7 +107,11 @@ def run_patches(args: argparse.Namespace) -> int:
     from umt.data.patches import PatchOptions, make_patches
 
     options = PatchOptions(args.pages, args.out, args.size, args.per_page, args.max_whiteness, args.seed)
-    options.progress = not args.no_progress
+    options.progress, options.image_field, options.label_field = (
+        not args.no_progress,
+        args.image_field,
+        args.label_field,
+    )
     summary = make_patches(options)
     print(
         f"umt data patches: {summary.pages} pages ({summary.skipped} done before), "

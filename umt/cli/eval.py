@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "what", choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid"), metavar="TASK"
+        "what",
+        choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid", "style-probe"),
+        metavar="TASK",
     )
     parser.add_argument(
         "runs", nargs="*", metavar="ARG", help="compare: eval folders; attention: IMAGE OUT.png"
@@ -66,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--features", default="page-classifier", help="fid: the image features")
     parser.add_argument("--classifier", metavar="MODEL", help="fid: page classifier folder (its features)")
     parser.add_argument("--inception", metavar="FILE", help="fid: pytorch-fid's Inception weights (.pth)")
+    parser.add_argument(
+        "--patches", metavar="MANIFEST", help="style-probe: a `umt data patches` manifest with labels"
+    )
+    parser.add_argument("--autoencoder", metavar="MODEL", help="style-probe: a sheet autoencoder folder")
+    parser.add_argument(
+        "--image-tokenizer", metavar="DIR", help="style-probe: an image tokenizer (its latents)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -85,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         return _attention(args)
     if args.what == "fid":
         return _fid(args)
+    if args.what == "style-probe":
+        return _style_probe(args)
     if args.runs:
         raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
     if not args.checkpoint or not args.data:
@@ -180,6 +191,43 @@ def _fid(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.out) / "metrics.json", json.dumps(results, indent=2) + "\n")
     return report_failures(failures)
+
+
+def _style_probe(args: argparse.Namespace) -> int:
+    """``umt eval style-probe --patches MANIFEST --autoencoder MODEL [--image-tokenizer DIR]``."""
+    import json
+
+    from umt.errors import UserError
+    from umt.style.autoencoder import AutoencoderFolder
+    from umt.style.probe import pixel_features, rqvae_features, style_probe
+    from umt.training.autoencoder import read_patches
+    from umt.utils.io import atomic_write_text
+
+    if not args.patches or not args.autoencoder:
+        raise UserError(
+            "usage: umt eval style-probe --patches MANIFEST --autoencoder MODEL [--image-tokenizer DIR]"
+        )
+    patches, pages, labels = read_patches(Path(args.patches))
+    features = {"autoencoder": AutoencoderFolder.from_pretrained(args.autoencoder).features}
+    if args.image_tokenizer:
+        from umt.tokenizers.folders import load_tokenizer
+
+        tokenizer = load_tokenizer(args.image_tokenizer)
+        features["rqvae"] = lambda chosen: rqvae_features(tokenizer, chosen)
+    features["pixels"] = pixel_features
+    try:
+        results, split = style_probe(list(patches), pages, labels, features, seed=args.seed)
+    except ValueError as error:
+        raise UserError(str(error), args.patches) from None
+    lines = [f"| features | dimensions | held-out accuracy ({split['test_patches']} patches of "
+             f"{split['test_pages']} pages, {len(split['classes'])} classes) |", "|---|---|---|"]  # fmt: skip
+    lines += [f"| {r.name} | {r.dimensions or '-'} | {r.accuracy:.3f} |" for r in results]
+    sys.stdout.write("\n".join(lines) + "\n")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        table = {"split": split, "results": [r.__dict__ for r in results]}
+        atomic_write_text(Path(args.out) / "metrics.json", json.dumps(table, indent=2) + "\n")
+    return 0
 
 
 def _folder_features(folder: Path, features, failures: dict[str, str], chunk: int = 64):

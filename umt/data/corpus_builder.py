@@ -167,6 +167,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
             "tempo_qpm": qpm,
             **{name: (None if path is None else str(path)) for name, path in rel.items()},
             "png_degraded": [str(p) for p in degraded],
+            "metadata": piece_fields,
         }
         if all(_file_done(out / p) for p in wanted):
             records.append(record)

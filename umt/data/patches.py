@@ -32,12 +32,16 @@ DRAWS_PER_PATCH = 20
 @dataclass
 class PatchOptions:
     pages: str
+    """A folder of page images, or a JSON Lines manifest of them (``image_field``: the file,
+    relative to the manifest; ``label_field``: a dotted field copied to each patch as ``label``)."""
     out: str
     size: int = 448
     per_page: int = 5
     max_whiteness: float = 0.9
     seed: int = 0
     progress: bool = True
+    image_field: str = "image"
+    label_field: str | None = None
 
 
 @dataclass
@@ -81,10 +85,8 @@ def make_patches(options: PatchOptions) -> PatchSummary:
 
     if options.size < 8 or options.per_page < 1 or not 0.0 < options.max_whiteness <= 1.0:
         raise UserError("--size must be >= 8, --per-page >= 1 and --max-whiteness in (0, 1]")
-    pages_dir, out = Path(options.pages), Path(options.out)
-    if not pages_dir.is_dir():
-        raise UserError("no such folder of pages", pages_dir)
-    pages = sorted(p for p in pages_dir.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
+    out = Path(options.out)
+    pages_dir, pages, labels = _pages(options)
     records_dir = out / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     summary = PatchSummary(pages=len(pages))
@@ -112,8 +114,9 @@ def make_patches(options: PatchOptions) -> PatchSummary:
             buffer = io.BytesIO()
             patch.save(buffer, format="PNG")
             atomic_write_bytes(out / relative, buffer.getvalue())
+            place = {"x": x, "y": y, "whiteness": round(whiteness, 4)}
             rows.append({"key": f"{name}_{index}", "image": relative.as_posix(), "page": str(page),
-                         "x": x, "y": y, "whiteness": round(whiteness, 4)})  # fmt: skip
+                         **place, "label": labels.get(page)})  # fmt: skip
         stored = {"rows": rows, "too_small": min(gray.shape) < options.size}
         atomic_write_text(record_path, json.dumps(stored))
         _count(summary, name, stored, options.per_page)
@@ -122,6 +125,33 @@ def make_patches(options: PatchOptions) -> PatchSummary:
         lines += [json.dumps(row, sort_keys=True) for row in json.loads(record.read_text())["rows"]]
     atomic_write_text(out / "manifest.jsonl", "".join(line + "\n" for line in sorted(lines)))
     return summary
+
+
+def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, str | None]]:
+    """The pages' folder (names are relative to it), the pages, and each page's label."""
+    source = Path(options.pages)
+    if source.is_dir():
+        pages = sorted(p for p in source.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
+        return source, pages, {}
+    if not source.is_file():
+        raise UserError("no such folder or manifest of pages", source)
+    pages, labels = [], {}
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            page = source.parent / str(record[options.image_field])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"line {number}: not a record with {options.image_field!r}", source) from None
+        if ".." in Path(str(record[options.image_field])).parts:
+            raise UserError(f"line {number}: a page outside the manifest's folder", source)
+        pages.append(page)
+        value: object = record
+        for part in (options.label_field or "").split(".") if options.label_field else []:
+            value = value.get(part) if isinstance(value, dict) else None
+        labels[page] = value if isinstance(value, str) else None
+    return source.parent, sorted(set(pages)), labels
 
 
 def _count(summary: PatchSummary, name: str, stored: dict, wanted: int) -> None:

@@ -151,6 +151,22 @@ class LoggerNode:
     """wandb only: offline works without an account."""
 
 
+@dataclass
+class AutoencoderNode:
+    """The sheet-music autoencoder's run (``family: sheet_autoencoder``; :mod:`umt.training.autoencoder`)."""
+
+    patches: Optional[str] = None  # noqa: UP045
+    """A ``umt data patches`` manifest (its ``label`` fields train the head)."""
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    dropout: float = 0.25
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    validation: float = 0.2
+    """Share of the pages held out (their patches together)."""
+    head_weight: float = 1.0
+
+
 _SCHEMA: type | None = None
 
 
@@ -178,6 +194,9 @@ def train_schema() -> type:
                 # Image/audio embeddings from the codebooks of data.tokenizers (when given).
                 ("init_codebook_embeddings", bool, field(default=True)),
                 ("name", str, field(default="default")),
+                # What is trained: the translator, or the sheet-music autoencoder (its node below).
+                ("family", str, field(default="translator")),
+                ("autoencoder", AutoencoderNode, field(default_factory=AutoencoderNode)),
             ],
         )
     return _SCHEMA
