@@ -37,7 +37,8 @@ def patches(tmp_path_factory) -> Path:
                  "--no-progress"]) == 0  # fmt: skip
     out = root / "patches"
     assert main(["data", "patches", "--pages", str(corpus / "manifest.jsonl"), "--image-field", "png",
-                 "--label-field", "metadata.composer", "--out", str(out), "--size", "48", "--per-page", "4",
+                 "--label-field", "metadata.composer", "--group-field", "piece", "--out", str(out),
+                 "--size", "48", "--per-page", "4",
                  "--max-whiteness", "0.97", "--no-progress"]) == 0  # fmt: skip
     return out / "manifest.jsonl"
 
@@ -49,12 +50,18 @@ def test_the_autoencoder_trains_and_the_probe_compares_features(patches, tmp_pat
         "Scott Joplin",
         None,
     }  # procedural: none
+    by_group: dict[str, set] = {}
+    for record in records:
+        by_group.setdefault(record["group"], set()).add(record["label"])
+    assert all(len(labels) == 1 for labels in by_group.values())  # a piece: one composer
+    assert {group.split("/")[0] for group in by_group} == {"bach", "joplin", "procedural"}  # pieces
     from umt.training.config import compose
     from umt.training.train import train
 
     run = tmp_path / "run"
     overrides = ["experiment=sheet_autoencoder", f"autoencoder.patches={patches}", f"run_dir={run}",
-                 "autoencoder.epochs=3", "autoencoder.batch_size=8"]  # fmt: skip
+                 "autoencoder.epochs=3", "autoencoder.batch_size=8",
+                 "autoencoder.validation=0.5"]  # fmt: skip
     report = train(compose(overrides))
     assert report.classes == ["Johann Sebastian Bach", "Scott Joplin"] and report.epochs == 3
     assert 0 < report.validation_mse < 0.5 and report.head_accuracy is not None

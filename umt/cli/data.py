@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     patches.add_argument(
         "--label-field", help="manifest: a (dotted) field copied to the patches as their label"
     )
+    patches.add_argument(
+        "--group-field", help="manifest: a (dotted) field whose values are held out together (a piece)"
+    )
     patches.add_argument("--out", required=True, help="output folder")
     patches.add_argument("--size", type=int, default=448)
     patches.add_argument("--per-page", type=int, default=5)
@@ -107,10 +110,11 @@ def run_patches(args: argparse.Namespace) -> int:
     from umt.data.patches import PatchOptions, make_patches
 
     options = PatchOptions(args.pages, args.out, args.size, args.per_page, args.max_whiteness, args.seed)
-    options.progress, options.image_field, options.label_field = (
-        not args.no_progress,
+    options.progress = not args.no_progress
+    options.image_field, options.label_field, options.group_field = (
         args.image_field,
         args.label_field,
+        args.group_field,
     )
     summary = make_patches(options)
     print(

@@ -42,6 +42,9 @@ class PatchOptions:
     progress: bool = True
     image_field: str = "image"
     label_field: str | None = None
+    group_field: str | None = None
+    """A (dotted) field copied as ``group``: held-out splits keep a group together (a piece's
+    excerpts), where without one they keep a page's patches together."""
 
 
 @dataclass
@@ -115,8 +118,9 @@ def make_patches(options: PatchOptions) -> PatchSummary:
             patch.save(buffer, format="PNG")
             atomic_write_bytes(out / relative, buffer.getvalue())
             place = {"x": x, "y": y, "whiteness": round(whiteness, 4)}
+            label, group = labels.get(page, (None, None))
             rows.append({"key": f"{name}_{index}", "image": relative.as_posix(), "page": str(page),
-                         **place, "label": labels.get(page)})  # fmt: skip
+                         **place, "label": label, "group": group or str(page)})  # fmt: skip
         stored = {"rows": rows, "too_small": min(gray.shape) < options.size}
         atomic_write_text(record_path, json.dumps(stored))
         _count(summary, name, stored, options.per_page)
@@ -127,8 +131,15 @@ def make_patches(options: PatchOptions) -> PatchSummary:
     return summary
 
 
-def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, str | None]]:
-    """The pages' folder (names are relative to it), the pages, and each page's label."""
+def _field(record: dict, dotted: str | None) -> str | None:
+    value: object = record
+    for part in dotted.split(".") if dotted else []:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if isinstance(value, str) and dotted else None
+
+
+def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, tuple[str | None, str | None]]]:
+    """The pages' folder (names are relative to it), the pages, and each page's (label, group)."""
     source = Path(options.pages)
     if source.is_dir():
         pages = sorted(p for p in source.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
@@ -147,10 +158,7 @@ def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, str | No
         if ".." in Path(str(record[options.image_field])).parts:
             raise UserError(f"line {number}: a page outside the manifest's folder", source)
         pages.append(page)
-        value: object = record
-        for part in (options.label_field or "").split(".") if options.label_field else []:
-            value = value.get(part) if isinstance(value, dict) else None
-        labels[page] = value if isinstance(value, str) else None
+        labels[page] = (_field(record, options.label_field), _field(record, options.group_field))
     return source.parent, sorted(set(pages)), labels
 
 

@@ -35,7 +35,8 @@ class AutoencoderReport:
 
 
 def read_patches(manifest: Path) -> tuple[np.ndarray, list[str], list[str | None]]:
-    """Patches ``uint8 [N, S, S]``, their pages and labels, from a ``umt data patches`` manifest."""
+    """Patches ``uint8 [N, S, S]``, their groups (the unit held out together: a piece, else the
+    page) and labels, from a ``umt data patches`` manifest."""
     from umt.tokenizers.image import read_image
 
     if not manifest.is_file():
@@ -50,7 +51,12 @@ def read_patches(manifest: Path) -> tuple[np.ndarray, list[str], list[str | None
         or patches[0].shape[0] != patches[0].shape[1]
     ):
         raise UserError("patches must all be square and of one size divisible by 8", manifest)
-    return np.stack(patches), [r["page"] for r in records], [r.get("label") for r in records]
+    # held-out splits keep a group together (a piece); patches of older manifests: their page
+    return (
+        np.stack(patches),
+        [r.get("group") or r["page"] for r in records],
+        [r.get("label") for r in records],
+    )
 
 
 def train_autoencoder(cfg) -> AutoencoderReport:
