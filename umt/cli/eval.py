@@ -219,8 +219,9 @@ def _style_probe(args: argparse.Namespace) -> int:
         results, split = style_probe(list(patches), pages, labels, features, seed=args.seed)
     except ValueError as error:
         raise UserError(str(error), args.patches) from None
-    lines = [f"| features | dimensions | held-out accuracy ({split['test_patches']} patches of "
-             f"{split['test_pages']} pages, {len(split['classes'])} classes) |", "|---|---|---|"]  # fmt: skip
+    held = f"{split['test_patches']} patches of {split['test_pages']} held-out groups"
+    lines = [f"| features | dimensions | held-out accuracy ({held}, {len(split['classes'])} classes) |",
+             "|---|---|---|"]  # fmt: skip
     lines += [f"| {r.name} | {r.dimensions or '-'} | {r.accuracy:.3f} |" for r in results]
     sys.stdout.write("\n".join(lines) + "\n")
     if args.out:
