@@ -79,6 +79,16 @@ def test_the_autoencoder_trains_and_the_probe_compares_features(patches, tmp_pat
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in metrics["results"])
     assert metrics["split"]["classes"] == ["Johann Sebastian Bach", "Scott Joplin"]
 
+    page = Path(records[0]["page"])
+    argv = ["eval", "features", str(page), str(tmp_path / "missing.png"), "--checkpoint", str(run / "model"),
+            "--plot", str(tmp_path / "maps.png")]  # fmt: skip
+    assert main(argv) == 1  # the missing page is one line; the other is drawn
+    assert "missing.png" in capsys.readouterr().err
+    from PIL import Image
+
+    sheet = Image.open(tmp_path / "maps.png")
+    assert sheet.mode == "L" and sheet.size[0] == 8 * 64  # eight 64 px maps a row
+
 
 def test_bad_requests_are_one_line(patches, tmp_path, capsys):
     assert main(["eval", "style-probe", "--patches", str(patches), "--autoencoder", str(tmp_path)]) == 2

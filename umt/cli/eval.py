@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "what",
-        choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid", "style-probe"),
+        choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid", "style-probe", "features"),
         metavar="TASK",
     )
     parser.add_argument(
@@ -75,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--image-tokenizer", metavar="DIR", help="style-probe: an image tokenizer (its latents)"
     )
+    parser.add_argument("--plot", metavar="OUT.png", help="features: where to draw the bottleneck maps")
     parser.set_defaults(func=run)
 
 
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         return _fid(args)
     if args.what == "style-probe":
         return _style_probe(args)
+    if args.what == "features":
+        return _features(args)
     if args.runs:
         raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
     if not args.checkpoint or not args.data:
@@ -190,6 +193,35 @@ def _fid(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.out) / "metrics.json", json.dumps(results, indent=2) + "\n")
+    return report_failures(failures)
+
+
+def _features(args: argparse.Namespace) -> int:
+    """``umt eval features --checkpoint AUTOENCODER PAGE... --plot OUT.png``."""
+    from PIL import Image
+
+    from umt.cli import report_failures
+    from umt.errors import InputError, UserError
+    from umt.style.autoencoder import AutoencoderFolder
+    from umt.style.plot import feature_sheet
+    from umt.tokenizers.image import read_image
+    from umt.utils.io import atomic_write
+
+    if not args.checkpoint or not args.runs or not args.plot:
+        raise UserError("usage: umt eval features --checkpoint AUTOENCODER PAGE... --plot OUT.png")
+    if Path(args.plot).suffix.lower() != ".png":
+        raise UserError("the plot is written as PNG: name it .png", args.plot)
+    folder = AutoencoderFolder.from_pretrained(args.checkpoint)
+    failures, pages = {}, []
+    for page in args.runs:
+        try:
+            pages.append(read_image(page))
+        except InputError as error:
+            failures[page] = str(error).removeprefix(f"{Path(page)}: ")
+    if pages:
+        with atomic_write(Path(args.plot), "wb") as handle:
+            Image.fromarray(feature_sheet(folder, pages)).save(handle, format="PNG")
+        print(f"umt eval features: {len(pages)} page(s) -> {args.plot}", file=sys.stderr)
     return report_failures(failures)
 
 
