@@ -68,25 +68,25 @@ def test_a_killed_training_continues_to_the_same_weights(labelled, tmp_path, mon
 
     argv = ["classify-pages", "train", "--data", str(labelled), "--out"]
     assert main([*argv, str(tmp_path / "straight"), "--epochs", "3", *SMALL]) == 0
-    real_save = pages._save_state
+    real_save = pages.save_epoch_state
 
-    def save_then_die(out, options, model, optimizer, generator, epoch):
-        real_save(out, options, model, optimizer, generator, epoch)
-        if epoch == 2:
+    def save_then_die(*args):
+        real_save(*args)
+        if args[-1] == 2:  # the epoch just saved
             raise KeyboardInterrupt  # killed after the second epoch's state was written
 
-    monkeypatch.setattr(pages, "_save_state", save_then_die)
+    monkeypatch.setattr(pages, "save_epoch_state", save_then_die)
     assert main([*argv, str(tmp_path / "killed"), "--epochs", "3", *SMALL]) == 130
     assert (tmp_path / "killed" / "train-state.pt").is_file()
-    monkeypatch.setattr(pages, "_save_state", real_save)
+    monkeypatch.setattr(pages, "save_epoch_state", real_save)
     assert main([*argv, str(tmp_path / "killed"), "--epochs", "3", *SMALL]) == 0
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # other settings into the same folder mid-run are refused, not mixed
-    monkeypatch.setattr(pages, "_save_state", save_then_die)
+    monkeypatch.setattr(pages, "save_epoch_state", save_then_die)
     assert main([*argv, str(tmp_path / "other"), "--epochs", "3", *SMALL]) == 130
-    monkeypatch.setattr(pages, "_save_state", real_save)
+    monkeypatch.setattr(pages, "save_epoch_state", real_save)
     assert main([*argv, str(tmp_path / "other"), "--epochs", "4", *SMALL]) == 2
 
 

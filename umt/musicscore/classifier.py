@@ -11,8 +11,6 @@ sizes, the weights' SHA-256) and ``model.safetensors``; ``umt classify-pages tra
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,11 +21,9 @@ from PIL import Image
 
 from umt.errors import CheckpointError
 from umt.models.resnet import ResNet
-from umt.utils.io import atomic_write_bytes, atomic_write_text
+from umt.utils.weights_folder import read_weights_folder, write_weights_folder
 
 FORMAT = "umt-page-classifier/1"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 CLASSES = ("non-score", "score")
 SCORE = CLASSES.index("score")
 
@@ -86,44 +82,18 @@ class PageClassifier:
     # ------------------------------------------------------------------ folders
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``model.safetensors`` then ``config.json`` (with the weights' hash), each atomically."""
-        from safetensors.torch import save
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        payload = save(state)
-        atomic_write_bytes(directory / WEIGHTS_FILE, payload)
-        config = {
-            "format": FORMAT,
-            **asdict(self.config),
-            "weights_sha256": hashlib.sha256(payload).hexdigest(),
-        }
-        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        write_weights_folder(directory, FORMAT, asdict(self.config), self.model)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> PageClassifier:
         """Load a folder, verifying its format and weights; :class:`CheckpointError` otherwise."""
-        from safetensors.torch import load
-
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
-            raise CheckpointError("not a page classifier folder (config.json + model.safetensors)", directory)
-        try:
-            raw = json.loads(config_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CheckpointError(f"corrupt config.json ({error})", config_path) from None
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise CheckpointError(f"not a {FORMAT} folder", config_path)
-        payload = weights_path.read_bytes()
-        if hashlib.sha256(payload).hexdigest() != raw.get("weights_sha256"):
-            raise CheckpointError("weights do not match the hash recorded in config.json", weights_path)
+        raw, state = read_weights_folder(directory, FORMAT, "page classifier")
         try:
             config = PageClassifierConfig(
                 image_size=int(raw["image_size"]), widths=tuple(raw["widths"]), classes=tuple(raw["classes"])
             )
             classifier = cls(config)
-            classifier.model.load_state_dict(load(payload), strict=True)
+            classifier.model.load_state_dict(state, strict=True)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"config and weights do not fit ({error})", directory) from None
         classifier.model.eval()

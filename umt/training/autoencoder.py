@@ -18,8 +18,9 @@ import torch
 from umt.errors import UserError
 from umt.models.sheet_autoencoder import SheetAutoencoder, SheetAutoencoderConfig
 from umt.style.autoencoder import AutoencoderFolder
+from umt.training.epoch_state import resume_epoch_state, save_epoch_state
 from umt.training.pages import recalibrate_batch_norm
-from umt.utils.io import atomic_write, atomic_write_text
+from umt.utils.io import atomic_write_text
 
 STATE_FILE = "train-state.pt"
 
@@ -84,7 +85,7 @@ def train_autoencoder(cfg) -> AutoencoderReport:
     settings = json.dumps(
         {"patches": str(node.patches), "seed": int(cfg.seed), **_plain(node)}, sort_keys=True
     )
-    first = _resume(run_dir, settings, model, optimizer, generator)
+    first = resume_epoch_state(run_dir / STATE_FILE, settings, model, optimizer, generator, "run_dir")
     for epoch in range(first, node.epochs):
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
@@ -103,7 +104,7 @@ def train_autoencoder(cfg) -> AutoencoderReport:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        _save_state(run_dir, settings, model, optimizer, generator, epoch + 1)
+        save_epoch_state(run_dir / STATE_FILE, settings, model, optimizer, generator, epoch + 1)
     recalibrate_batch_norm(model, train_x, node.batch_size)
     report = _report(model, x[validation], targets[validation], len(train_x), classes, node.epochs)
     AutoencoderFolder(model, patches.shape[1], classes).save_pretrained(run_dir / "model")
@@ -133,27 +134,3 @@ def _plain(node) -> dict:
 
     values = OmegaConf.to_container(node, resolve=True) if not isinstance(node, dict) else dict(node)
     return {k: v for k, v in values.items() if k != "patches"}
-
-
-def _save_state(run_dir: Path, settings: str, model, optimizer, generator, epoch: int) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = {"settings": settings, "epoch": epoch, "model": model.state_dict(),
-             "optimizer": optimizer.state_dict(), "generator": generator.get_state()}  # fmt: skip
-    with atomic_write(run_dir / STATE_FILE, "wb") as handle:
-        torch.save(state, handle)
-
-
-def _resume(run_dir: Path, settings: str, model, optimizer, generator) -> int:
-    path = run_dir / STATE_FILE
-    if not path.is_file():
-        return 0
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # an unreadable state is only lost progress: start again
-        return 0
-    if state.get("settings") != settings:
-        raise UserError(f"holds a run with other settings ({STATE_FILE}); give another run_dir", run_dir)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    return int(state["epoch"])

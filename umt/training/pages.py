@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from umt.errors import UserError
 from umt.musicscore.classifier import CLASSES, PageClassifier, PageClassifierConfig, page_tensor
-from umt.utils.io import atomic_write, atomic_write_text
+from umt.training.epoch_state import resume_epoch_state, save_epoch_state
+from umt.utils.io import atomic_write_text
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOLDERS = {
@@ -133,7 +134,8 @@ def train_page_classifier(options: PageTrainOptions) -> PageTrainReport:
         model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
     )
     generator = torch.Generator().manual_seed(options.seed)
-    first_epoch = _resume(out, options, model, optimizer, generator)
+    settings = json.dumps(_settings(options), sort_keys=True)
+    first_epoch = resume_epoch_state(out / STATE_FILE, settings, model, optimizer, generator, "--out")
     for epoch in tqdm(
         range(first_epoch, options.epochs), desc="classify-pages", disable=not options.progress
     ):
@@ -147,7 +149,7 @@ def train_page_classifier(options: PageTrainOptions) -> PageTrainReport:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        _save_state(out, options, model, optimizer, generator, epoch + 1)
+        save_epoch_state(out / STATE_FILE, settings, model, optimizer, generator, epoch + 1)
     recalibrate_batch_norm(model, train_x, options.batch_size)
     report = PageTrainReport(
         len(train_x), len(test_x), accuracy(model, test_x, test_y, options.batch_size), options.epochs
@@ -163,33 +165,3 @@ def _settings(options: PageTrainOptions) -> dict:
     return {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(options).items() if k != "progress"
     }
-
-
-def _save_state(out: Path, options, model, optimizer, generator: torch.Generator, epoch: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    state = {
-        "settings": json.dumps(_settings(options), sort_keys=True),
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-    }
-    with atomic_write(out / STATE_FILE, "wb") as handle:
-        torch.save(state, handle)
-
-
-def _resume(out: Path, options, model, optimizer, generator: torch.Generator) -> int:
-    """The epoch to start from: that of ``OUT/train-state.pt`` when it was made with these settings."""
-    path = out / STATE_FILE
-    if not path.is_file():
-        return 0
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # a state we cannot read: start again (it is only a cache of progress)
-        return 0
-    if state.get("settings") != json.dumps(_settings(options), sort_keys=True):
-        raise UserError(f"holds a run with other settings ({STATE_FILE}); give another --out", out)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    return int(state["epoch"])
