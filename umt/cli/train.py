@@ -9,7 +9,9 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a translator (Hydra overrides, e.g. experiment=tiny)")
+    parser = subparsers.add_parser(
+        "train", help="train a translator or the sheet autoencoder (Hydra overrides, e.g. experiment=tiny)"
+    )
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides such as experiment=omr_i2a_m2a data.root=DIR"
     )
