@@ -13,6 +13,8 @@ class UserError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
+        self.problem = message
+        """The message without the path: for reports that already list the path beside it."""
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
 

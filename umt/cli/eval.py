@@ -217,7 +217,7 @@ def _features(args: argparse.Namespace) -> int:
         try:
             pages.append(read_image(page))
         except InputError as error:
-            failures[page] = str(error).removeprefix(f"{Path(page)}: ")
+            failures[page] = error.problem
     if pages:
         with atomic_write(Path(args.plot), "wb") as handle:
             Image.fromarray(feature_sheet(folder, pages)).save(handle, format="PNG")
@@ -282,7 +282,7 @@ def _folder_features(folder: Path, features, failures: dict[str, str], chunk: in
             try:
                 pages.append(read_image(path))
             except InputError as error:
-                failures[str(path)] = str(error).removeprefix(f"{path}: ")
+                failures[str(path)] = error.problem
         if pages:
             out.append(features(pages))
     return np.concatenate(out) if out else np.zeros((0, 1))

@@ -70,7 +70,7 @@ def _linearize(args: argparse.Namespace) -> int:
                 else:
                     lines.append(" ".join(linearize_part(part)))
         except UserError as error:
-            failures[name] = str(error).removeprefix(f"{name}: ")
+            failures[name] = error.problem
             continue
         prefix = f"{name}\t" if args.with_name else ""
         sys.stdout.write("".join(f"{prefix}{line}\n" for line in lines))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +87,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:
             gray = read_image(page)
         except InputError as error:
-            failures[page] = str(error).removeprefix(f"{Path(page)}: ")
+            failures[page] = error.problem
             continue
         probability = float(classifier.score_probability([gray])[0])
         label = "score" if probability >= args.threshold else "non-score"

@@ -104,7 +104,7 @@ def make_patches(options: PatchOptions) -> PatchSummary:
         try:
             gray = read_image(page)
         except InputError as error:
-            summary.failures[str(page)] = str(error).removeprefix(f"{page}: ")
+            summary.failures[str(page)] = error.problem
             continue
         digest = hashlib.sha256(f"{options.seed}:{name}".encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))

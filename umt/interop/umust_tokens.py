@@ -313,7 +313,7 @@ def import_tokens(
                 items = _entry_items(entry, tokenizer, vocab, window_seconds, variants)
             except InputError as error:
                 name = error.path or str(entry.paths[0])
-                summary.failures[name] = str(error).removeprefix(f"{name}: ")
+                summary.failures[name] = error.problem
                 continue
             writer.add_together(items)
             summary.items += len(items)
