@@ -286,3 +286,19 @@ def test_too_long_source_is_an_input_error(pipeline, systems):
     wide = np.tile(systems["melody"], (1, 40))
     with pytest.raises(InputError, match="token rows long"):
         pipeline.image_rows(wide, "wide.png")
+
+
+def test_systems_are_measured_as_a_umust_model_lays_them_out(pipeline, systems, tmp_path, monkeypatch):
+    """A U-MusT-layout model pads every system to the tallest: a stacked-systems PNG that fits as
+    written but not once padded is refused with the padded length."""
+    from umt.tokenizers.image import write_systems_png
+
+    path = tmp_path / "slide.png"
+    path.write_bytes(write_systems_png([systems["piano_a"], systems["melody"]]))
+    written = len(pipeline.image_file_rows(path))
+    monkeypatch.setattr(pipeline.model.config, "max_source_len", written + 2)
+    assert len(pipeline.image_file_rows(path)) == written  # fits exactly as written
+    monkeypatch.setattr(pipeline.model.config, "source_systems", "umust")
+    with pytest.raises(InputError, match=r"the systems is (\d+) token rows long") as refused:
+        pipeline.image_file_rows(path)
+    assert int(refused.value.problem.split()[3]) > written

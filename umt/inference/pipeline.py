@@ -169,12 +169,10 @@ class TranslationPipeline:
         """Most content rows a source may have (the model's ``max_source_len`` less SOS and EOS)."""
         return int(self.model.config.max_source_len) - 2
 
-    def _check_source(self, rows: np.ndarray, what: str, name: str) -> np.ndarray:
-        length = len(rows)
-        if self.model.config.source_systems == "umust" and "image" in self.vocab.modalities:
-            from umt.models.source_layout import laid_out_rows  # systems padded to the tallest
-
-            length = laid_out_rows(torch.as_tensor(rows), self.vocab) if length else 0
+    def _check_source(self, rows: np.ndarray, what: str, name: str, length: int | None = None) -> np.ndarray:
+        """``rows`` unchanged, or InputError when the model cannot read that many (``length``
+        when the model lays them out longer than they are)."""
+        length = len(rows) if length is None else length
         if length > self.max_source_rows:
             raise InputError(
                 f"{what} is {length} token rows long; the model reads at most {self.max_source_rows}",
@@ -209,7 +207,12 @@ class TranslationPipeline:
             tokens = self._image().tokenize(systems, self.vocab)
         except ValueError as error:
             raise InputError(str(error), str(path)) from None
-        return self._check_source(tokens, "the systems", str(path))
+        length = len(tokens)
+        if self.model.config.source_systems == "umust":
+            from umt.models.source_layout import laid_out_rows  # systems padded to the tallest
+
+            length = laid_out_rows(torch.as_tensor(tokens), self.vocab)
+        return self._check_source(tokens, "the systems", str(path), length)
 
     def preprocessed_image_rows(self, x: torch.Tensor, name: str = "<image>") -> np.ndarray:
         """:meth:`preprocess_image`'s output -> content rows ``[T, K]`` (height token first)."""
