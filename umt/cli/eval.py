@@ -269,12 +269,12 @@ def _folder_features(folder: Path, features, failures: dict[str, str], chunk: in
     import numpy as np
 
     from umt.errors import InputError, UserError
+    from umt.modalities.image import page_files
     from umt.tokenizers.image import read_image
-    from umt.training.pages import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise UserError("no such folder", folder)
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = page_files(folder)
     out = []
     for start in range(0, len(paths), chunk):
         pages = []

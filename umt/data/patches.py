@@ -22,9 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from umt.errors import InputError, UserError
+from umt.modalities.image import page_files
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 
-PAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 DRAWS_PER_PATCH = 20
 """Draws allowed per wanted patch before a page is given up on."""
 
@@ -142,8 +142,7 @@ def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, tuple[st
     """The pages' folder (names are relative to it), the pages, and each page's (label, group)."""
     source = Path(options.pages)
     if source.is_dir():
-        pages = sorted(p for p in source.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
-        return source, pages, {}
+        return source, page_files(source), {}
     if not source.is_file():
         raise UserError("no such folder or manifest of pages", source)
     pages, labels = [], {}

@@ -9,6 +9,7 @@ are stacked into one PNG.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from umt.modalities.spec import CodebookSpec
@@ -18,6 +19,13 @@ if TYPE_CHECKING:
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 PDF_SUFFIXES = (".pdf",)
+PAGE_SUFFIXES = tuple(suffix for suffix in RASTER_SUFFIXES if suffix != ".gif")
+"""What a folder of page images is searched for (:func:`page_files`)."""
+
+
+def page_files(folder: Path) -> list[Path]:
+    """The page images anywhere under ``folder``, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
 
 
 @dataclass(frozen=True)

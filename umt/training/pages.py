@@ -19,11 +19,11 @@ import torch
 from tqdm.auto import tqdm
 
 from umt.errors import UserError
+from umt.modalities.image import page_files
 from umt.musicscore.classifier import CLASSES, PageClassifier, PageClassifierConfig, page_tensor
 from umt.training.epoch_state import resume_epoch_state, save_epoch_state
 from umt.utils.io import atomic_write_text
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FOLDERS = {
     "score": CLASSES.index("score"),
     "non-score": CLASSES.index("non-score"),
@@ -62,8 +62,7 @@ def labelled_pages(data: Path) -> list[tuple[Path, int]]:
     for name, label in FOLDERS.items():
         folder = data / name
         if folder.is_dir():
-            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            pages += [(p, label) for p in files]
+            pages += [(p, label) for p in page_files(folder)]
     found = {label for _, label in pages}
     if found != set(range(len(CLASSES))):
         raise UserError("needs page images in both score/ and non-score/ (or cover/)", data)
