@@ -30,6 +30,14 @@ class ProbeResult:
     dimensions: int
 
 
+def held_out_groups(groups: Sequence[str], share: float, seed: int) -> set[str]:
+    """A seeded draw of ``share`` of the distinct groups (pieces, pages; at least one): their
+    patches are held out together, so no group is on both sides of a split."""
+    distinct = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    return set(rng.choice(distinct, size=max(1, round(share * len(distinct))), replace=False).tolist())
+
+
 def linear_probe(
     train: np.ndarray,
     train_y: np.ndarray,
@@ -94,9 +102,7 @@ def style_probe(
     classes = sorted({labels[i] for i in keep})
     if len(classes) < 2:
         raise ValueError("a style probe needs patches of at least two labels")
-    distinct = sorted({pages[i] for i in keep})
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(distinct, size=max(1, round(held_out * len(distinct))), replace=False).tolist())
+    held = held_out_groups([pages[i] for i in keep], held_out, seed)
     test = np.array([pages[i] in held for i in keep])
     y = np.array([classes.index(labels[i]) for i in keep])
     chosen = [patches[i] for i in keep]

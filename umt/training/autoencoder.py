@@ -18,6 +18,7 @@ import torch
 from umt.errors import UserError
 from umt.models.sheet_autoencoder import SheetAutoencoder, SheetAutoencoderConfig
 from umt.style.autoencoder import AutoencoderFolder
+from umt.style.probe import held_out_groups
 from umt.training.epoch_state import resume_epoch_state, save_epoch_state
 from umt.training.pages import recalibrate_batch_norm
 from umt.utils.io import atomic_write_text
@@ -69,11 +70,7 @@ def train_autoencoder(cfg) -> AutoencoderReport:
     patches, pages, labels = read_patches(Path(node.patches))
     classes = sorted({label for label in labels if label})
     targets = torch.tensor([classes.index(label) if label else -1 for label in labels])
-    rng = np.random.default_rng(int(cfg.seed))
-    distinct = sorted(set(pages))
-    held = set(
-        rng.choice(distinct, size=max(1, round(node.validation * len(distinct))), replace=False).tolist()
-    )
+    held = held_out_groups(pages, node.validation, int(cfg.seed))
     validation = np.array([page in held for page in pages])
     x = torch.from_numpy(patches)[:, None]
     train_x, train_y = x[~validation], targets[~validation]
