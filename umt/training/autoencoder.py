@@ -19,11 +19,9 @@ from umt.errors import UserError
 from umt.models.sheet_autoencoder import SheetAutoencoder, SheetAutoencoderConfig
 from umt.style.autoencoder import AutoencoderFolder
 from umt.style.probe import held_out_groups
-from umt.training.epoch_state import resume_epoch_state, save_epoch_state
+from umt.training.epoch_state import STATE_FILE, resume_epoch_state, save_epoch_state
 from umt.training.pages import recalibrate_batch_norm
 from umt.utils.io import atomic_write_text
-
-STATE_FILE = "train-state.pt"
 
 
 @dataclass

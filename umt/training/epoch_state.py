@@ -14,6 +14,9 @@ import torch
 from umt.errors import UserError
 from umt.utils.io import atomic_write
 
+STATE_FILE = "train-state.pt"
+"""The state's file name in the run's folder."""
+
 
 def save_epoch_state(
     path: Path, settings: str, model: torch.nn.Module, optimizer, generator: torch.Generator, epoch: int

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from umt.errors import UserError
 from umt.modalities.image import page_files
 from umt.musicscore.classifier import CLASSES, PageClassifier, PageClassifierConfig, page_tensor
-from umt.training.epoch_state import resume_epoch_state, save_epoch_state
+from umt.training.epoch_state import STATE_FILE, resume_epoch_state, save_epoch_state
 from umt.utils.io import atomic_write_text
 
 FOLDERS = {
@@ -29,7 +29,6 @@ FOLDERS = {
     "non-score": CLASSES.index("non-score"),
     "cover": CLASSES.index("non-score"),
 }
-STATE_FILE = "train-state.pt"
 
 
 @dataclass
