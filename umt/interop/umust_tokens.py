@@ -32,14 +32,14 @@ import gzip
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from umt.errors import InputError, UserError
-from umt.modalities.windows import sample_windows, window_key
+from umt.modalities.windows import WINDOW_SECONDS, sample_windows, window_key
 from umt.tokenizers.audio import SHIFT_SAMPLES
 from umt.tokenizers.image import NUM_SHIFTS_X, NUM_SHIFTS_Y, flatten_systems
 from umt.utils.safe_pickle import load_npy
@@ -165,7 +165,9 @@ class Segment:
     codes: np.ndarray
 
 
-def read_dac_file(path: Path, sample_rate: int, start_seconds: float) -> Segment:
+def read_dac_file(path: Path, sample_rate: int, hop_length: int, start_seconds: float) -> Segment:
+    """One ``.dac`` file (a numpy-saved dict, read without running code) as a :class:`Segment`; its
+    length is the recorded ``original_length``, else its frames times ``hop_length``."""
     if not path.is_file():
         raise InputError("no such token file", path)
     value = load_npy(path)
@@ -180,7 +182,7 @@ def read_dac_file(path: Path, sample_rate: int, start_seconds: float) -> Segment
         raise InputError(f"coded at {rate} Hz, the tokenizer's rate is {sample_rate} Hz", path)
     if codes.shape[0] > 1:  # UMT's shift u is their shift -u
         codes = codes[[THEIR_SHIFTS.index(-shift) for shift in SHIFT_SAMPLES]]
-    samples = int(metadata.get("original_length", 0)) or codes.shape[-1] * 512
+    samples = int(metadata.get("original_length", 0)) or codes.shape[-1] * hop_length
     return Segment(round(start_seconds * sample_rate), samples, codes)
 
 
@@ -199,7 +201,7 @@ def audio_items(
 ) -> list[tuple[int, int, np.ndarray]]:
     """``(window, variant, rows [F, K])`` of one recording's segments."""
     rate, hop = tokenizer.sample_rate, tokenizer.hop_length
-    segments = [read_dac_file(p, rate, segment_start(p, len(paths) == 1)) for p in paths]
+    segments = [read_dac_file(p, rate, hop, segment_start(p, len(paths) == 1)) for p in paths]
     wanted = vocab.modality_codebooks("audio")
     for path, segment in zip(paths, segments, strict=True):
         segment.codes = segment.codes[:, :wanted]  # residual codes: a prefix is the coarser code
@@ -270,7 +272,8 @@ class ImportSummary:
     entries: int = 0
     skipped: int = 0
     items: int = 0
-    failures: dict[str, str] | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+    """Entry's file -> problem (one line)."""
 
 
 def import_tokens(
@@ -284,7 +287,7 @@ def import_tokens(
     stem_only: bool = False,
     strip_prefix: str = "",
     variants: int | None = None,
-    window_seconds: float = 20.0,
+    window_seconds: float = WINDOW_SECONDS,
     items_per_shard: int = 1024,
     progress: bool = True,
 ) -> ImportSummary:
@@ -303,7 +306,7 @@ def import_tokens(
     info = shard_info(tokenizer, vocab, window_seconds)
     done = completed_items(out, info)
     entries = list(token_entries(manifest, root, modality, splits, stem_only, strip_prefix))
-    summary = ImportSummary(entries=len(entries), failures={})
+    summary = ImportSummary(entries=len(entries))
     with ShardWriter(out, info, prefix=rank_prefix(0), items_per_shard=items_per_shard) as writer:
         for entry in tqdm(entries, unit="entry", desc=f"import {modality}", disable=not progress):
             if entry.key in done:
