@@ -45,10 +45,11 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, si
 
 
 def statistics(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of all embedding frames of a set (each ``[T_i, D]``)."""
+    """Mean ``[D]`` and covariance ``[D, D]`` of all embedding frames of a set (each ``[T_i, D]``;
+    FID's image features are one such array)."""
     stacked = np.concatenate([np.atleast_2d(f) for f in frames], axis=0).astype(np.float64)
     if stacked.shape[0] < 2:
-        raise ValueError("FAD needs at least two embedding frames")
+        raise ValueError("a Fréchet distance needs at least two embedding frames")
     return stacked.mean(axis=0), np.cov(stacked, rowvar=False)
 
 

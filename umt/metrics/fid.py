@@ -23,23 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from umt.metrics.fad import frechet_distance
+from umt.metrics.fad import frechet_distance, statistics
 
 Features = Callable[[Sequence[np.ndarray]], np.ndarray]
 """Grayscale pages ``uint8 [H, W]`` -> features ``[N, D]``."""
 
 
-def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``[D]`` and covariance ``[D, D]`` of features ``[N, D]`` (N >= 2)."""
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"FID needs features [N >= 2, D], got shape {features.shape}")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
-
-
 def fid(real: np.ndarray, generated: np.ndarray) -> float:
     """The Fréchet distance between Gaussians fitted to two feature sets ``[N, D]``, ``[M, D]``."""
-    return frechet_distance(*gaussian(real), *gaussian(generated))
+    return frechet_distance(*statistics([real]), *statistics([generated]))
 
 
 @dataclass
