@@ -88,16 +88,17 @@ def corpus_pieces(sources: list[str]) -> list[PieceRef]:
     return list(unique.values())
 
 
-def assign_split(piece: str, seed: int) -> str:
-    """The split of a piece, from a hash of (seed, piece): stable when other pieces come and go."""
+def assign_split(piece: str, seed: int, fractions: tuple[tuple[str, float], ...] = SPLIT_FRACTIONS) -> str:
+    """The split of a piece, from a hash of (seed, piece): stable when other pieces come and go
+    (``fractions``: each split's share, in order)."""
     digest = hashlib.sha256(f"{seed}:{piece}".encode()).digest()
     fraction = int.from_bytes(digest[:8], "big") / 2**64
     cumulative = 0.0
-    for name, share in SPLIT_FRACTIONS:
+    for name, share in fractions:
         cumulative += share
         if fraction < cumulative:
             return name
-    return SPLIT_FRACTIONS[-1][0]
+    return fractions[-1][0]
 
 
 def _read_user_musicxml(path: Path) -> bytes:

@@ -27,12 +27,12 @@ reason; the others go on. Memory holds one page at a time.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from umt.data.excerpts import assign_split
 from umt.data.prepare.base import Converted, Converter, WorkUnit
 from umt.errors import InputError, UserError
 from umt.musicscore.metadata import prompt, read_metadata, work_id
@@ -70,16 +70,6 @@ def pdf_images(path: Path) -> PdfImages:
         return PdfImages(len(document), images, deepest)
     finally:
         document.close()
-
-
-def split_of(work: str, seed: int) -> str:
-    """The split of a work: a seeded hash, so a work's pages all go to one split."""
-    value = int.from_bytes(hashlib.sha256(f"{seed}:{work}".encode()).digest()[:8], "big") / 2**64
-    for name, share in SPLITS:
-        if value < share:
-            return name
-        value -= share
-    return SPLITS[-1][0]
 
 
 @functools.cache
@@ -135,7 +125,7 @@ class MusicScoreConverter(Converter):
             units.append(
                 WorkUnit(
                     key=key,
-                    split=split_of(work, self.seed),
+                    split=assign_split(work, self.seed, SPLITS),  # a work's pages all in one
                     piece=work,
                     sources={"pdf": relative.as_posix()},
                     extra={"metadata": fields, "problems": problems},
@@ -155,6 +145,7 @@ class MusicScoreConverter(Converter):
             reason = f"embeds images of {found.deepest} bits per pixel (kept: 1-bit scans, vector scores)"
             return Converted([], [{"key": unit.key, "piece": unit.piece, "reason": reason}])
         metadata = unit.extra["metadata"]
+        text_prompt = prompt(metadata)
         records, left_out = [], []
         for page, gray in enumerate(iter_pdf_pages(path, self.dpi), start=1):
             key = f"{unit.key}_{page}"
@@ -174,7 +165,7 @@ class MusicScoreConverter(Converter):
             systems = self.output_path("image", unit, ".png", name=key)  # what `umt bake image` reads
             atomic_write_bytes(self.out / systems, write_systems_png(split_systems(gray)))
             text = self.output_path("text", unit, ".txt", name=key)  # what `umt bake text` reads
-            atomic_write_text(self.out / text, prompt(metadata) + "\n")
+            atomic_write_text(self.out / text, text_prompt + "\n")
             records.append(
                 {
                     "key": key,
@@ -187,7 +178,7 @@ class MusicScoreConverter(Converter):
                     "page_number": page,
                     "source": "scan" if found.images else "vector",
                     "metadata": metadata,
-                    "prompt": prompt(metadata),
+                    "prompt": text_prompt,
                 }
             )
         return Converted(records, left_out)
@@ -207,8 +198,6 @@ def write_scales(manifest: Path, sizes: list[int], seed: int) -> dict[int, Path]
     """MusicScore-style scales: ``OUT/scales/musicscore-N.jsonl``, N pages drawn from the manifest
     by one seeded permutation (a smaller scale is the start of a larger one)."""
     import numpy as np
-
-    from umt.utils.io import atomic_write_text
 
     lines = [line for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     order = np.random.default_rng(seed).permutation(len(lines))
