@@ -50,3 +50,19 @@ def test_the_command_cuts_counts_and_resumes(tmp_path, capsys):
     assert main(argv) == 1
     assert "(4 done before)" in capsys.readouterr().err  # the broken page is tried again, the rest skipped
     assert (out / "manifest.jsonl").read_text() == before
+
+
+def test_no_readable_page_is_one_line_each_and_no_output(tmp_path, capsys):
+    empty, broken = tmp_path / "empty", tmp_path / "broken"
+    empty.mkdir()
+    broken.mkdir()
+    (broken / "a.png").write_text("not an image")
+    (broken / "b.jpg").write_bytes(b"")
+    for pages, status in ((empty, 2), (broken, 1)):  # 2: nothing to do; 1: files that failed
+        out = tmp_path / f"out-{pages.name}"
+        assert main(["data", "patches", "--pages", str(pages), "--out", str(out), "--no-progress"]) == status
+        assert not out.exists()  # nothing written: no empty manifest that looks like a result
+    err = capsys.readouterr().err
+    assert f"umt: error: {empty}: no page images (.png" in err
+    assert f"umt: error: {broken / 'a.png'}: not a readable image" in err
+    assert f"umt: error: {broken / 'b.jpg'}: empty file" in err

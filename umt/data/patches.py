@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from umt.errors import InputError, UserError
-from umt.modalities.image import page_files
+from umt.modalities.image import PAGE_SUFFIXES, page_files
 from umt.utils.io import atomic_write_bytes, atomic_write_text
 
 DRAWS_PER_PATCH = 20
@@ -90,8 +90,9 @@ def make_patches(options: PatchOptions) -> PatchSummary:
         raise UserError("--size must be >= 8, --per-page >= 1 and --max-whiteness in (0, 1]")
     out = Path(options.out)
     pages_dir, pages, labels = _pages(options)
-    records_dir = out / "records"
-    records_dir.mkdir(parents=True, exist_ok=True)
+    if not pages:
+        raise UserError(f"no page images ({', '.join(PAGE_SUFFIXES)})", options.pages)
+    records_dir = out / "records"  # made by the first record written
     summary = PatchSummary(pages=len(pages))
     for page in tqdm(pages, desc="patches", unit="page", disable=not options.progress):
         name = page.relative_to(pages_dir).with_suffix("").as_posix()
@@ -124,6 +125,8 @@ def make_patches(options: PatchOptions) -> PatchSummary:
         stored = {"rows": rows, "too_small": min(gray.shape) < options.size}
         atomic_write_text(record_path, json.dumps(stored))
         _count(summary, name, stored, options.per_page)
+    if len(summary.failures) == len(pages):
+        return summary  # no page could be read: no manifest, each page's problem is reported
     lines = []
     for record in sorted(records_dir.glob("*.json")):
         lines += [json.dumps(row, sort_keys=True) for row in json.loads(record.read_text())["rows"]]
