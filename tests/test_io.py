@@ -93,3 +93,32 @@ def test_lists_are_read_relative_to_their_folder_from_any_working_directory(tmp_
     monkeypatch.chdir(tmp_path)  # the reader stands elsewhere
     assert read_path_list(Path("data/lists/files.txt")) == [Path("data/lists/x.png"), outside]
     assert [p.resolve() for p in read_path_list(listing)] == [inside, outside]
+
+
+def test_what_a_killed_writer_left_is_found_and_removed(tmp_path):
+    """A SIGKILL inside ``atomic_path`` / ``atomic_write`` leaves its temporary file (no ``finally``
+    runs); a rerun of ``data prepare`` or ``corpus build`` removes it with remove_partial_files."""
+    from umt.utils.io import atomic_path, atomic_write, remove_partial_files
+
+    writers = [atomic_path(tmp_path / "a" / "x.flac"), atomic_write(tmp_path / "b.json")]
+    for writer in writers:
+        writer.__enter__()  # never exited: the process "dies" here
+    left = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert sorted(p.suffix for p in left) == [".flac", ".tmp"]  # a listing of audio files picks one up
+    kept = tmp_path / "a" / ".hidden.flac"
+    kept.write_bytes(b"a user's file")
+    assert remove_partial_files(tmp_path) == 2
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == [kept]
+
+
+def test_a_prepare_rerun_removes_a_killed_run_s_partial_file(tmp_path):
+    from tests.test_prepare import make_maestro
+    from umt.cli import main
+
+    maestro, out = make_maestro(tmp_path / "maestro-v3.0.0", broken=False), tmp_path / "out"
+    argv = ["data", "prepare", "maestro", "--root", str(maestro), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    stale = out / "audio" / "train" / ".piece.partial-k1lled.flac"
+    stale.write_bytes(b"half a file")
+    assert main(argv) == 0
+    assert not stale.exists()

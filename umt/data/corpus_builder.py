@@ -30,7 +30,7 @@ from umt.data import excerpts as ex
 from umt.errors import UserError
 from umt.musicscore.metadata import prompt, score_fields
 from umt.tokenizers import lmx
-from umt.utils.io import atomic_write_bytes, atomic_write_text
+from umt.utils.io import atomic_write_bytes, atomic_write_text, remove_partial_files
 
 MANIFEST = "manifest.jsonl"
 PARTIAL_MANIFEST = "manifest.partial.jsonl"
@@ -250,6 +250,7 @@ def build_corpus(options: BuildOptions) -> BuildSummary:
         raise UserError(f"--max-measures must be at least 1, not {options.max_measures}")
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(out)  # a killed run's half-written files
     pieces = select_pieces(options)
     if not pieces:
         raise UserError("no pieces selected (check --sources, --max-pieces and --procedural)")

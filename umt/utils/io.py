@@ -38,6 +38,20 @@ def give_default_mode(path: str | Path) -> None:
     os.chmod(path, base & ~current_umask())
 
 
+PARTIAL = ".partial-"
+"""In the name of every temporary file these helpers make (``.NAME.partial-XXXX.SUFFIX``), so that
+what a killed run left behind is found and removed by the rerun (:func:`remove_partial_files`)."""
+
+
+def remove_partial_files(folder: str | Path) -> int:
+    """Remove the temporary files a killed run left anywhere under ``folder``; how many."""
+    stale = [p for p in Path(folder).rglob(f".*{PARTIAL}*") if p.is_file()]
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return len(stale)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
@@ -47,7 +61,7 @@ def atomic_write(path: str | Path, mode: str = "wb", encoding: str | None = None
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{PARTIAL}", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as handle:
             yield handle
@@ -80,7 +94,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+        prefix=f".{path.stem}{PARTIAL}", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
     )
     os.close(fd)
     try:

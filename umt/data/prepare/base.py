@@ -32,7 +32,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from umt.errors import InputError, UserError
-from umt.utils.io import atomic_write_text, claim_folder
+from umt.utils.io import atomic_write_text, claim_folder, remove_partial_files
 
 FORMAT = "umt-prepare/2"
 """Version 2: a record file holds ``{"records": [...], "left_out": [...]}``."""
@@ -136,6 +136,7 @@ def prepare(
     out = converter.out
     units = converter.units()  # a folder that is not the data set is refused before --out is made
     _claim(out, converter)
+    remove_partial_files(out)  # a killed run's half-written files
     if splits is not None:
         units = [_resplit(unit, splits) for unit in units if unit.piece in splits]
     if limit is not None:
