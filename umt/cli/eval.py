@@ -40,7 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "what",
-        choices=(*TASK_NAMES, *TABLE_NAMES, "compare", "attention", "fid", "style-probe", "features"),
+        choices=(
+            *TASK_NAMES,
+            *TABLE_NAMES,
+            "compare",
+            "attention",
+            "fid",
+            "style-probe",
+            "features",
+            "match",
+        ),
         metavar="TASK",
     )
     parser.add_argument(
@@ -76,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image-tokenizer", metavar="DIR", help="style-probe: an image tokenizer (its latents)"
     )
     parser.add_argument("--plot", metavar="OUT.png", help="features: where to draw the bottleneck maps")
+    parser.add_argument(
+        "--label-field", default="metadata.composer", help="match: the record field the probe predicts"
+    )
     parser.set_defaults(func=run)
 
 
@@ -99,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         return _style_probe(args)
     if args.what == "features":
         return _features(args)
+    if args.what == "match":
+        return _match(args)
     if args.runs:
         raise UserError(f"unexpected arguments {' '.join(args.runs)} (inputs are --data manifests)")
     if not args.checkpoint or not args.data:
@@ -223,6 +237,36 @@ def _features(args: argparse.Namespace) -> int:
             Image.fromarray(feature_sheet(folder, pages)).save(handle, format="PNG")
         print(f"umt eval features: {len(pages)} page(s) -> {args.plot}", file=sys.stderr)
     return report_failures(failures)
+
+
+def _match(args: argparse.Namespace) -> int:
+    """``umt eval match --checkpoint SIM_MODEL --data MANIFEST [--split test|all] [--out DIR]``."""
+    import json
+
+    from umt.errors import UserError
+    from umt.sim.evaluate import evaluate_model, report_markdown
+    from umt.sim.folder import SimFolder
+    from umt.sim.items import load_items
+    from umt.utils.io import atomic_write_text
+
+    if not args.checkpoint or len(args.data) != 1:
+        raise UserError("usage: umt eval match --checkpoint SIM_MODEL --data MANIFEST [--split test|all]")
+    folder = SimFolder.from_pretrained(args.checkpoint)
+    manifest = Path(args.data[0])
+    manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
+    items, failures = load_items(manifest, folder.tokenizer, folder.model.vocab, args.label_field)
+    for key, reason in failures.items():
+        print(f"umt: {manifest}: {key}: {reason}", file=sys.stderr)
+    test = items if args.split == "all" else [item for item in items if item.split == args.split]
+    if len(test) < 2:
+        raise UserError(
+            f"holds {len(test)} readable items of split {args.split!r}; retrieval needs 2", manifest
+        )
+    evaluation = evaluate_model(folder, test, items, args.seed)
+    sys.stdout.write(report_markdown(evaluation))
+    if args.out:
+        atomic_write_text(Path(args.out) / "metrics.json", json.dumps(evaluation, indent=2) + "\n")
+    return 1 if failures else 0
 
 
 def _style_probe(args: argparse.Namespace) -> int:

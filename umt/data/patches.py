@@ -134,7 +134,8 @@ def make_patches(options: PatchOptions) -> PatchSummary:
     return summary
 
 
-def _field(record: dict, dotted: str | None) -> str | None:
+def dotted_field(record: dict, dotted: str | None) -> str | None:
+    """The string at a dotted path of a record (`metadata.composer`), or None."""
     value: object = record
     for part in dotted.split(".") if dotted else []:
         value = value.get(part) if isinstance(value, dict) else None
@@ -160,7 +161,7 @@ def _pages(options: PatchOptions) -> tuple[Path, list[Path], dict[Path, tuple[st
         if ".." in Path(str(record[options.image_field])).parts:
             raise UserError(f"line {number}: a page outside the manifest's folder", source)
         pages.append(page)
-        labels[page] = (_field(record, options.label_field), _field(record, options.group_field))
+        labels[page] = (dotted_field(record, options.label_field), dotted_field(record, options.group_field))
     return source.parent, sorted(set(pages)), labels
 
 

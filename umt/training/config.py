@@ -167,6 +167,46 @@ class AutoencoderNode:
     head_weight: float = 1.0
 
 
+@dataclass
+class SimObjectivesNode:
+    """Weights of SIM's objectives (:data:`umt.sim.objectives.OBJECTIVES`; 0 leaves one out)."""
+
+    match: float = 1.0
+    masked_bars: float = 1.0
+    contrastive: float = 0.0
+
+
+@dataclass
+class SimNode:
+    """SIM pre-training (``family: sim``; :mod:`umt.training.sim`); ``model`` is added by
+    :func:`_sim_node` (it mirrors :class:`umt.models.sim.SimConfig`, which imports torch)."""
+
+    manifest: Optional[str] = None  # noqa: UP045
+    """A manifest of aligned score images and music (:mod:`umt.sim.items`)."""
+    image_tokenizer: Optional[str] = None  # noqa: UP045
+    label_field: Optional[str] = "metadata.composer"  # noqa: UP045
+    """The dotted record field the downstream probe predicts."""
+    objectives: SimObjectivesNode = field(default_factory=SimObjectivesNode)
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    hard_share: float = 0.5
+    """Share of the match objective's negatives drawn from the same piece."""
+    mask_share: float = 0.3
+    """Share of an item's bars masked (at least one)."""
+    test_split: str = "test"
+
+
+def _sim_node() -> type:
+    from umt.models.sim import SimConfig
+
+    model_node = _mutable_node(SimConfig, "SimModelNode")
+    return dataclasses.make_dataclass(
+        "SimNodeWithModel", [("model", model_node, field(default_factory=model_node))], bases=(SimNode,)
+    )
+
+
 _SCHEMA: type | None = None
 
 
@@ -175,6 +215,7 @@ def train_schema() -> type:
     global _SCHEMA
     if _SCHEMA is None:
         ModelNode = _model_node()
+        sim_node = _sim_node()
         _SCHEMA = dataclasses.make_dataclass(
             "TrainConfig",
             [
@@ -194,9 +235,10 @@ def train_schema() -> type:
                 # Image/audio embeddings from the codebooks of data.tokenizers (when given).
                 ("init_codebook_embeddings", bool, field(default=True)),
                 ("name", str, field(default="default")),
-                # What is trained: the translator, or the sheet-music autoencoder (its node below).
+                # What is trained: the translator, the sheet-music autoencoder or SIM (their nodes below).
                 ("family", str, field(default="translator")),
                 ("autoencoder", AutoencoderNode, field(default_factory=AutoencoderNode)),
+                ("sim", sim_node, field(default_factory=sim_node)),
             ],
         )
     return _SCHEMA

@@ -321,14 +321,20 @@ def load_initial_weights(module, source: str) -> None:
 
 
 def train(cfg: DictConfig, callbacks: list | None = None):
-    """Validate ``cfg``, train, and return the Lightning trainer (for ``family: sheet_autoencoder``,
-    the autoencoder's report: :func:`umt.training.autoencoder.train_autoencoder`)."""
-    if cfg.get("family", "translator") == "sheet_autoencoder":
+    """Validate ``cfg``, train, and return the Lightning trainer (for ``family: sheet_autoencoder``
+    and ``family: sim``, the run's report: :func:`umt.training.autoencoder.train_autoencoder`,
+    :func:`umt.training.sim.train_sim`)."""
+    family = cfg.get("family", "translator")
+    if family == "sheet_autoencoder":
         from umt.training.autoencoder import train_autoencoder
 
         return train_autoencoder(validate(cfg))
-    if cfg.get("family", "translator") != "translator":
-        raise UserError(f"family must be translator or sheet_autoencoder, not {cfg.get('family')!r}")
+    if family == "sim":
+        from umt.training.sim import train_sim
+
+        return train_sim(validate(cfg))
+    if family != "translator":
+        raise UserError(f"family must be translator, sheet_autoencoder or sim, not {family!r}")
 
     cfg = validate(cfg)
     trainer, module, datamodule, ckpt_path = build(cfg, callbacks)
