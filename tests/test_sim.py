@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +250,28 @@ def test_bad_inputs_are_one_line(corpus, tmp_path, capsys):
         main(["retrieve", "--checkpoint", str(tmp_path), "--query", "x.png", "--index", str(manifest)]) == 2
     )
     assert "not a SIM model folder" in capsys.readouterr().err
+
+
+def test_image_and_lmx_records_pair_like_the_corpus_files(corpus):
+    """GrandStaff's and BPSD's manifests give an image and LMX: the music is engraved from the LMX
+    and played at the record's tempo, and its bars are the LMX's measures."""
+    from umt.sim.items import load_items, sim_vocabulary
+    from umt.tokenizers.folders import load_tokenizer
+
+    tokenizer = load_tokenizer(corpus / "tokenizers" / "image")
+    vocab = sim_vocabulary(tokenizer)
+    folder = corpus / "corpus"
+    records = [json.loads(line) for line in (folder / "sim.jsonl").read_text().splitlines()][:4]
+    lmx_only = folder / "lmx-only.jsonl"
+    fields = ("key", "piece", "png", "lmx", "tempo_qpm")
+    lmx_only.write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in records))
+    (folder / "files.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    from_lmx, failures = load_items(lmx_only, tokenizer, vocab)
+    from_files, _ = load_items(folder / "files.jsonl", tokenizer, vocab)
+    assert not failures and len(from_lmx) == len(from_files) == 4
+    for a, b in zip(from_lmx, from_files):
+        np.testing.assert_allclose(a.bars, b.bars, atol=1e-6)
+        # LMX keeps what the engraving shows (a tie is one note): nearly the same notes
+        shared = sum((Counter(a.notes[:, 2].tolist()) & Counter(b.notes[:, 2].tolist())).values())
+        assert shared >= 0.9 * max(len(a.notes), len(b.notes))
+        np.testing.assert_array_equal(a.grid, b.grid)
