@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $(STAMP)
 
-# Debian packages: FluidSynth synthesises audio from MIDI; libcairo2 is what cairosvg renders with.
+# Debian packages: FluidSynth synthesises audio from MIDI; libcairo2 is what cairosvg renders with;
+# Chromium runs the web app's browser tests (headless, driven by Playwright; never a browser download).
 # Installed only when we are root and one is missing.
-DEBIAN_PACKAGES := fluidsynth libcairo2
+DEBIAN_PACKAGES := fluidsynth libcairo2 chromium
 system-deps:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

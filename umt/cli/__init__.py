@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "umt.cli.translate",  # translate files with an exported model
     "umt.cli.eval",  # the paper's benchmarks on prepared test sets
     "umt.cli.retrieve",  # score images <-> MIDI retrieval with a SIM model
+    "umt.cli.serve",  # the browser app
     "umt.cli.demo",  # all of the above end to end, with an HTML report
 )
 

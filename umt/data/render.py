@@ -19,7 +19,8 @@ MARGIN_PX = 4  # white border kept around the ink, in output pixels
 _INK_LEVEL = 200  # gray value below which a pixel is ink
 
 
-def _verovio_svg(musicxml: bytes | str) -> str:
+def _verovio_svg(musicxml: bytes | str, options: dict | None = None, one_page: bool = True) -> str:
+    """The first page of the score as SVG (``options`` override the single-system layout below)."""
     import verovio
 
     verovio.enableLog(verovio.LOG_OFF)
@@ -39,14 +40,21 @@ def _verovio_svg(musicxml: bytes | str) -> str:
             "pageMarginRight": 50,
             "svgViewBox": False,
             "mnumInterval": 0,
+            **(options or {}),
         }
     )
     text = musicxml.decode("utf-8") if isinstance(musicxml, bytes) else musicxml
     if not toolkit.loadData(text):
         raise InputError("Verovio could not read the MusicXML")
-    if toolkit.getPageCount() != 1:
+    if one_page and toolkit.getPageCount() != 1:
         raise InputError(f"excerpt does not fit one page ({toolkit.getPageCount()} pages)")
     return toolkit.renderToSVG(1)
+
+
+def page_svg(musicxml: bytes | str) -> str:
+    """The score's first page as a scalable SVG (line breaks as they fall), for a web page."""
+    options = {"breaks": "auto", "pageWidth": 2100, "scale": 40, "svgViewBox": True, "mnumInterval": 1}
+    return _verovio_svg(musicxml, options, one_page=False)
 
 
 def _longest_runs(mask: np.ndarray) -> np.ndarray:

@@ -95,15 +95,29 @@ def column_attention(weights: np.ndarray, columns: ImageColumns) -> list[np.ndar
 
 def follow_score(pipeline: Any, image: str | Path, generation: Any, out_png: Path) -> dict[str, Any]:
     """Generate the image's audio, plot where the model attends, write ``out_png`` and its JSON."""
-    from umt.data.pipeline import collate
-    from umt.tasks import get_task
-
-    task = get_task("i2a")
     pipeline.check_task("i2a")
     source = pipeline.image_file_rows(image)
     generated = pipeline.generate("i2a", [source], generation)[0].rows
     if len(generated) == 0:
         raise InputError("the model generated no audio for it (EOS at once)", image)
+    alignment, per_system, systems = attention_alignment(pipeline, image, source, generated)
+    _plot(systems, per_system, out_png)
+    from umt.utils.io import atomic_write_text
+
+    atomic_write_text(out_png.with_suffix(".json"), json.dumps(alignment, indent=1) + "\n")
+    return alignment
+
+
+def attention_alignment(
+    pipeline: Any, image: str | Path, source: np.ndarray, generated: np.ndarray
+) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
+    """Where the model looks while it writes ``generated`` (audio rows) from ``source`` (the image's
+    rows): the alignment (audio frame -> system and x pixel), the attention per system
+    ``[frames, columns]`` and the systems as the tokenizer saw them."""
+    from umt.data.pipeline import collate
+    from umt.tasks import get_task
+
+    task = get_task("i2a")
     batch = collate([(source, generated, task.source, task.target, 0)], pipeline.vocab)
     batch = {k: v.to(pipeline.device) for k, v in batch.items()}
     weights = torch.stack(layer_weights(pipeline.model, batch)).mean(dim=(0, 2))[0].cpu().numpy()
@@ -111,12 +125,7 @@ def follow_score(pipeline: Any, image: str | Path, generation: Any, out_png: Pat
     columns = ImageColumns.of(batch["src"][0, :, 0].cpu().numpy(), pipeline.vocab)
     per_system = column_attention(weights, columns)
     systems = _system_images(pipeline, image)
-    alignment = _alignment(per_system, systems, pipeline)
-    _plot(systems, per_system, out_png)
-    from umt.utils.io import atomic_write_text
-
-    atomic_write_text(out_png.with_suffix(".json"), json.dumps(alignment, indent=1) + "\n")
-    return alignment
+    return _alignment(per_system, systems, pipeline), per_system, systems
 
 
 def _system_images(pipeline: Any, image: str | Path) -> list[np.ndarray]:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +91,7 @@ def translate_files(
     generation: GenerationConfig | None = None,
     m2a_pipeline: TranslationPipeline | None = None,
     progress: bool = True,
+    on_units: Callable[[int], None] | None = None,
 ) -> TranslateSummary:
     """Translate files for ``task`` into ``out_dir`` (see the module docstring for the units).
 
@@ -131,7 +132,7 @@ def translate_files(
         live.append(job)
 
     # Stage 2: generate.
-    live = _run_stage(pipeline, model_task, live, generation, progress, summary)
+    live = _run_stage(pipeline, model_task, live, generation, progress, summary, on_units)
 
     # Stage 3: decode (and, for the cascade, the second model stage).
     decoded: list[_Job] = []
@@ -153,7 +154,7 @@ def translate_files(
                 fail(job, error)
                 continue
             ready.append(job)
-        ready = _run_stage(m2a_pipeline, "m2a", ready, generation, progress, summary)
+        ready = _run_stage(m2a_pipeline, "m2a", ready, generation, progress, summary, on_units)
         decoded = []
         for job in ready:
             try:
@@ -197,13 +198,14 @@ def _run_stage(
     generation: GenerationConfig,
     progress: bool,
     summary: TranslateSummary,
+    on_units: Callable[[int], None] | None = None,
 ) -> list[_Job]:
     units = [unit for job in jobs for unit in job.units]
     if not units:
         return jobs
     bar = _progress_bar(len(units), task, progress)
     try:
-        outputs = pipeline.generate(task, units, generation, progress=bar.update if bar else None)
+        outputs = pipeline.generate(task, units, generation, progress=bar.update if bar else on_units)
     finally:
         if bar is not None:
             bar.close()
