@@ -94,3 +94,29 @@ for phase, run_dir, stop in {phases!r}:
 with open(f"result-rank{{trainer.global_rank}}.json", "w") as handle:
     json.dump(results, handle)
 """
+
+
+def assert_a_kill_changes_nothing(monkeypatch, module, train_into, epoch: int = 2) -> None:
+    """Train into ``straight``; train into ``killed`` but die once epoch ``epoch``'s state is written
+    (``module.save_epoch_state``: the epoch-based trainers), then run the same command again: both
+    model folders must hold the same weights. ``train_into(folder_name)`` runs the command."""
+    import pytest
+    import torch
+    from safetensors.torch import load_file
+
+    straight = train_into("straight")
+    real_save = module.save_epoch_state
+
+    def save_then_die(*args):
+        real_save(*args)
+        if args[-1] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "save_epoch_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_into("killed")
+    monkeypatch.setattr(module, "save_epoch_state", real_save)
+    killed = train_into("killed")
+    a = load_file(str(straight / "model" / "model.safetensors"))
+    b = load_file(str(killed / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

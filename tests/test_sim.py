@@ -197,28 +197,16 @@ def test_pre_training_learns_both_tasks_and_reports_every_figure(corpus, tmp_pat
 
 
 def test_a_killed_run_continues_to_the_same_weights(corpus, tmp_path, monkeypatch):
-    from safetensors.torch import load_file
-
+    from tests._training_fixtures import assert_a_kill_changes_nothing
     from umt.training import sim
     from umt.training.config import compose
     from umt.training.train import train
 
-    train(compose(_overrides(corpus, tmp_path / "straight", "sim.epochs=3")))
-    real_save = sim.save_epoch_state
+    def train_into(name: str) -> Path:
+        train(compose(_overrides(corpus, tmp_path / name, "sim.epochs=3")))
+        return tmp_path / name
 
-    def save_then_die(*args):
-        real_save(*args)
-        if args[-1] == 2:  # killed after the second epoch's state was written
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(sim, "save_epoch_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(compose(_overrides(corpus, tmp_path / "killed", "sim.epochs=3")))
-    monkeypatch.setattr(sim, "save_epoch_state", real_save)
-    train(compose(_overrides(corpus, tmp_path / "killed", "sim.epochs=3")))
-    a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_a_kill_changes_nothing(monkeypatch, sim, train_into)
 
 
 def test_bad_inputs_are_one_line(corpus, tmp_path, capsys):

@@ -102,29 +102,15 @@ def test_bad_requests_are_one_line(patches, tmp_path, capsys):
 
 
 def test_a_killed_autoencoder_run_continues_to_the_same_weights(patches, tmp_path, monkeypatch):
-    from safetensors.torch import load_file
-
+    from tests._training_fixtures import assert_a_kill_changes_nothing
     from umt.training import autoencoder
     from umt.training.config import compose
     from umt.training.train import train
 
-    def overrides(run: Path) -> list[str]:
-        return ["experiment=sheet_autoencoder", f"autoencoder.patches={patches}", f"run_dir={run}",
-                "autoencoder.epochs=3", "autoencoder.batch_size=8"]  # fmt: skip
+    def train_into(name: str) -> Path:
+        run = tmp_path / name
+        train(compose(["experiment=sheet_autoencoder", f"autoencoder.patches={patches}", f"run_dir={run}",
+                       "autoencoder.epochs=3", "autoencoder.batch_size=8"]))  # fmt: skip
+        return run
 
-    train(compose(overrides(tmp_path / "straight")))
-    real_save = autoencoder.save_epoch_state
-
-    def save_then_die(*args):
-        real_save(*args)
-        if args[-1] == 2:  # killed after the second epoch's state was written
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(autoencoder, "save_epoch_state", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        train(compose(overrides(tmp_path / "killed")))
-    monkeypatch.setattr(autoencoder, "save_epoch_state", real_save)
-    train(compose(overrides(tmp_path / "killed")))
-    a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_a_kill_changes_nothing(monkeypatch, autoencoder, train_into)
