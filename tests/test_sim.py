@@ -263,3 +263,24 @@ def test_image_and_lmx_records_pair_like_the_corpus_files(corpus):
         shared = sum((Counter(a.notes[:, 2].tolist()) & Counter(b.notes[:, 2].tolist())).values())
         assert shared >= 0.9 * max(len(a.notes), len(b.notes))
         np.testing.assert_array_equal(a.grid, b.grid)
+
+
+def test_hard_negatives_come_from_the_same_piece_or_a_shifted_bar():
+    from umt.sim.items import SimItem
+    from umt.sim.objectives import PairSource
+
+    def item(key: str, piece: str, pitch: int, bars: int = 2) -> SimItem:
+        notes = np.array([[b * 1.0, b * 1.0 + 0.5, pitch + b, 0, 0] for b in range(bars)], dtype=np.float64)
+        grid = np.full((2, 2, 2), VOCAB.codebook_range("image", 0).start, dtype=np.int64)
+        return SimItem(key, piece, "train", None, grid, notes, np.arange(bars + 1, dtype=np.float64))
+
+    items = [item("a1", "A", 60), item("a2", "A", 62), item("b1", "B", 70), item("c1", "C", 80, bars=3)]
+    rng = np.random.default_rng(0)
+    hard = PairSource(items, VOCAB, hard_share=1.0)
+    assert all(hard.negative(0, rng) == hard.ids[1] for _ in range(5))  # the other excerpt of A
+    shifted = hard.shifted_by_a_bar(3)  # C has one piece alone: its music from the second bar on
+    assert shifted == items[3].midi_ids(VOCAB, [Note(81, 0, False, 0.0, 0.5), Note(82, 0, False, 1.0, 1.5)])
+    assert all(hard.negative(3, rng) == shifted for _ in range(5))
+    easy = PairSource(items, VOCAB, hard_share=0.0)
+    drawn = {tuple(easy.negative(0, rng)) for _ in range(40)}
+    assert drawn == {tuple(easy.ids[2]), tuple(easy.ids[3])}  # only other pieces
