@@ -13,12 +13,13 @@ Shapes: ``B`` batch, ``H x W`` an image's code grid, ``K`` codebooks, ``L`` MIDI
   read them together (the pair) or one at a time (a tower).
 * **Heads.** ``match`` (are these the same music?) on the pair's mean state; ``pitch`` and
   ``onset`` (a masked bar's pitch set and onset bins, multi-label) on each mask row's state; a
-  projection for the contrastive variant, where image and MIDI are encoded apart (two towers with
-  shared weights) and compared by cosine.
+  projection head a tower for the contrastive variant, where image and MIDI are encoded apart (two
+  towers sharing the encoder) and compared by cosine at a learned temperature.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -92,7 +93,13 @@ class ScoreMidiModel(nn.Module):
         self.match_head = nn.Linear(d, 1)
         self.pitch_head = nn.Linear(d, 128)
         self.onset_head = nn.Linear(d, config.onset_bins)
-        self.projection = nn.Linear(d, config.embedding_dim)
+        # One projection head a tower. Batch norm takes out what every input's pooled state shares:
+        # without it the towers' embeddings all pointed one way (cosines of 0.999) and InfoNCE
+        # stayed at ln(batch) on the corpus (SimCLR's heads have it for the same reason).
+        self.image_projection = _projection(d, config.embedding_dim)
+        self.midi_projection = _projection(d, config.embedding_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        """ln of the contrastive logits' scale (CLIP's learned temperature, from 1 / 0.07)."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -174,11 +181,19 @@ class ScoreMidiModel(nn.Module):
 
     def image_embedding(self, grid: Tensor) -> Tensor:
         """Unit-length contrastive embedding ``[B, E]`` of images read alone."""
-        return self._tower(*self.embed_image(grid))
+        return self._tower(*self.embed_image(grid), self.image_projection)
 
     def midi_embedding(self, midi: Tensor) -> Tensor:
         """Unit-length contrastive embedding ``[B, E]`` of MIDI read alone."""
-        return self._tower(*self.embed_midi(midi))
+        return self._tower(*self.embed_midi(midi), self.midi_projection)
 
-    def _tower(self, rows: Tensor, mask: Tensor) -> Tensor:
-        return F.normalize(self.projection(self.pooled(self.encode(rows, mask), mask)), dim=-1)
+    def contrastive_scale(self) -> Tensor:
+        """The factor on cosines that makes the contrastive logits (at most 100, as CLIP)."""
+        return self.logit_scale.exp().clamp(max=100.0)
+
+    def _tower(self, rows: Tensor, mask: Tensor, projection: nn.Module) -> Tensor:
+        return F.normalize(projection(self.pooled(self.encode(rows, mask), mask)), dim=-1)
+
+
+def _projection(width: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, out))

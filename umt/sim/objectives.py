@@ -9,8 +9,8 @@ returns its loss and a metric:
 * ``masked_bars``: a share of each item's bars (at least one) is masked in its MIDI, one mask row
   per bar, and the model predicts each masked bar's pitch set and onset bins from the image and
   the rest (binary cross-entropy per pitch and per bin).
-* ``contrastive``: image and MIDI encoded apart (two towers, shared weights), symmetric InfoNCE
-  over the batch at temperature :data:`TEMPERATURE`.
+* ``contrastive``: image and MIDI encoded apart (two towers sharing the encoder, each with its
+  projection head), symmetric InfoNCE over the batch at a learned temperature.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from umt.sim.items import SimItem
 from umt.tokenizers.midi import Note
 from umt.utils.registry import Registry
 from umt.vocab import PAD_ID, Vocabulary
-
-TEMPERATURE = 0.1
 
 
 def pad_grids(grids: Sequence[np.ndarray]) -> Tensor:
@@ -164,7 +162,7 @@ def contrastive_loss(
 ) -> tuple[Tensor, float]:
     images = model.image_embedding(pad_grids([source.items[i].grid for i in batch]))
     music = model.midi_embedding(pad_ids([source.ids[i] for i in batch]))
-    logits = images @ music.T / TEMPERATURE
+    logits = images @ music.T * model.contrastive_scale()
     labels = torch.arange(len(batch))
     loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     return loss, float((logits.argmax(dim=1) == labels).float().mean())
