@@ -166,6 +166,7 @@ def test_pre_training_learns_both_tasks_and_reports_every_figure(corpus, tmp_pat
             assert 0.0 < scorer[direction]["mrr"] <= 1.0
     bars = figures["masked_bars"]
     assert bars["bars"] > 0 and 0.0 <= bars["pitch_set_accuracy"] <= 1.0 and bars["onset_f1"] > 0
+    assert set(bars["prior"]) == {"pitch_set_accuracy", "onset_set_accuracy", "pitch_f1", "onset_f1"}
     probe = figures["probe"]
     assert "Johann Sebastian Bach" in probe["classes"] and len(probe["classes"]) >= 2
     assert {"pretrained", "untrained", "majority"} <= set(probe) and probe["test_items"] > 0
@@ -177,7 +178,7 @@ def test_pre_training_learns_both_tasks_and_reports_every_figure(corpus, tmp_pat
     assert main(argv) == 0, capsys.readouterr().err
     table = capsys.readouterr().out
     assert "| match | image -> midi |" in table and "| contrastive | midi -> image |" in table
-    assert "| pre-trained |" in table and "Masked bars" in table
+    assert "| pre-trained |" in table and "Masked bars" in table and "majority answer" in table
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["retrieval"]["match"] == figures["retrieval"]["match"]  # the same figures again
 

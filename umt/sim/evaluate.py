@@ -98,12 +98,17 @@ def masked_bar_accuracy(model: ScoreMidiModel, items: Sequence[SimItem], batch: 
         pitch, onset = model.bar_logits(pad_grids([g for g, _ in chunk]), pad_ids([m for _, m in chunk]))
         predicted_pitch.append((pitch > 0).numpy())
         predicted_onset.append((onset > 0).numpy())
-    return bar_scores(
-        np.concatenate(predicted_pitch),
-        np.stack(truth_pitch),
-        np.concatenate(predicted_onset),
-        np.stack(truth_onset),
+    truth_pitch_array, truth_onset_array = np.stack(truth_pitch), np.stack(truth_onset)
+    scores = bar_scores(
+        np.concatenate(predicted_pitch), truth_pitch_array, np.concatenate(predicted_onset), truth_onset_array
     )
+    # For scale: every bar given the pitches and bins present in most of these bars (the best
+    # answer that ignores the image and the music around the bar).
+    prior_pitch = np.broadcast_to(truth_pitch_array.mean(axis=0) > 0.5, truth_pitch_array.shape)
+    prior_onset = np.broadcast_to(truth_onset_array.mean(axis=0) > 0.5, truth_onset_array.shape)
+    prior = bar_scores(prior_pitch, truth_pitch_array, prior_onset, truth_onset_array)
+    scores["prior"] = {k: v for k, v in prior.items() if k != "bars"}
+    return scores
 
 
 def bar_scores(
@@ -199,11 +204,14 @@ def report_markdown(evaluation: dict) -> str:
         lines += [f"| chance | either | {_row(chance)} |", ""]
     bars = evaluation.get("masked_bars")
     if bars and bars.get("bars"):
+        prior = bars["prior"]
         lines += [
             f"Masked bars ({bars['bars']} bars, each masked alone): "
             f"pitch set right {bars['pitch_set_accuracy']:.3f}, "
             f"onset set right {bars['onset_set_accuracy']:.3f}, "
-            f"pitch F1 {bars['pitch_f1']:.3f}, onset F1 {bars['onset_f1']:.3f}",
+            f"pitch F1 {bars['pitch_f1']:.3f}, onset F1 {bars['onset_f1']:.3f}; the same bars' majority "
+            f"answer: {prior['pitch_set_accuracy']:.3f}, {prior['onset_set_accuracy']:.3f}, "
+            f"{prior['pitch_f1']:.3f}, {prior['onset_f1']:.3f}",
             "",
         ]
     found = evaluation.get("probe") or {}
