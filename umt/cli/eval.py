@@ -5,6 +5,7 @@
     umt eval paper-table-7 --checkpoint MODEL --data olimpic-synth --data olimpic-scanned --data bpsd
     umt eval compare DIR1 DIR2 ... [--table paper-table-7]
     umt eval attention IMAGE OUT.png --checkpoint MODEL
+    umt eval match --checkpoint SIM_MODEL --data MANIFEST [--split test|all] [--label-field FIELD]
 
 TASK is omr, amt, i2a, m2a, a2i or l2i; ``paper-table-7`` (OMR), ``paper-table-8`` (AMT),
 ``paper-table-i2a``, ``paper-table-a2i`` and ``paper-table-m2a`` run the task of one of the paper's
@@ -17,7 +18,8 @@ is one test set, a row of the table. ``i2a`` and ``m2a`` transcribe audio with `
 with ``--omr`` (default the checkpoint when it does OMR). Writes ``DIR/metrics.json``,
 ``DIR/per_item.jsonl`` and ``DIR/table.md``; rerunning the command resumes where it stopped.
 ``attention`` plots where an image-to-audio model looks in the score while it plays, and writes the
-alignment (audio frame -> image column) beside the plot as JSON.
+alignment (audio frame -> image column) beside the plot as JSON. ``match`` scores a SIM model
+(``umt train experiment=sim_pretrain``): retrieval both ways, masked bars, and the composer probe.
 """
 
 from __future__ import annotations
