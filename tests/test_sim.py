@@ -187,9 +187,11 @@ def test_pre_training_learns_both_tasks_and_reports_every_figure(corpus, tmp_pat
     (tmp_path / "broken.png").write_bytes(b"not an image")
     argv = ["retrieve", "--checkpoint", str(run / "model"), "--index", str(corpus / "corpus"), "--top-k", "3",
             "--query", str(image), "--query", str(tmp_path / "broken.png"), "--query", str(midi),
-            "--scorer", "contrastive"]  # fmt: skip
+            "--scorer", "contrastive", "--cache", str(tmp_path / "index.npz")]  # fmt: skip
     assert main(argv) == 1  # the broken query is one line; the others are answered
     out, err = capsys.readouterr()
+    assert (tmp_path / "index.npz").is_file()
+    assert main(argv) == 1 and capsys.readouterr().out == out  # from the cache: the same answers
     assert "broken.png: not a readable image" in err and "Traceback" not in err
     keys = {r["key"] for r in records}
     hits = re.findall(r"^\s+\d\.\s+-?[\d.]+\s+(\S+)", out, flags=re.M)

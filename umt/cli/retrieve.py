@@ -1,14 +1,16 @@
 """``umt retrieve``: the pieces of an index that a score image or a MIDI file most likely is.
 
     umt retrieve --checkpoint SIM_MODEL --query FILE [--query FILE ...] --index DIR [--top-k 10]
-        [--scorer match|contrastive]
+        [--scorer match|contrastive] [--cache FILE]
 
 A query image (PNG, JPEG, ...) is ranked against the music of every item of the index; a query MIDI
 or MusicXML file (its first 20 s) against every item's image. The index is a folder with a
 ``manifest.jsonl`` (``umt corpus build``'s, or a prepared data set with images and music) or such a
 manifest. ``match`` scores each pair with the match head (one encoder pass per item); ``contrastive``
-compares embeddings (models trained with ``sim.objectives.contrastive``). A query that cannot be
-read is one line on stderr; the others go on, and the exit status is 1.
+compares embeddings (models trained with ``sim.objectives.contrastive``). ``--cache FILE`` keeps the
+index's tokens (checked against the manifest, the tokenizer and the label field, so a stale cache is
+read again). A query that cannot be read is one line on stderr; the others go on, and the exit
+status is 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--scorer", choices=("match", "contrastive"), help="default: the model's first")
     parser.add_argument("--label-field", default="metadata.composer", help="shown beside each hit")
+    parser.add_argument(
+        "--cache", metavar="FILE", help="keep the index's tokens here (.npz); later calls start at once"
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         )
     manifest = Path(args.index)
     manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
-    items, failures = load_items(manifest, folder.tokenizer, folder.model.vocab, args.label_field)
+    cache = Path(args.cache) if args.cache else None
+    items, failures = load_items(manifest, folder.tokenizer, folder.model.vocab, args.label_field, cache)
     for key, reason in failures.items():
         print(f"umt: {manifest}: {key}: {reason}", file=sys.stderr)
     if not items:
