@@ -67,6 +67,8 @@ def test_uploads_are_judged_by_content_and_size_and_the_server_goes_on(client):
     assert text_as_wav.status_code == 415 and "not a file this app reads" in text_as_wav.json()["error"]
     image_as_midi = test_client.post("/api/jobs?tab=midi", files={"file": ("a.mid", _png(root))})
     assert image_as_midi.status_code == 415 and "the upload is a image file" in image_as_midi.json()["error"]
+    raw = test_client.post("/api/jobs?tab=score", content=b"\x89PNG", headers={"content-type": "image/png"})
+    assert raw.status_code == 400 and "multipart form" in raw.json()["error"]
     big = test_client.post(
         "/api/jobs?tab=score", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + bytes(600_000))}
     )

@@ -165,8 +165,13 @@ async def _parse_form(request, body: bytes) -> dict[str, bytes]:
     async def stream():
         yield body
 
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UserError("send the file as a multipart form (a field named 'file')")
     parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=4)
-    form = await parser.parse()
+    try:
+        form = await parser.parse()
+    except Exception as error:  # a malformed form is the request's problem, not the server's
+        raise UserError(f"the upload is not a readable multipart form ({type(error).__name__})") from None
     out = {}
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
