@@ -248,17 +248,15 @@ def _match(args: argparse.Namespace) -> int:
     from umt.errors import UserError
     from umt.sim.evaluate import evaluate_model, report_markdown
     from umt.sim.folder import SimFolder
-    from umt.sim.items import load_items
+    from umt.sim.items import load_reported
     from umt.utils.io import atomic_write_text
 
     if not args.checkpoint or len(args.data) != 1:
         raise UserError("usage: umt eval match --checkpoint SIM_MODEL --data MANIFEST [--split test|all]")
     folder = SimFolder.from_pretrained(args.checkpoint)
-    manifest = Path(args.data[0])
-    manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
-    items, failures = load_items(manifest, folder.tokenizer, folder.model.vocab, args.label_field)
-    for key, reason in failures.items():
-        print(f"umt: {manifest}: {key}: {reason}", file=sys.stderr)
+    items, failures, manifest = load_reported(
+        args.data[0], folder.tokenizer, folder.model.vocab, args.label_field
+    )
     test = items if args.split == "all" else [item for item in items if item.split == args.split]
     if len(test) < 2:
         raise UserError(

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from umt.errors import UserError
     from umt.sim.evaluate import score_matrix
     from umt.sim.folder import SimFolder
-    from umt.sim.items import load_items
+    from umt.sim.items import load_reported
 
     if args.top_k < 1:
         raise UserError("--top-k must be >= 1")
@@ -57,15 +57,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"was not trained for the {scorer} scorer (it has {', '.join(folder.scorers)})", args.checkpoint
         )
-    manifest = Path(args.index)
-    manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
     cache = Path(args.cache) if args.cache else None
-    items, failures = load_items(manifest, folder.tokenizer, folder.model.vocab, args.label_field, cache)
-    for key, reason in failures.items():
-        print(f"umt: {manifest}: {key}: {reason}", file=sys.stderr)
+    vocab = folder.model.vocab
+    items, failures, manifest = load_reported(args.index, folder.tokenizer, vocab, args.label_field, cache)
     if not items:
         raise UserError("holds no readable item", manifest)
-    vocab = folder.model.vocab
+    grids, music = (
+        [item.grid for item in items],
+        [item.midi_ids(vocab) for item in items],
+    )  # once, not per query
     status = 0
     for query in args.query:
         try:
@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
             status = 1
             continue
         if kind == "image":
-            scores = score_matrix(folder.model, [rows], [item.midi_ids(vocab) for item in items], scorer)[0]
+            scores = score_matrix(folder.model, [rows], music, scorer)[0]
         else:
-            scores = score_matrix(folder.model, [item.grid for item in items], [rows], scorer)[:, 0]
+            scores = score_matrix(folder.model, grids, [rows], scorer)[:, 0]
         print(f"{query} ({kind}; {scorer} scores, best first):")
         for rank, index in enumerate(scores.argsort()[::-1][: args.top_k], 1):
             item = items[index]

@@ -212,6 +212,25 @@ def load_items(
     return items, failures
 
 
+def load_reported(
+    manifest: str | Path,
+    tokenizer: Any,
+    vocab: Vocabulary,
+    label_field: str | None = None,
+    cache: Path | None = None,
+) -> tuple[list[SimItem], dict[str, str], Path]:
+    """:func:`load_items` of a manifest or of a folder's ``manifest.jsonl``, with one line on stderr
+    for each record that cannot be read; also returns the manifest's path."""
+    import sys
+
+    manifest = Path(manifest)
+    manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
+    items, failures = load_items(manifest, tokenizer, vocab, label_field, cache)
+    for key, reason in failures.items():
+        print(f"umt: {manifest}: {key}: {reason}", file=sys.stderr)
+    return items, failures, manifest
+
+
 def _write_cache(path: Path, signature: str, items: list[SimItem], failures: dict[str, str]) -> None:
     meta = {
         "format": CACHE_FORMAT,

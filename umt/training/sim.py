@@ -22,7 +22,7 @@ import torch
 
 from umt.errors import UserError
 from umt.models.sim import ScoreMidiModel, SimConfig
-from umt.sim.items import SimItem, load_items, sim_vocabulary
+from umt.sim.items import SimItem, load_reported, sim_vocabulary
 from umt.training.epoch_state import STATE_FILE, resume_epoch_state, save_epoch_state
 from umt.utils.io import atomic_write_text
 
@@ -71,9 +71,9 @@ def train_sim(cfg) -> SimReport:
     tokenizer = _image_tokenizer(node.image_tokenizer)
     vocab = sim_vocabulary(tokenizer)
     config = SimConfig(**OmegaConf.to_container(node.model))
-    items, failures = load_items(node.manifest, tokenizer, vocab, node.label_field, run_dir / ITEMS_CACHE)
-    for key, reason in failures.items():
-        print(f"umt: {node.manifest}: {key}: {reason}", file=sys.stderr)
+    items, failures, _ = load_reported(
+        node.manifest, tokenizer, vocab, node.label_field, run_dir / ITEMS_CACHE
+    )
     usable = [item for item in items if fits(item, config, vocab)]
     left_out = {"unreadable": len(failures), "too large for the model": len(items) - len(usable)}
     train = [item for item in usable if item.split not in (node.test_split, "val")]
