@@ -414,3 +414,19 @@ def test_device_choice_reaches_every_trainer():
     assert cfg.trainer.accelerator == "gpu" and list(cfg.trainer.devices) == [1]
     on_cpu = DemoContext(out=Path("/tmp/x"), settings=PRESETS["quick"], device="cpu")
     assert on_cpu.accelerator() == "cpu" and on_cpu.lightning_devices() == "1"
+
+
+@needs_fluidsynth
+def test_int8_decoding_stays_within_its_quality_bound_on_the_demo_model(quick_demo):
+    """Issue #19's bound for shipping ``--dtype int8``: on the quick demo's model, >= 95 % of the
+    greedy tokens of every task it has are those of fp32, and SER and cascade onset F1 move by at
+    most 1 point (``python -m umt.bench quantized`` prints the same rows, with speed)."""
+    from umt.bench.quantized import compare, within_bound
+    from umt.demo import settings_for
+
+    base, int8 = compare(
+        quick_demo / "run" / "model", quick_demo / "corpus", ["int8"], 8, settings_for("quick")
+    )
+    assert set(base["per_task"]) == {"omr", "i2a", "m2a"}
+    assert base["identical"] == 1.0 and base["ser_change"] == 0.0
+    assert within_bound(int8), int8

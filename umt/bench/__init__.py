@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "inference": ("umt.bench.inference",),
     "prepare": ("umt.bench.prepare",),
     "eval": ("umt.bench.evaluation",),
+    "quantized": ("umt.bench.quantized",),
 }

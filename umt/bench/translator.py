@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -88,6 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from umt.models.quantize import DTYPES, for_decoding
 from umt.models.translator import Translator, TranslatorConfig
 from umt.utils.optim import fused_adamw_supported
 from umt.vocab import PAD_ID, default_vocabulary
@@ -99,7 +101,7 @@ GOALS = {"train": 1.3, "decode": 2.0}
 """Minimum ratio (ours / peer) per measure."""
 PEAK_TFLOPS = {"bf16": 989.0, "fp32": 67.0}
 """H100/H200 SXM dense peaks (bf16 tensor cores; fp32 without TF32, PyTorch's default)."""
-ELEMENT_BYTES = {"bf16": 2, "fp32": 4}
+ELEMENT_BYTES = {"bf16": 2, "fp32": 4, "int8": 1}
 """Bytes a weight as the matrix products of each precision read it."""
 
 
@@ -508,6 +510,12 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--train-steps", type=int, help="training steps per timing round")
     parser.add_argument("--decode-steps", type=int, help="decoding steps per generate call")
     parser.add_argument("--peak-tflops", type=float, help="GPU peak for MFU (default: H100/H200 SXM dense)")
+    parser.add_argument(
+        "--decode-dtype",
+        choices=DTYPES,
+        default="fp32",
+        help="our model's weights when decoding (umt translate --dtype); the peer's stay as trained",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
@@ -534,13 +542,20 @@ def run(argv: list[str]) -> None:
             train_steps=args.train_steps or base.train_steps,
             decode_steps=args.decode_steps or base.decode_steps,
         )
-        results += bench_size(size, workload, vocab, device, precision, args.repeats, peak)
+        results += bench_size(size, workload, vocab, device, precision, args.repeats, peak, args.decode_dtype)
     print("\nsummary (ratio = umt / x-transformers with the same sub-decoder, on the same workload)")
     print(summary_table(results))
 
 
 def bench_size(
-    size: str, workload: Workload, vocab, device, precision: str, repeats: int, peak_tflops: float
+    size: str,
+    workload: Workload,
+    vocab,
+    device,
+    precision: str,
+    repeats: int,
+    peak_tflops: float,
+    decode_dtype: str = "fp32",
 ) -> list[Result]:
     """Time one size: training then decoding, ours and the peer's interleaved; prints and returns."""
     torch.manual_seed(0)
@@ -572,13 +587,15 @@ def bench_size(
         for modality in vocab.modalities:
             ours.head.bias[vocab.eos(modality)] = -1e4
             peer.projection.bias[vocab.eos(modality)] = -1e4
+    decoder = ours if decode_dtype == "fp32" else for_decoding(copy.deepcopy(ours), decode_dtype, device)
+    ours_weights = precision if decode_dtype == "fp32" else decode_dtype
 
     def ours_decode(target: str) -> Callable[[], object]:
         modality = torch.full((workload.batch,), vocab.modality_index(target), device=device)
 
         def decode() -> object:
             with autocast():
-                return ours.generate(
+                return decoder.generate(
                     midi["src"],
                     midi["src_mask"],
                     midi["src_modality"],
@@ -605,7 +622,7 @@ def bench_size(
         f"heads={config.n_heads} ff={config.ff_dim}; params umt {_count(ours) / 1e6:.1f}M, "
         f"x-transformers {_count(peer) / 1e6:.1f}M; batch {workload.batch}, source {workload.source_len} "
         f"rows, target {workload.target_len} rows, {workload.decode_steps} decoding steps; "
-        f"AdamW {'fused' if fused else 'default'}"
+        f"AdamW {'fused' if fused else 'default'}; umt decodes with {ours_weights} weights"
     )
     rows = workload.batch * (workload.source_len + workload.target_len)
     generated = workload.batch * workload.decode_steps
@@ -633,7 +650,8 @@ def bench_size(
                 rate_unit = "GFLOP/s"
             else:
                 work = [
-                    split.step_bytes(precision) * workload.decode_steps for split in (ours_split, peer_split)
+                    split.step_bytes(weights) * workload.decode_steps
+                    for split, weights in ((ours_split, ours_weights), (peer_split, precision))
                 ]
                 rate_unit = "weight GB/s"
             rates[measure, target] = (work[0] / mine / 1e9, work[1] / theirs / 1e9, rate_unit)

@@ -28,6 +28,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from umt.cli import add_dtype_argument
+
 TASK_NAMES = ("omr", "amt", "i2a", "m2a", "a2i", "l2i")
 TABLE_NAMES = ("paper-table-7", "paper-table-8", "paper-table-i2a", "paper-table-a2i", "paper-table-m2a")
 """Kept here too so that ``umt --help`` imports nothing heavy (a test checks them)."""
@@ -66,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transcriber", metavar="AMT_MODEL", help="transcribes audio for i2a and m2a")
     parser.add_argument("--omr", metavar="OMR_MODEL", help="reads images back for a2i and l2i")
     parser.add_argument("--device", default="auto")
+    add_dtype_argument(parser)
     parser.add_argument("--max-len", type=int, help="longest output in rows")
     parser.add_argument("--audio-temperature", type=float, default=1.0, help="sampling of audio codes")
     parser.add_argument("--audio-top-p", type=float, default=0.9)
@@ -134,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     table = args.what if args.what in PAPER_TABLES else None
     task = PAPER_TABLES[table].task if table else args.what
     items = [item for data in args.data for item in read_items(data, args.split, args.limit, NEEDS[task])]
-    pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device)
+    pipeline = TranslationPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
     pipeline.check_task(task)
     generation = GenerationConfig(batch_size=args.batch_size, max_len=args.max_len, seed=args.seed)
     audio_generation = GenerationConfig(
@@ -159,6 +162,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         "generation": {"max_len": args.max_len, "seed": args.seed},
         "audio_generation": {"temperature": args.audio_temperature, "top_p": args.audio_top_p},
     }
+    if args.dtype != "fp32":  # (folders of fp32 runs keep the settings they were made with)
+        settings["dtype"] = args.dtype
     out = Path(args.out or Path("eval") / (table or task))
     metrics = run_eval(task, ctx, items, out, settings, args.batch_size, not args.no_progress, table)
     sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))

@@ -3,6 +3,7 @@
 umt translate --checkpoint DIR --task omr|amt|i2a|a2i|m2a|l2i|cascade-i2a INPUT... -o OUTDIR
     [--device auto|cpu|cuda[:N]] [--batch-size N] [--temperature T] [--top-p P] [--top-k K]
     [--max-len N] [--seed S] [--repetition-penalty R] [--guidance S] [--m2a-checkpoint DIR]
+    [--dtype fp32|bf16|int8]
     [--image-tokenizer DIR] [--audio-tokenizer DIR] [--quiet]
 
 For ``t2i`` (a vocabulary with the text modality) an INPUT is a ``.txt`` file or the prompt itself,
@@ -19,6 +20,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from umt.cli import add_dtype_argument
 
 
 def task_help() -> dict[str, str]:
@@ -47,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    add_dtype_argument(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="units (systems, windows) per batch")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
@@ -111,13 +115,14 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         image_tokenizer=args.image_tokenizer,
         audio_tokenizer=args.audio_tokenizer,
+        dtype=args.dtype,
     )
     m2a = None
     if args.m2a_checkpoint:
         if args.task != CASCADE_TASK:
             raise UserError("--m2a-checkpoint is only used by --task cascade-i2a")
         m2a = TranslationPipeline.from_pretrained(
-            args.m2a_checkpoint, device=args.device, audio_tokenizer=args.audio_tokenizer
+            args.m2a_checkpoint, device=args.device, audio_tokenizer=args.audio_tokenizer, dtype=args.dtype
         )
     summary = translate_files(
         pipeline, args.task, args.inputs, args.output, generation, m2a_pipeline=m2a, progress=not args.quiet

@@ -28,6 +28,7 @@ from umt.inference.inputs import (
     to_gray,
 )
 from umt.modalities.windows import WINDOW_SECONDS
+from umt.models.quantize import for_decoding
 from umt.pretrained import from_pretrained, read_config
 from umt.tasks import TASKS as REGISTERED_TASKS
 from umt.tasks import get_task
@@ -69,9 +70,14 @@ class TranslationPipeline:
         device: str | torch.device = "cpu",
         name: str = "model",
         window_seconds: float = WINDOW_SECONDS,
+        dtype: str = "fp32",
     ) -> None:
         self.device = select_device(device)
-        self.model = model.to(self.device).eval()
+        try:
+            self.model = for_decoding(model.to(self.device).eval(), dtype, self.device)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        self.dtype = dtype
         self.vocab = vocab
         self.tasks = tuple(tasks)
         self.image_tokenizer = image_tokenizer
@@ -94,8 +100,12 @@ class TranslationPipeline:
         image_tokenizer: str | Path | ImageTokenizer | None = None,
         audio_tokenizer: str | Path | AudioTokenizer | None = None,
         window_seconds: float | None = None,
+        dtype: str = "fp32",
     ) -> TranslationPipeline:
         """An exported model folder (:func:`umt.pretrained.export_checkpoint`) with its tokenizers.
+
+        ``dtype`` (:data:`umt.models.quantize.DTYPES`): the Translator's weights while translating,
+        ``fp32`` as trained, or ``int8`` / ``bf16`` for faster decoding (the tokenizers stay fp32).
 
         Audio and MIDI are translated in windows of ``window_seconds``; default: the length the
         model was trained on (its folder's ``window_seconds``; 20 s for folders that lack it).
@@ -129,6 +139,7 @@ class TranslationPipeline:
             device=device,
             name=str(directory),
             window_seconds=window_seconds or float(config.get("window_seconds", WINDOW_SECONDS)),
+            dtype=dtype,
         )
 
     # -------------------------------------------------------------- properties
