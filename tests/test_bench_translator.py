@@ -288,3 +288,17 @@ def test_peer_applies_dropout_where_ours_does(target: str) -> None:
     ours_calls = dropout_calls(lambda: ours.train().loss(batch))
     assert ours_calls > 0
     assert dropout_calls(lambda: peer.train().loss(batch)) == ours_calls
+
+
+def test_benchmark_decodes_with_the_weights_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("x_transformers")
+    threads = torch.get_num_threads()
+    small = ["--batch", "1", "--source-len", "8", "--target-len", "6", "--train-steps", "1"]
+    try:
+        options = ["--decode-steps", "2", "--repeats", "1", "--threads", "1", "--decode-dtype", "int8"]
+        bench.run(["--sizes", "tiny", *small, *options])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "umt decodes with int8 weights" in out
+    assert len([line for line in out.splitlines() if line.startswith("tiny   decode steps/s")]) == 4

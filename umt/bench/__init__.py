@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "prepare": ("umt.bench.prepare",),
     "eval": ("umt.bench.evaluation",),
     "quantized": ("umt.bench.quantized",),
+    "long-inputs": ("umt.bench.long_inputs",),
 }

@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,9 @@ class TranslateSummary:
     """Input -> problem (one line)."""
     truncated: int = 0
     """Units whose output hit ``max_len`` before the model's EOS."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each stage: ``read`` (reading and tokenizing the inputs), ``generate``
+    (the model, both stages of the cascade) and ``write`` (detokenizing and writing)."""
 
 
 def _problem(error: BaseException, path: Path) -> str:
@@ -121,6 +125,14 @@ def translate_files(
     def fail(job: _Job, error: BaseException) -> None:
         summary.failures[str(job.path)] = _problem(error, job.path)
 
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        summary.seconds[stage] = summary.seconds.get(stage, 0.0) + now - clock
+        clock = now
+
     # Stage 1: read and encode every input.
     live: list[_Job] = []
     for job in jobs:
@@ -131,8 +143,10 @@ def translate_files(
             continue
         live.append(job)
 
+    lap("read")
     # Stage 2: generate.
     live = _run_stage(pipeline, model_task, live, generation, progress, summary, on_units)
+    lap("generate")
 
     # Stage 3: decode (and, for the cascade, the second model stage).
     decoded: list[_Job] = []
@@ -154,7 +168,9 @@ def translate_files(
                 fail(job, error)
                 continue
             ready.append(job)
+        lap("write")
         ready = _run_stage(m2a_pipeline, "m2a", ready, generation, progress, summary, on_units)
+        lap("generate")
         decoded = []
         for job in ready:
             try:
@@ -180,6 +196,7 @@ def translate_files(
             fail(job, UserError(f"cannot write output ({error})"))
             continue
         summary.written.extend(written)
+    lap("write")
     return summary
 
 
