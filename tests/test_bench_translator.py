@@ -59,9 +59,13 @@ def test_benchmark_runs_on_a_small_workload(capsys: pytest.CaptureFixture[str]) 
         ours, peer, ratio = line[len(f"tiny   {label}") :].split()
         assert float(ours) > 0 and float(peer) > 0
         assert float(ratio[:-1]) == pytest.approx(float(ours) / float(peer), abs=0.02)
-    summary = out[out.index("summary") :].splitlines()
+    summary = out[out.index("summary") : out.index("training arithmetic")].splitlines()
     assert len([line for line in summary if line.startswith("tiny ")]) == 4
-    assert summary[-1].startswith("goals met: ")
+    assert summary[-2].startswith("goals met: ")
+    # training against the matmul peak of the model's shapes, measured in the same run
+    peaks = [line.split() for line in out[out.index("training arithmetic") :].splitlines()[2:]]
+    assert [p[:2] for p in peaks] == [["tiny", "audio→midi"], ["tiny", "audio→audio"]]
+    assert all(0 < float(p[2].rstrip("%")) < 100 for p in peaks)
 
 
 def _linear(inputs: int, outputs: int, bias: bool = True) -> int:
@@ -302,3 +306,18 @@ def test_benchmark_decodes_with_the_weights_asked_for(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "umt decodes with int8 weights" in out
     assert len([line for line in out.splitlines() if line.startswith("tiny   decode steps/s")]) == 4
+
+
+def test_matmul_shapes_are_each_linear_forward_and_both_backward_products() -> None:
+    from umt.bench.translator import _ours, matmul_shapes
+
+    model, config = _ours("tiny", default_vocabulary(), torch.device("cpu"))
+    d, ff = config.d_model, config.ff_dim
+    shapes = matmul_shapes(model, 40, 30, "audio")
+    # the encoder's feed-forward multiplies the source rows, the decoder's the target rows
+    assert shapes[40, d, ff] >= config.encoder_layers and shapes[ff, 40, d] >= config.encoder_layers
+    assert shapes[30, d, ff] >= config.decoder_layers and shapes[30, ff, d] >= config.decoder_layers
+    linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n != "head"]
+    slots = model.vocab.modality_codebooks("audio")
+    sub = sum(isinstance(m, torch.nn.Linear) for m in model.subdecoder.modules())
+    assert sum(shapes.values()) == 3 * (len(linears) + (slots - 1) * sub)

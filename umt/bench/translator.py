@@ -81,6 +81,7 @@ import contextlib
 import copy
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,6 +150,43 @@ class Result:
     @property
     def label(self) -> str:
         return f"{self.measure} {self.unit} audio→{self.target}"
+
+
+@dataclass
+class PeakShare:
+    """Training GFLOP/s of both models against the matmul peak of our model's shapes (same run)."""
+
+    size: str
+    target: str
+    peak: float
+    ours_gflops: float
+    peer_gflops: float
+
+    @property
+    def ours(self) -> float:
+        return self.ours_gflops / self.peak
+
+    @property
+    def peer(self) -> float:
+        return self.peer_gflops / self.peak
+
+
+PEAK_SHARE_GOAL = 0.7
+"""Training at the paper size should run at >= 70 % of the matmul peak of its shapes (issue #19)."""
+
+
+def peak_table(shares: list[PeakShare]) -> str:
+    """Training against the matmul peak, one line per size and target, the goal at the paper size."""
+    header = f"{'umt':>11} {'x-transformers':>15} {'goal':>6}  met"
+    lines = [f"{'size':6} {'training GFLOP/s / matmul peak':30} {header}"]
+    for s in shares:
+        goal, met = (
+            (f"{PEAK_SHARE_GOAL:.0%}", "yes" if s.ours >= PEAK_SHARE_GOAL else "NO")
+            if s.size == "paper"
+            else ("", "")
+        )
+        lines.append(f"{s.size:6} {'audio→' + s.target:30} {s.ours:11.1%} {s.peer:15.1%} {goal:>6}  {met}")
+    return "\n".join(lines)
 
 
 def summary_table(results: list[Result]) -> str:
@@ -489,6 +527,49 @@ def peer_matmul_parameters(model: PeerTranslator, target: str) -> MatmulParamete
     )
 
 
+def matmul_shapes(model: Translator, source_rows: int, target_rows: int, target: str) -> Counter:
+    """The matrix products one training step of ``model`` makes through its linear layers:
+    ``(M, K, N) -> count``, forward ``[M, K] @ [K, N]`` and both backward products (input
+    gradient ``[M, N] @ [N, K]``, weight gradient ``[N, M] @ [M, K]``). Encoder layers and the
+    cross-attention key/value projections multiply the source rows; the rest the target rows, the
+    sub-decoder once per slot ``target`` uses. The restricted head is left out (its rows change per
+    slot; it is a small part of the arithmetic)."""
+    shapes: Counter = Counter()
+    slots = model.vocab.modality_codebooks(target)
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or name == "head":
+            continue
+        source_side = name.startswith("encoder.") or name.endswith("cross_attn.kv")
+        rows = source_rows if source_side else target_rows
+        repeat = slots if name.startswith("subdecoder.") else 1
+        k, n = module.in_features, module.out_features
+        for shape in ((rows, k, n), (rows, n, k), (n, rows, k)):
+            shapes[shape] += repeat
+    return shapes
+
+
+def matmul_peak(shapes: Counter, device, precision: str, repeats: int = 5) -> float:
+    """GFLOP/s of plain ``torch.mm`` over ``shapes`` (:func:`matmul_shapes`), each product timed
+    alone (median of ``repeats``) in the benchmark's precision: the rate these shapes allow on this
+    hardware, the ceiling for a training step that does nothing but these products."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    flops = seconds = 0.0
+    for (m, k, n), count in shapes.items():
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        torch.mm(a, b)  # warm-up
+        samples = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            _sync(device)
+            samples.append(time.perf_counter() - start)
+        flops += 2 * m * k * n * count
+        seconds += statistics.median(samples) * count
+    return flops / seconds / 1e9
+
+
 def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -533,6 +614,7 @@ def run(argv: list[str]) -> None:
         f"median of {args.repeats} interleaved rounds (wall clock), vocabulary {vocab.size} ids"
     )
     results: list[Result] = []
+    shares: list[PeakShare] = []
     for size in sizes:
         base = DEFAULT_WORKLOADS[size]
         workload = Workload(
@@ -542,9 +624,13 @@ def run(argv: list[str]) -> None:
             train_steps=args.train_steps or base.train_steps,
             decode_steps=args.decode_steps or base.decode_steps,
         )
-        results += bench_size(size, workload, vocab, device, precision, args.repeats, peak, args.decode_dtype)
+        results += bench_size(
+            size, workload, vocab, device, precision, args.repeats, peak, args.decode_dtype, shares
+        )
     print("\nsummary (ratio = umt / x-transformers with the same sub-decoder, on the same workload)")
     print(summary_table(results))
+    print(f"\ntraining arithmetic against the matmul peak of the model's shapes ({precision}, same run)")
+    print(peak_table(shares))
 
 
 def bench_size(
@@ -556,8 +642,12 @@ def bench_size(
     repeats: int,
     peak_tflops: float,
     decode_dtype: str = "fp32",
+    peak_shares: list[PeakShare] | None = None,
 ) -> list[Result]:
-    """Time one size: training then decoding, ours and the peer's interleaved; prints and returns."""
+    """Time one size: training then decoding, ours and the peer's interleaved; prints and returns
+    the results (and appends to ``peak_shares`` each target's training rate against the matmul
+    peak of the model's shapes)."""
+    peak_shares = [] if peak_shares is None else peak_shares
     torch.manual_seed(0)
     autocast = lambda: _autocast(device, precision)  # noqa: E731
     batches = {target: _inputs(vocab, workload, device, target) for target in TARGETS}
@@ -668,6 +758,14 @@ def bench_size(
             f"{size:6} {label:30} {ours_rate:11.2f} {'':6} {peer_rate:15.2f} {'':6} "
             f"{ours_rate / peer_rate:6.2f}x"
         )
+    for target in TARGETS:
+        shapes = matmul_shapes(ours, source_rows, target_rows, target)
+        share = PeakShare(size, target, matmul_peak(shapes, device, precision), *rates["train", target][:2])
+        peak_shares.append(share)
+        label = f"matmul peak GFLOP/s audio→{target}"
+        print(f"{size:6} {label:30} {share.peak:11.2f}  (torch.mm of the model's shapes, {precision})")
+        label = f"train / matmul peak audio→{target}"
+        print(f"{size:6} {label:30} {share.ours:11.1%} {'':6} {share.peer:15.1%}")
     if device.type == "cuda":
         for name in ("umt", "x-transformers"):
             for target in TARGETS:
