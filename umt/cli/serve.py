@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from umt.cli import add_dtype_argument
+
 EXAMPLE_FIELDS = {"png": "image", "mid": "midi", "musicxml": "score", "wav": "recording"}
 
 
@@ -32,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves every network (a warning)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="auto")
+    add_dtype_argument(parser)
     parser.add_argument("--max-upload-mb", type=float, default=50.0)
     parser.add_argument("--queue-depth", type=int, default=4, help="jobs that may wait; more: 'busy'")
     parser.add_argument("--examples", metavar="CORPUS", help="a corpus folder whose test items are examples")
@@ -61,8 +64,12 @@ def run(args: argparse.Namespace) -> int:
             "and upload files",
             file=sys.stderr,
         )
-    main = TranslationPipeline.from_pretrained(args.model, device=args.device)
-    m2a = TranslationPipeline.from_pretrained(args.m2a_model, device=args.device) if args.m2a_model else None
+    main = TranslationPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    m2a = (
+        TranslationPipeline.from_pretrained(args.m2a_model, device=args.device, dtype=args.dtype)
+        if args.m2a_model
+        else None
+    )
     corpus = Path(args.examples) if args.examples else Path(args.model).resolve().parent.parent / "corpus"
     models = Models(main, m2a, max_len=args.max_len)
     app = create_app(models, args.max_upload_mb, args.queue_depth, examples_from(corpus))

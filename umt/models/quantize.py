@@ -20,7 +20,10 @@ What they cost in quality is measured, not assumed (``python -m umt.bench quanti
 
 from __future__ import annotations
 
+import functools
+import re
 import warnings
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -47,12 +50,26 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
-        # reduce_range: 7-bit inputs, so products cannot saturate int16 on CPUs without VNNI.
-        out = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).float(), self._packed, True)
+        out = torch.ops.quantized.linear_dynamic(
+            x.reshape(-1, shape[-1]).float(), self._packed, _reduce_range()
+        )
         return out.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+@functools.cache
+def _reduce_range() -> bool:
+    """Whether inputs are quantized to 7 bits instead of 8: without VNNI, x86 int8 products add
+    pairs into int16, which 8-bit inputs can saturate. With VNNI (read from ``/proc/cpuinfo``) they
+    get all 8 bits: on the default demo's model, OMR's greedy tokens were 97 % those of fp32 with
+    8 bits and 74 % with 7."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return not re.search(r"\b(avx512_vnni|avx_vnni)\b", flags)
 
 
 def for_decoding(
