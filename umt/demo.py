@@ -450,22 +450,31 @@ def _finished(checkpoint: Path, steps: int) -> bool:
     return int(state.get("global_step", 0)) >= steps
 
 
+def eval_generation(settings: DemoSettings) -> tuple[GenerationConfig, GenerationConfig]:
+    """How the demo's evaluation decodes: LMX greedy with its repetition penalty, audio sampled."""
+    lmx = GenerationConfig(
+        max_len=settings.eval_lmx_rows,
+        batch_size=8,
+        seed=settings.seed,
+        repetition_penalty=settings.eval_lmx_repetition_penalty,
+    )
+    audio = GenerationConfig(
+        temperature=settings.eval_audio_temperature,
+        top_p=settings.eval_audio_top_p,
+        max_len=settings.eval_audio_rows,
+        batch_size=8,
+        seed=settings.seed,
+    )
+    return lmx, audio
+
+
 def evaluate(context: DemoContext):
     """Run the held-out evaluation; writes ``eval/metrics.json`` and the outputs; returns it."""
 
     s = context.settings
     pipeline = TranslationPipeline.from_pretrained(context.model_dir, device=context.device)
     excerpts = corpus_excerpts(context.corpus, "test", limit=s.eval_excerpts)
-    generation = GenerationConfig(
-        max_len=s.eval_lmx_rows, batch_size=8, seed=s.seed, repetition_penalty=s.eval_lmx_repetition_penalty
-    )
-    audio_generation = GenerationConfig(
-        temperature=s.eval_audio_temperature,
-        top_p=s.eval_audio_top_p,
-        max_len=s.eval_audio_rows,
-        batch_size=8,
-        seed=s.seed,
-    )
+    generation, audio_generation = eval_generation(s)
     evaluation = evaluate_image_to_audio(
         pipeline, excerpts, context.eval_dir, generation, audio_generation, progress=context.log
     )

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     # name: modules run in order
     "image-tokenizer": ("umt.bench.image_tokenizer",),
@@ -18,3 +20,17 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "quantized": ("umt.bench.quantized",),
     "long-inputs": ("umt.bench.long_inputs",),
 }
+
+
+def demo_folder(work: Path, preset: str) -> Path:
+    """``work`` itself when it is a finished demo folder, else ``work/demo``, running ``umt demo
+    --preset PRESET`` there first when it has no model yet (the benchmarks that need a trained
+    model, its tokenizers and a corpus)."""
+    demo = work if (work / "run" / "model").is_dir() else work / "demo"
+    if not (demo / "run" / "model").is_dir():
+        from umt.cli import main
+
+        print(f"running the {preset} demo for a model and a corpus ...", flush=True)
+        if main(["demo", "--preset", preset, "--out", str(demo), "--no-progress"]) != 0:
+            raise SystemExit("the demo failed")
+    return demo

@@ -118,14 +118,10 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--dtype", default="fp32", help="umt translate --dtype")
     args = parser.parse_args(argv)
 
-    from umt.cli import main
+    from umt.bench import demo_folder
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="umt-bench-long-"))
-    demo = work if (work / "run" / "model").is_dir() else work / "demo"
-    if not (demo / "run" / "model").is_dir():
-        print(f"running the {args.preset} demo for a model and a corpus ...", flush=True)
-        if main(["demo", "--preset", args.preset, "--out", str(demo), "--no-progress"]) != 0:
-            raise SystemExit("the demo failed")
+    demo = demo_folder(work, args.preset)
     scratch = Path(tempfile.mkdtemp(prefix="umt-bench-long-", dir=work))
     model = demo / "run" / "model"
     try:

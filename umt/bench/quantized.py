@@ -80,6 +80,7 @@ def identical_share(reference: list[np.ndarray], candidate: list[np.ndarray], co
 
 def measure(model_dir: Path, corpus: Path, dtype: str, excerpts: int, settings) -> DtypeFigures:
     """Greedy outputs, their decoding time and the demo's OMR and cascade figures for one dtype."""
+    from umt.demo import eval_generation
     from umt.evaluation import corpus_excerpts, evaluate_image_to_audio
     from umt.inference import GenerationConfig, TranslationPipeline
 
@@ -93,19 +94,7 @@ def measure(model_dir: Path, corpus: Path, dtype: str, excerpts: int, settings) 
         start = time.perf_counter()
         tokens[task] = [out.rows for out in pipeline.generate(task, sources, greedy)]
         seconds += time.perf_counter() - start
-    lmx = GenerationConfig(
-        max_len=settings.eval_lmx_rows,
-        batch_size=8,
-        seed=settings.seed,
-        repetition_penalty=settings.eval_lmx_repetition_penalty,
-    )
-    audio = GenerationConfig(
-        temperature=settings.eval_audio_temperature,
-        top_p=settings.eval_audio_top_p,
-        max_len=settings.eval_audio_rows,
-        batch_size=8,
-        seed=settings.seed,
-    )
+    lmx, audio = eval_generation(settings)
     with tempfile.TemporaryDirectory(prefix="umt-bench-quantized-") as out:
         metrics = evaluate_image_to_audio(
             pipeline, held_out, out, lmx, audio, tasks=("omr", "cascade")
@@ -163,16 +152,11 @@ def run(argv: list[str]) -> None:
 
     import torch
 
-    from umt.cli import main
+    from umt.bench import demo_folder
     from umt.demo import settings_for
 
     torch.set_num_threads(args.threads)
-    work = Path(args.dir or tempfile.mkdtemp(prefix="umt-bench-quantized-"))
-    demo = work if (work / "run" / "model").is_dir() else work / "demo"
-    if not (demo / "run" / "model").is_dir():
-        print(f"running the {args.preset} demo for a model and a corpus ...", flush=True)
-        if main(["demo", "--preset", args.preset, "--out", str(demo), "--no-progress"]) != 0:
-            raise SystemExit("the demo failed")
+    demo = demo_folder(Path(args.dir or tempfile.mkdtemp(prefix="umt-bench-quantized-")), args.preset)
     settings = settings_for(args.preset)
     rows = compare(demo / "run" / "model", demo / "corpus", args.dtypes.split(","), args.excerpts, settings)
     print(
