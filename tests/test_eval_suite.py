@@ -274,3 +274,21 @@ def test_attention_weights_are_what_the_layers_computed(model, test_set, tmp_pat
     assert 0 < len(alignment["frames"]) <= 23  # max-len 24 counts the SOS row
     assert all(0 <= frame["x"] <= width and 0 < frame["share"] <= 1 for frame in alignment["frames"])
     assert main(["eval", "attention", str(image), str(tmp_path / "x.jpg"), "--checkpoint", str(model)]) == 2
+
+
+def test_int8_evaluation_records_its_dtype_and_is_not_mixed_with_fp32(model, test_set, tmp_path, capsys):
+    out = tmp_path / "omr-int8"
+    assert _eval("omr", model, test_set, out, "--dtype", "int8") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["dtype"] == "int8"
+    assert metrics["test_sets"]["olimpic/olimpic-1.0-scanned"]["items"] == 3
+    capsys.readouterr()
+    assert _eval("omr", model, test_set, out) == 2  # fp32 scores into an int8 folder: refused
+    assert "other settings" in capsys.readouterr().err
+    # an fp32 run's settings are those of runs made before --dtype existed
+    assert "dtype" not in json.loads(_fp32_settings(model, test_set, tmp_path / "omr-fp32"))
+
+
+def _fp32_settings(model: Path, data: Path, out: Path) -> str:
+    assert _eval("omr", model, data, out) == 0
+    return json.dumps(json.loads((out / "metrics.json").read_text())["settings"])
