@@ -440,6 +440,26 @@ def test_loss_equals_cross_entropy_of_forward_logits() -> None:
     assert int(counted.sum()) == 5 + 12 + 24
 
 
+def test_single_stream_loss_has_the_gradients_of_forward_cross_entropy() -> None:
+    """LMX / MIDI targets use one slot, so the loss looks up no previous codebooks (and leaves no
+    dense table gradient to fill for them): every parameter's gradient is still the reference's."""
+    model = make_model(seed=11, dtype=torch.float64).eval()
+    src, src_mask = audio_batch([4, 6])
+    tgt, tgt_mask = pad_batch([lmx_rows([1, 2, 3, 4]), lmx_rows([5, 6])])
+    tgt_modality = torch.tensor([LMX, LMX])
+    batch = dict(src=src, src_mask=src_mask, tgt=tgt, tgt_mask=tgt_mask, tgt_modality=tgt_modality)
+    model.loss(batch)[0].backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    logits = model(src, src_mask, tgt, tgt_mask, tgt_modality)
+    counted = tgt_mask[:, 1:, None] & model.counted_codebooks[tgt_modality][:, None]
+    torch.nn.functional.cross_entropy(logits[counted], tgt[:, 1:][counted]).backward()
+    reference = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert ours.keys() <= reference.keys() and "token_embedding.weight" in ours
+    for name, grad in reference.items():
+        torch.testing.assert_close(ours.get(name, torch.zeros_like(grad)), grad, msg=name)
+
+
 def test_example_average_weighs_every_example_alike() -> None:
     """``average="example"``: the mean over examples of each example's mean cross-entropy, from
     :meth:`forward`'s logits; the short LMX target then weighs as much as a long audio one."""

@@ -378,6 +378,9 @@ class Translator(nn.Module):
 
     def embed_previous(self, ids: Tensor) -> Tensor:
         """The chosen codebooks' ids ``[..., k]`` -> the sub-decoder's inputs ``[..., k, d]``."""
+        if ids.shape[-1] == 0:
+            # Single-stream targets: nothing to look up, and no [V, d] gradient to zero-fill for it.
+            return self.token_embedding.weight.new_zeros(*ids.shape, self.config.d_model)
         if self.config.separate_embeddings:
             return self.subdecoder_embedding(ids)
         return self.embed_ids(ids)
