@@ -72,10 +72,12 @@ implementation of this architecture gets a 1.3x or 2x margin there on a CPU; the
 the peer's full-vocabulary head, which it streams once per slot.
 
 ``--decode-dtype int8`` (``umt translate --dtype int8``; the peer stays fp32), same machine, one
-thread, 2026-12-05: at the paper size ours decodes at 2.72x (→midi) and 2.97x (→audio) the peer's
-steps/s (53.1 / 48.3 against 19.5 / 16.2), training unchanged at 1.00x / 1.05x. Training runs at
-64.9 % / 65.9 % of the matmul peak of the model's shapes measured in the same run (144 / 148
-GFLOP/s; the peer at 66.1 % / 67.3 %), short of the 70 % goal. Profiled, a paper-size step at this
+thread, 2026-12-05, two runs: at the paper size ours decodes at 2.72x / 2.57x (→midi) and 2.97x /
+2.92x (→audio) the peer's steps/s (53.1 / 48.3 against 19.5 / 16.2 steps/s in the first run),
+training 0.96-1.05x. Training runs at 64.9 % / 65.9 % (first run) and 61.4 % / 60.1 % (second,
+with the loss's empty lookup removed; the peer fell alike, 66-67 % to 61-67 %) of the matmul peak
+of the model's shapes measured in the same run (140-148 GFLOP/s), short of the 70 % goal.
+Profiled, a paper-size step at this
 workload spends ~70 % of its time in the matrix products (at ~93 % of their isolated rate), ~10 %
 in fused AdamW's pass over 409M parameters and their moments, 5-7 % drawing and applying dropout
 masks, 2-4 % in attention's math path (attention-weight dropout keeps SDPA off its fused CPU
