@@ -31,15 +31,11 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--max-len", type=int, default=64)
     args = parser.parse_args(argv)
 
-    from umt.cli import main
+    from umt.bench import demo_folder
 
     work = Path(args.dir or tempfile.mkdtemp(prefix="umt-bench-eval-"))
     try:
-        demo = work / "demo"
-        if not (demo / "run" / "model").is_dir():
-            print("running the quick demo for a model and a corpus ...", flush=True)
-            if main(["demo", "--quick", "--out", str(demo), "--no-progress"]) != 0:
-                raise SystemExit("the quick demo failed")
+        demo = demo_folder(work, "quick")
         for task, needs in (("omr", ("image", "lmx")), ("amt", ("audio", "midi"))):
             items = _items(demo / "corpus", args.items, needs)
             title = f"umt eval {task}, {len(items)} items"

@@ -41,6 +41,8 @@ class DtypeFigures:
     dtype: str
     tokens: dict[str, list[np.ndarray]]
     """Task -> greedy output rows per source."""
+    codebooks: dict[str, int]
+    """Task -> the codebooks its target uses (the columns that count as tokens)."""
     seconds: float
     ser: float
     """Symbol error rate in percent."""
@@ -52,6 +54,7 @@ def task_sources(pipeline, excerpts) -> dict[str, list[np.ndarray]]:
     from umt.tokenizers.midi import notes_from_midi
 
     sources: dict[str, list[np.ndarray]] = {}
+    images: list[np.ndarray] | None = None
     for task in DECODED_TASKS:
         if pipeline.tasks and task not in pipeline.tasks:
             continue
@@ -61,8 +64,10 @@ def task_sources(pipeline, excerpts) -> dict[str, list[np.ndarray]]:
                 for e in excerpts
                 for unit in pipeline.midi_segments(notes_from_midi(e.midi), str(e.midi))
             ]
-        else:
-            sources[task] = [pipeline.image_file_rows(e.image) for e in excerpts]
+        else:  # OMR and image-to-audio read the same systems: tokenized once
+            if images is None:
+                images = [pipeline.image_file_rows(e.image) for e in excerpts]
+            sources[task] = images
     return sources
 
 
@@ -83,6 +88,7 @@ def measure(model_dir: Path, corpus: Path, dtype: str, excerpts: int, settings) 
     from umt.demo import eval_generation
     from umt.evaluation import corpus_excerpts, evaluate_image_to_audio
     from umt.inference import GenerationConfig, TranslationPipeline
+    from umt.tasks import get_task
 
     pipeline = TranslationPipeline.from_pretrained(model_dir, device="cpu", dtype=dtype)
     held_out = corpus_excerpts(corpus, "test", limit=excerpts)
@@ -99,24 +105,21 @@ def measure(model_dir: Path, corpus: Path, dtype: str, excerpts: int, settings) 
         metrics = evaluate_image_to_audio(
             pipeline, held_out, out, lmx, audio, tasks=("omr", "cascade")
         ).metrics
-    return DtypeFigures(dtype, tokens, seconds, metrics["omr_ser"], metrics["cascade_onset_f1"])
+    codebooks = {task: pipeline.vocab.modality_codebooks(get_task(task).target) for task in tokens}
+    return DtypeFigures(dtype, tokens, codebooks, seconds, metrics["omr_ser"], metrics["cascade_onset_f1"])
 
 
 def compare(model_dir: Path, corpus: Path, dtypes: list[str], excerpts: int, settings) -> list[dict]:
     """fp32 and each of ``dtypes``: one row of figures each (what :func:`run` prints)."""
-    from umt.inference import TranslationPipeline
-    from umt.tasks import get_task
-
-    vocab = TranslationPipeline.from_pretrained(model_dir, device="cpu").vocab
     figures = [measure(model_dir, corpus, dtype, excerpts, settings) for dtype in ["fp32", *dtypes]]
     base = figures[0]
-    used = {task: vocab.modality_codebooks(get_task(task).target) for task in base.tokens}
-    counts = {task: sum(r[:, : used[task]].size for r in base.tokens[task]) for task in base.tokens}
+    used = base.codebooks
+    counts = {task: sum(r[:, : used[task]].size for r in base.tokens[task]) for task in used}
+    total = sum(counts.values())
     rows = []
     for fig in figures:
         shares = {task: identical_share(base.tokens[task], fig.tokens[task], used[task]) for task in used}
         weighted = sum(shares[t] * counts[t] for t in shares)
-        total = sum(counts.values())
         rows.append(
             {
                 "dtype": fig.dtype,

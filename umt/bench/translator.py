@@ -100,6 +100,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import functools
 import statistics
 import time
 from collections import Counter
@@ -576,19 +577,25 @@ def matmul_peak(shapes: Counter, device, precision: str, repeats: int = 5) -> fl
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     flops = seconds = 0.0
     for (m, k, n), count in shapes.items():
-        a = torch.randn(m, k, device=device, dtype=dtype)
-        b = torch.randn(k, n, device=device, dtype=dtype)
-        torch.mm(a, b)  # warm-up
-        samples = []
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            torch.mm(a, b)
-            _sync(device)
-            samples.append(time.perf_counter() - start)
         flops += 2 * m * k * n * count
-        seconds += statistics.median(samples) * count
+        seconds += _mm_seconds(m, k, n, torch.device(device), dtype, repeats) * count
     return flops / seconds / 1e9
+
+
+@functools.cache
+def _mm_seconds(m: int, k: int, n: int, device: torch.device, dtype: torch.dtype, repeats: int) -> float:
+    """Median seconds of ``[m, k] @ [k, n]``; timed once a run (both targets share most shapes)."""
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up
+    samples = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
 
 
 def _count(model) -> int:
@@ -698,7 +705,7 @@ def bench_size(
         for modality in vocab.modalities:
             ours.head.bias[vocab.eos(modality)] = -1e4
             peer.projection.bias[vocab.eos(modality)] = -1e4
-    decoder = ours if decode_dtype == "fp32" else for_decoding(copy.deepcopy(ours), decode_dtype, device)
+    decoder = ours if decode_dtype == "fp32" else for_decoding(copy.deepcopy(ours), decode_dtype)
     ours_weights = precision if decode_dtype == "fp32" else decode_dtype
 
     def ours_decode(target: str) -> Callable[[], object]:

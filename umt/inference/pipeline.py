@@ -74,10 +74,9 @@ class TranslationPipeline:
     ) -> None:
         self.device = select_device(device)
         try:
-            self.model = for_decoding(model.to(self.device).eval(), dtype, self.device)
+            self.model = for_decoding(model.to(self.device), dtype)
         except ValueError as error:
             raise UserError(str(error)) from None
-        self.dtype = dtype
         self.vocab = vocab
         self.tasks = tuple(tasks)
         self.image_tokenizer = image_tokenizer

@@ -72,23 +72,21 @@ def _reduce_range() -> bool:
     return not re.search(r"\b(avx512_vnni|avx_vnni)\b", flags)
 
 
-def for_decoding(
-    model: nn.Module, dtype: str, device: torch.device, keep: tuple[str, ...] = ("head",)
-) -> nn.Module:
-    """``model`` (in eval mode, on ``device``) with its weights in ``dtype`` (:data:`DTYPES`), for
-    inference. ``keep``: names of linear layers left as they are under int8. Changes ``model`` in
-    place and returns it."""
+def for_decoding(model: nn.Module, dtype: str, keep: tuple[str, ...] = ("head",)) -> nn.Module:
+    """``model`` in eval mode with its weights in ``dtype`` (:data:`DTYPES`), for inference, on the
+    device it is on. ``keep``: names of linear layers left as they are under int8. Changes
+    ``model`` in place and returns it."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
     model.eval().requires_grad_(False)
     if dtype == "bf16":
         return model.to(torch.bfloat16)
     if dtype == "int8":
+        device = next(model.parameters()).device
         if device.type != "cpu":
             raise ValueError(f"int8 decoding runs on the CPU only, not {device} (use --dtype bf16 there)")
         for name, module in list(model.named_modules()):
-            for child_name, child in list(module.named_children()):
-                full = f"{name}.{child_name}" if name else child_name
-                if isinstance(child, nn.Linear) and full not in keep:
-                    setattr(module, child_name, Int8Linear(child))
+            if isinstance(module, nn.Linear) and name not in keep:
+                parent, _, attribute = name.rpartition(".")
+                setattr(model.get_submodule(parent), attribute, Int8Linear(module))
     return model

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,8 +222,6 @@ def load_reported(
 ) -> tuple[list[SimItem], dict[str, str], Path]:
     """:func:`load_items` of a manifest or of a folder's ``manifest.jsonl``, with one line on stderr
     for each record that cannot be read; also returns the manifest's path."""
-    import sys
-
     manifest = Path(manifest)
     manifest = manifest / "manifest.jsonl" if manifest.is_dir() else manifest
     items, failures = load_items(manifest, tokenizer, vocab, label_field, cache)
