@@ -301,6 +301,8 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     assert 0 < metrics["image_round_trip_ink_f1"] <= 1
     assert f"{metrics['mel_distance_tokenizer']:.3f}</td>" in report
     assert f"{metrics['mel_distance_silence']:.3f}</td>" in report
+    for key in ("omr_loss_own_image", "omr_loss_other_image"):
+        assert metrics[key] > 0 and f"{metrics[key]:.3f}</td>" in report
     # inputs, reference audio, curves and piano rolls are inlined: the page stands alone
     assert report.count("data:image/png;base64,") >= 2
     assert report.count("data:audio/wav;base64,") >= 2 * 2  # reference + tokenizer round trip each
@@ -324,6 +326,33 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     assert model["global_step"] == settings["translator_steps"]
     assert model["tasks"] == ["omr", "m2a", "i2a"]
     assert set(model["tokenizers"]) == {"image", "audio"}
+
+
+def test_source_reliance_weighs_every_token_alike_and_sees_no_difference_in_one_image(quick_demo):
+    from umt.evaluation import corpus_excerpts, read_lmx, source_reliance, teacher_forced_loss
+    from umt.inference import TranslationPipeline
+
+    pipeline = TranslationPipeline.from_pretrained(quick_demo / "run" / "model")
+    excerpts = corpus_excerpts(quick_demo / "corpus", "train", limit=5)
+    sources = [pipeline.image_file_rows(e.image) for e in excerpts]
+    gold = [read_lmx(e.lmx) for e in excerpts]
+    targets = [pipeline.lmx_rows(tokens) for tokens in gold]
+    assert len({len(t) for t in targets}) > 1  # so a batch is padded
+    # batched and padded = each example alone weighed by its counted tokens (its rows and its EOS)
+    alone = [teacher_forced_loss(pipeline, "omr", [s], [t]) for s, t in zip(sources, targets)]
+    tokens = [len(t) + 1 for t in targets]
+    weighted = sum(loss * n for loss, n in zip(alone, tokens)) / sum(tokens)
+    batched = teacher_forced_loss(pipeline, "omr", sources, targets, batch_size=3)
+    assert batched == pytest.approx(weighted, rel=1e-5)
+    assert weighted != pytest.approx(float(np.mean(alone)), rel=1e-4)  # not the mean of examples
+    figures = source_reliance(pipeline, sources, gold)
+    assert set(figures) == {"omr_loss_own_image", "omr_loss_other_image"}
+    assert figures["omr_loss_own_image"] == pytest.approx(weighted, rel=1e-5)
+    assert figures["omr_loss_other_image"] != pytest.approx(weighted, rel=1e-6)
+    # one image for every score: "another excerpt's image" is that same image
+    same = source_reliance(pipeline, [sources[0]] * len(gold), gold)
+    assert same["omr_loss_own_image"] == pytest.approx(same["omr_loss_other_image"], rel=1e-6)
+    assert source_reliance(pipeline, sources[:1], gold[:1]) == {}
 
 
 @needs_fluidsynth

@@ -9,6 +9,9 @@ MIDI, audio and tempo. :func:`evaluate_image_to_audio` runs, on a list of them,
   onset F1 of the notes read from the predicted score against the reference MIDI
   (:mod:`umt.metrics.transcription`, 50 ms onset tolerance), and the multi-scale mel distance of
   its audio to the reference recording;
+* **reading** (with OMR): the teacher-forced loss of each reference LMX given its own image and
+  given another excerpt's image (:func:`source_reliance`). A model that reads the image predicts
+  its score far better from its own image; one that has learnt only LMX's grammar scores alike;
 * **direct image-to-audio**: the mel distance of the generated audio to the reference recording,
   next to that of the reference recording passed through the audio tokenizer (encode + decode):
   the best a model that generates the right codes could reach with this tokenizer, and that of
@@ -203,6 +206,7 @@ def evaluate_image_to_audio(
     sources = _image_round_trips(run)
     if "omr" in tasks or "cascade" in tasks:
         _omr(run, generation)
+        run.metrics.update(source_reliance(pipeline, sources, [r.gold_lmx for r in run.results]))
     if "cascade" in tasks or "i2a" in tasks:
         run.mel = MelDistance(pipeline.sample_rate)
         _reference_audio(run)
@@ -242,6 +246,60 @@ def _image_round_trips(run: _Run) -> list[np.ndarray]:
         result.image_ink_f1 = ink_f1(to_uint8_image(x[0]), result.tokenizer_image)
     run.metrics["image_round_trip_ink_f1"] = float(np.mean([r.image_ink_f1 for r in run.results]))
     return sources
+
+
+def source_reliance(
+    pipeline: Any, sources: Sequence[np.ndarray], gold_lmx: Sequence[Sequence[str]]
+) -> dict[str, float]:
+    """How much OMR leans on the image: the teacher-forced loss of each reference LMX given its
+    own image rows (``omr_loss_own_image``) and given the next excerpt's (``omr_loss_other_image``),
+    in nats a token. Empty below two excerpts, or when a reference is longer than the model's
+    targets."""
+
+    limit = int(pipeline.model.config.max_target_len) - 2
+    targets = [pipeline.lmx_rows(tokens, "<reference LMX>") for tokens in gold_lmx]
+    if len(sources) < 2 or any(len(t) > limit for t in targets):
+        return {}
+    others = [*sources[1:], sources[0]]
+    return {
+        "omr_loss_own_image": teacher_forced_loss(pipeline, "omr", sources, targets),
+        "omr_loss_other_image": teacher_forced_loss(pipeline, "omr", others, targets),
+    }
+
+
+@torch.no_grad()
+def teacher_forced_loss(
+    pipeline: Any,
+    task: str,
+    sources: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    batch_size: int = 8,
+) -> float:
+    """Cross-entropy (nats a counted target token) of content rows ``targets[i] [T, K]`` given
+    ``sources[i] [S, K]`` under ``task``, teacher-forced: the mean over every target token."""
+    from umt.data.pipeline import collate
+    from umt.tasks import get_task
+
+    spec, model = get_task(task), pipeline.model
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    for start in range(0, len(sources), batch_size):
+        examples = [
+            (s, t, spec.source, spec.target, 0)
+            for s, t in zip(sources[start : start + batch_size], targets[start : start + batch_size])
+        ]
+        batch = {k: v.to(device) for k, v in collate(examples, pipeline.vocab).items()}
+        loss, _ = model.loss(batch)
+        counted = _counted_targets(model, batch)
+        total += float(loss) * counted
+        tokens += counted
+    return total / max(tokens, 1)
+
+
+def _counted_targets(model: Any, batch: dict[str, torch.Tensor]) -> int:
+    """Target tokens :meth:`umt.models.translator.Translator.loss` averages over in ``batch``."""
+    counted = model.counted_codebooks[batch["tgt_modality"]]  # [B, K]
+    return int((batch["tgt_mask"][:, 1:, None] & counted[:, None]).sum())
 
 
 def _omr(run: _Run, generation: Any) -> None:

@@ -179,6 +179,8 @@ def _metric_rows(metrics: dict[str, float]) -> str:
         ("image_round_trip_ink_f1", "image tokenizer: ink F1 of input vs its round trip", "{:.3f}"),
         ("omr_ser", "OMR symbol error rate, % (lower is better)", "{:.1f}"),
         ("omr_ser_no_tuplets", "OMR SER without tuplet tokens, %", "{:.1f}"),
+        ("omr_loss_own_image", "OMR: loss of the reference score given its image (nats a token)", "{:.3f}"),
+        ("omr_loss_other_image", "OMR: the same given another excerpt's image (no reading: alike)", "{:.3f}"),
         ("omr_repairs_per_excerpt", "LMX tokens dropped or repaired per excerpt", "{:.1f}"),
         ("cascade_onset_f1", "cascade: note onset F1 of the score read (50 ms)", "{:.3f}"),
         ("cascade_readable_scores", "cascade: predicted scores with notes", "{:.0f}"),
