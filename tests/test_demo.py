@@ -353,6 +353,7 @@ def test_source_reliance_weighs_every_token_alike_and_sees_no_difference_in_one_
     same = source_reliance(pipeline, [sources[0]] * len(gold), gold)
     assert same["omr_loss_own_image"] == pytest.approx(same["omr_loss_other_image"], rel=1e-6)
     assert source_reliance(pipeline, sources[:1], gold[:1]) == {}
+    assert source_reliance(pipeline, sources[:2], [gold[0], [*gold[1], "no-such-token"]]) == {}
 
 
 @needs_fluidsynth

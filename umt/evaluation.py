@@ -254,10 +254,13 @@ def source_reliance(
     """How much OMR leans on the image: the teacher-forced loss of each reference LMX given its
     own image rows (``omr_loss_own_image``) and given the next excerpt's (``omr_loss_other_image``),
     in nats a token. Empty below two excerpts, or when a reference is longer than the model's
-    targets."""
+    targets or holds a token outside its vocabulary (the SER still scores those)."""
 
     limit = int(pipeline.model.config.max_target_len) - 2
-    targets = [pipeline.lmx_rows(tokens, "<reference LMX>") for tokens in gold_lmx]
+    try:
+        targets = [pipeline.lmx_rows(tokens, "<reference LMX>") for tokens in gold_lmx]
+    except InputError:
+        return {}
     if len(sources) < 2 or any(len(t) > limit for t in targets):
         return {}
     others = [*sources[1:], sources[0]]
