@@ -293,16 +293,10 @@ def teacher_forced_loss(
         ]
         batch = {k: v.to(device) for k, v in collate(examples, pipeline.vocab).items()}
         loss, _ = model.loss(batch)
-        counted = _counted_targets(model, batch)
+        counted = int(model.counted_targets(batch["tgt_mask"], batch["tgt_modality"]).sum())
         total += float(loss) * counted
         tokens += counted
     return total / max(tokens, 1)
-
-
-def _counted_targets(model: Any, batch: dict[str, torch.Tensor]) -> int:
-    """Target tokens :meth:`umt.models.translator.Translator.loss` averages over in ``batch``."""
-    counted = model.counted_codebooks[batch["tgt_modality"]]  # [B, K]
-    return int((batch["tgt_mask"][:, 1:, None] & counted[:, None]).sum())
 
 
 def _omr(run: _Run, generation: Any) -> None:

@@ -528,6 +528,11 @@ class Translator(nn.Module):
         decoder_in = tgt[:, :-1]
         return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
 
+    def counted_targets(self, tgt_mask: Tensor, tgt_modality: Tensor) -> Tensor:
+        """The (row, codebook) targets :meth:`loss` counts ``[B, T-1, K]``: the real rows after SOS
+        of ``tgt_mask [B, T]``, in the codebooks their modality predicts."""
+        return tgt_mask[:, 1:, None] & self.counted_codebooks[tgt_modality][:, None]
+
     def loss(self, batch: dict[str, Tensor], average: str = "token") -> tuple[Tensor, dict[str, Tensor]]:
         """Mean cross-entropy over counted (row, codebook) targets and metrics.
 
@@ -553,7 +558,7 @@ class Translator(nn.Module):
         )
         target = tgt[:, 1:]
         real_rows = tgt_mask[:, 1:]
-        counted = real_rows[..., None] & self.counted_codebooks[tgt_modality][:, None]  # [B, T-1, K]
+        counted = self.counted_targets(tgt_mask, tgt_modality)  # [B, T-1, K]
         used_slots = int(counted.any(dim=(0, 1)).nonzero().max().item()) + 1 if bool(counted.any()) else 1
         row_modality = tgt_modality[:, None].expand_as(real_rows)[real_rows]  # [N]
         states = hidden[real_rows]  # [N, d]
