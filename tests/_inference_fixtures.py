@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,9 +56,14 @@ def make_tokenizer_dirs(root: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def make_model_folder(
-    root: Path, tasks: list[str] | None = None, seed: int = 1, tokenizer_dirs: dict[str, Path] | None = None
+    root: Path,
+    tasks: list[str] | None = None,
+    seed: int = 1,
+    tokenizer_dirs: dict[str, Path] | None = None,
+    **config: Any,
 ) -> Path:
-    """An exported tiny model folder ``root/model`` (random weights) with its tokenizers inside.
+    """An exported tiny model folder ``root/model`` (random weights) with its tokenizers inside;
+    ``config`` changes the :class:`TranslatorConfig`.
 
     Seed 1 by default: a random model whose greedy OMR output depends on its input (with the
     layout-2 vocabulary, the one of seed 0 repeats one token whatever it is shown).
@@ -78,6 +84,7 @@ def make_model_folder(
         subdecoder_heads=2,
         max_source_len=2048,  # 20 s audio windows are 1723 rows
         max_target_len=128,
+        **config,
     )
     torch.manual_seed(seed)
     model = Translator(config, vocab)

@@ -276,6 +276,31 @@ def test_attention_weights_are_what_the_layers_computed(model, test_set, tmp_pat
     assert main(["eval", "attention", str(image), str(tmp_path / "x.jpg"), "--checkpoint", str(model)]) == 2
 
 
+def test_attention_of_a_model_reading_whole_columns_maps_each_position_to_its_column(test_set, tmp_path):
+    """With ``source_columns`` the memory holds one position per code column: the alignment
+    spreads each frame over the image's columns as the rows' version does (sums to 1 per frame)."""
+    from umt.evaluate.attention import ImageColumns, attention_alignment
+    from umt.inference import GenerationConfig, TranslationPipeline
+
+    folder = fx.make_model_folder(tmp_path, source_columns=True)
+    pipeline = TranslationPipeline.from_pretrained(folder)
+    image = test_set.parent / json.loads(test_set.read_text().splitlines()[0])["image"]
+    source = pipeline.image_file_rows(image)
+    rows = pipeline.generate("i2a", [source], GenerationConfig(max_len=12, temperature=1.0))[0].rows
+    alignment, per_system, systems = attention_alignment(pipeline, image, source, rows)
+    by_row = ImageColumns.of(source[:, 0], pipeline.vocab)
+    whole = ImageColumns.of(source[:, 0], pipeline.vocab, whole_columns=True)
+    columns = [int(by_row.column[by_row.system == s].max()) + 1 for s in range(len(systems))]
+    assert [attention.shape[1] for attention in per_system] == columns
+    assert sorted(set(zip(whole.system.tolist(), whole.column.tolist()))) == sorted(
+        set(zip(by_row.system.tolist(), by_row.column.tolist()))
+    )  # one entry per column, the special rows' (-1, -1) once each
+    assert (whole.column >= 0).sum() == sum(columns)
+    total = sum(attention.sum(axis=1) for attention in per_system)
+    assert np.all(total > 0.0) and np.all(total <= 1.0 + 1e-5)
+    assert len(alignment["frames"]) == len(rows)
+
+
 def test_int8_evaluation_records_its_dtype_and_is_not_mixed_with_fp32(model, test_set, tmp_path, capsys):
     out = tmp_path / "omr-int8"
     assert _eval("omr", model, test_set, out, "--dtype", "int8") == 0

@@ -649,3 +649,73 @@ def test_midi_outputs_can_go_on_past_eos() -> None:
     stopping = Translator(replace(model.config, stop_at_midi_eos=True), VOCAB)
     stopping.load_state_dict(model.state_dict())
     assert stopping.eval().generate(src, src_mask, None, torch.tensor([MIDI]), 8, temperature=0).shape[1] == 2
+
+
+# ------------------------------------------------------------ source columns
+
+
+def image_source(shapes: list[tuple[int, int]], seed: int = 0) -> torch.Tensor:
+    """SOS, systems of random codes of ``(height, width)`` each (vertical flattening), EOS."""
+    from umt.tokenizers.image import flatten_systems
+
+    generator = np.random.default_rng(seed)
+    grids = [generator.integers(0, 16, (h, w, VOCAB.modality_codebooks("image"))) for h, w in shapes]
+    sos = VOCAB.special_row(VOCAB.sos("image"))[None]
+    eos = VOCAB.special_row(VOCAB.eos("image"))[None]
+    return torch.from_numpy(np.concatenate([sos, flatten_systems(grids, VOCAB), eos]))
+
+
+def test_source_columns_read_each_code_column_as_one_position() -> None:
+    model = make_model(dtype=torch.float64, source_columns=True).eval()
+    sources = [
+        image_source([(3, 5)]),
+        image_source([(2, 4), (4, 3)], seed=1),
+        audio_rows(7, torch.Generator()),
+    ]
+    src, src_mask = pad_batch(sources)
+    modality = model.source_modality_of(src)
+    rows = model.embed_source_rows(src) + model.source_positions(src[..., 0], modality)
+    out, mask = model.read_columns(rows, src[..., 0], src_mask, modality)
+    # SOS, height, 5 columns, EOS | SOS, height, 4 columns, SEP, height, 3 columns, EOS | 9 audio rows
+    assert mask.sum(1).tolist() == [8, 12, 9]
+    slots = torch.zeros(VOCAB.config.max_image_height, rows.shape[-1], dtype=torch.float64)
+    slots[:3] = rows[0, 5:8]  # column 1 of the first system: rows 2..4 are column 0
+    torch.testing.assert_close(out[0, 3], model.source_column_projection(slots.flatten()))
+    slots = torch.zeros_like(slots)
+    slots[:4] = rows[1, 12:16]  # the second system's first column, after SEP (10) and its height (11)
+    torch.testing.assert_close(out[1, 8], model.source_column_projection(slots.flatten()))
+    alone = {0: {0: 0, 1: 1, 7: 17}, 1: {0: 0, 1: 1, 6: 10, 7: 11, 11: 24}, 2: {i: i for i in range(9)}}
+    for b, positions in alone.items():  # rows of their own (special rows, audio) pass as they are
+        for position, row in positions.items():
+            torch.testing.assert_close(out[b, position], rows[b, row])
+
+
+@pytest.mark.parametrize("target", ["lmx", "audio"])
+def test_source_columns_keep_cached_batched_and_teacher_forced_paths_equal(target: str) -> None:
+    model = make_model(seed=2, dtype=torch.float64, source_columns=True).eval()
+    sources = [image_source([(3, 5)]), image_source([(2, 4), (4, 3)], seed=1), image_source([(4, 2)])]
+    src, src_mask = pad_batch(sources)
+    tgt_modality = torch.full((3,), PAPER_MODALITIES.index(target))
+    cached = model.generate(src, src_mask, None, tgt_modality, 10, temperature=0)
+    assert torch.equal(
+        cached, model.generate(src, src_mask, None, tgt_modality, 10, temperature=0, use_cache=False)
+    )
+    for i, source in enumerate(sources):
+        alone = model.generate(
+            source[None],
+            torch.ones(1, len(source), dtype=torch.bool),
+            None,
+            tgt_modality[:1],
+            10,
+            temperature=0,
+        )
+        assert torch.equal(alone[0], cached[i, : alone.shape[1]])
+    logits = model(src, src_mask, cached, torch.ones(cached.shape[:2], dtype=torch.bool), tgt_modality)
+    for b in range(3):
+        steps = int((cached[b, 1:, 0] != PAD_ID).sum())
+        assert torch.equal(logits[b, :steps, 0].argmax(-1), cached[b, 1 : steps + 1, 0])
+
+
+def test_source_columns_need_the_umt_layout_of_systems() -> None:
+    with pytest.raises(ValueError, match="source_columns"):
+        TranslatorConfig.tiny(source_columns=True, source_systems="umust", separate_embeddings=True)

@@ -66,8 +66,9 @@ class DemoSettings:
     sources: tuple[str, ...] = ("bach", "joplin", "schumann", "others")
     max_pieces: int = 12
     """Pieces per corpus source."""
-    procedural: int = 36
-    """Generated grand-staff piano pieces."""
+    procedural: int = 150
+    """Generated grand-staff piano pieces (150, not 36: with a quarter of the data the model learnt
+    LMX's grammar but not to read the image; README, "The demo")."""
     excerpts_per_piece: int = 6
     max_measures: int = 2
     """Excerpts are 1..max_measures measures long (one system each)."""
@@ -75,7 +76,7 @@ class DemoSettings:
     image_tokenizer_steps: int = 3000
     audio_tokenizer_steps: int = 300
     # translator
-    translator_steps: int = 900
+    translator_steps: int = 1800
     batch_size: int = 8
     omr_weight: float = 4.0
     """OMR's mixture weight (M2A and I2A have 1). The loss is the mean over every counted target

@@ -65,10 +65,14 @@ class ImageColumns:
     column: np.ndarray
 
     @classmethod
-    def of(cls, src_ids: np.ndarray, vocab: Any) -> ImageColumns:
-        """From the codebook-0 ids of a framed image source (SOS, height, codes, sep, ..., EOS)."""
+    def of(cls, src_ids: np.ndarray, vocab: Any, whole_columns: bool = False) -> ImageColumns:
+        """From the codebook-0 ids of a framed image source (SOS, height, codes, sep, ..., EOS).
+
+        ``whole_columns``: one entry per encoder position of a model that reads each code column
+        as one position (``TranslatorConfig.source_columns``) instead of one per row."""
         system = np.full(len(src_ids), -1)
         column = np.full(len(src_ids), -1)
+        keep = np.ones(len(src_ids), dtype=bool)
         codes, heights = vocab.codebook_range("image", 0), vocab["image/height"]
         current, height, seen = -1, 0, 0
         for index, token in enumerate(int(t) for t in src_ids):
@@ -77,7 +81,10 @@ class ImageColumns:
                 current, height, seen = current + 1, size, 0
             elif codes.contains(token) and height:
                 system[index], column[index] = current, seen // height
+                keep[index] = seen % height == 0
                 seen += 1
+        if whole_columns:
+            return cls(system[keep], column[keep])
         return cls(system, column)
 
 
@@ -122,7 +129,8 @@ def attention_alignment(
     batch = {k: v.to(pipeline.device) for k, v in batch.items()}
     weights = torch.stack(layer_weights(pipeline.model, batch)).mean(dim=(0, 2))[0].cpu().numpy()
     weights = weights[: len(generated)]  # query i (after SOS and i rows) predicts frame i
-    columns = ImageColumns.of(batch["src"][0, :, 0].cpu().numpy(), pipeline.vocab)
+    whole = pipeline.model.config.source_columns
+    columns = ImageColumns.of(batch["src"][0, :, 0].cpu().numpy(), pipeline.vocab, whole_columns=whole)
     per_system = column_attention(weights, columns)
     systems = _system_images(pipeline, image)
     return _alignment(per_system, systems, pipeline), per_system, systems

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from umt.generation.filters import LogitFilter, choose, sampling_filters
-from umt.models.positions import ModalityPositions
-from umt.models.source_layout import pad_systems_to_tallest
+from umt.models.positions import ModalityPositions, image_positions
+from umt.models.source_layout import column_groups, pad_systems_to_tallest
 from umt.models.subdecoder import CodebookSubDecoder
 from umt.models.transformer import DecoderLayer, EncoderLayer, KVCache
 from umt.vocab import PAD_ID, Vocabulary
@@ -93,6 +93,11 @@ class TranslatorConfig:
     (:func:`umt.tokenizers.image.flatten_systems`), or ``"umust"``, every system padded below to
     the tallest with a fill row, as U-MusT reads them (:mod:`umt.models.source_layout`; needs
     ``separate_embeddings``, whose source table gets the fill row)."""
+    source_columns: bool = False
+    """True: each code column of a source image enters the encoder as one position, its rows'
+    embeddings (id + 2-D position) side by side in ``max_image_rows`` slots, projected to ``d``
+    (:meth:`Translator.read_columns`); the other rows keep a position each. The encoder then reads
+    a system's ``h`` times fewer positions, and the decoder looks along the score from left to right."""
     stop_at_midi_eos: bool = True
     """False reproduces U-MusT, whose MIDI outputs never end on EOS (their EOS row pads codebooks
     1.. with an id their output masks forbid there): generation then runs to ``max_len``."""
@@ -124,6 +129,8 @@ class TranslatorConfig:
             raise ValueError(
                 f"TranslatorConfig.source_systems must be 'umt' or 'umust', got {self.source_systems!r}"
             )
+        if self.source_columns and self.source_systems != "umt":
+            raise ValueError("TranslatorConfig.source_columns needs source_systems='umt'")
         if self.source_systems == "umust" and not self.separate_embeddings:
             raise ValueError(
                 "TranslatorConfig.source_systems='umust' needs separate_embeddings (the fill row)"
@@ -207,6 +214,8 @@ class Translator(nn.Module):
         self.target_positions = ModalityPositions(
             vocab, config.max_target_len, max_rows, d, "umust-target" if umust else "umt"
         )
+        if config.source_columns:
+            self.source_column_projection = nn.Linear(max_rows * d, d)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.encoder = nn.ModuleList(
             EncoderLayer(
@@ -416,18 +425,46 @@ class Translator(nn.Module):
         return index
 
     # ------------------------------------------------------------ main parts
-    def encode(self, src: Tensor, src_mask: Tensor, src_modality: Tensor, tgt_modality: Tensor) -> Tensor:
-        """``src [B, S, K]``, ``src_mask [B, S]`` -> memory ``[B, S, d]``."""
-        x = (
-            self.embed_source_rows(src)
-            + self.source_positions(src[..., 0], src_modality)
-            + self.target_modality_embedding(tgt_modality)[:, None]
-        )
-        x = self.embedding_dropout(x)
+    def encode(
+        self, src: Tensor, src_mask: Tensor, src_modality: Tensor, tgt_modality: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``src [B, S, K]``, ``src_mask [B, S]`` (the rows attended to) -> memory ``[B, S', d]`` and
+        its mask ``[B, S']``: ``S' = S`` and the mask ``src_mask`` unless
+        :attr:`TranslatorConfig.source_columns`."""
+        x = self.embed_source_rows(src) + self.source_positions(src[..., 0], src_modality)
+        if self.config.source_columns:
+            x, src_mask = self.read_columns(x, src[..., 0], src_mask, src_modality)
+        x = self.embedding_dropout(x + self.target_modality_embedding(tgt_modality)[:, None])
         attn_mask = src_mask[:, None, None, :]
         for layer in self.encoder:
             x = layer(x, attn_mask)
-        return self.encoder_norm(x)
+        return self.encoder_norm(x), src_mask
+
+    def read_columns(
+        self, x: Tensor, first_ids: Tensor, src_mask: Tensor, src_modality: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Embedded source rows ``x [B, S, d]`` -> one position per image code column ``[B, S', d]``
+        and the mask of the positions ``[B, S']`` (:func:`column_groups`). A column is
+        ``Linear(max_rows * d, d)`` of its rows' embeddings, each in the slot of its row (zeros below
+        the system's height); rows of their own (special rows, non-image sources) pass as they are."""
+        positions = self.source_positions
+        rows, _ = image_positions(
+            first_ids, positions.height_start, positions.height_stop, positions.max_rows
+        )
+        is_image = src_modality == positions.image_index
+        group, slot, is_column, group_mask = column_groups(rows, src_mask, is_image, positions.max_rows)
+        batch = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(group)
+        in_column = src_mask & is_image[:, None] & (rows < positions.max_rows)
+        alone = src_mask & ~in_column
+        out = x.new_zeros(*group_mask.shape, x.shape[-1])
+        out = out.index_put((batch[alone], group[alone]), x[alone])
+        if bool(is_column.any()):
+            column_index = torch.cumsum(is_column.flatten(), 0).view_as(is_column) - 1  # [B, S']
+            target = column_index[batch[in_column], group[in_column]]
+            grid = x.new_zeros(int(is_column.sum()), positions.max_rows, x.shape[-1])
+            grid = grid.index_put((target, slot[in_column]), x[in_column])
+            out = out.masked_scatter(is_column[..., None], self.source_column_projection(grid.flatten(1)))
+        return out, group_mask
 
     def _memory_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         return [layer.cross_attn.project_memory(memory) for layer in self.decoder]
@@ -524,9 +561,11 @@ class Translator(nn.Module):
         if src_modality is None:
             src_modality = self.source_modality_of(src)
         src, src_mask = self.prepare_source(src, src_mask, src_modality)
-        memory = self.encode(src, src_mask, src_modality, tgt_modality)
+        memory, memory_mask = self.encode(src, src_mask, src_modality, tgt_modality)
         decoder_in = tgt[:, :-1]
-        return self._decode(decoder_in, decoder_in[..., 0], tgt_modality, memory, src_mask[:, None, None, :])
+        return self._decode(
+            decoder_in, decoder_in[..., 0], tgt_modality, memory, memory_mask[:, None, None, :]
+        )
 
     def counted_targets(self, tgt_mask: Tensor, tgt_modality: Tensor) -> Tensor:
         """The (row, codebook) targets :meth:`loss` counts ``[B, T-1, K]``: the real rows after SOS
@@ -688,9 +727,9 @@ class Translator(nn.Module):
             src_modality, tgt_modality = src_modality.repeat(2), tgt_modality.repeat(2)
         batch = src.shape[0]
         src, src_mask = self.prepare_source(src, src_mask, src_modality)
-        memory = self.encode(src, src_mask, src_modality, tgt_modality)
+        memory, memory_mask = self.encode(src, src_mask, src_modality, tgt_modality)
         memory_kv = self._memory_kv(memory)
-        memory_mask = src_mask[:, None, None, :]
+        memory_mask = memory_mask[:, None, None, :]
         out = torch.full((batch, max_len, self.num_codebooks), PAD_ID, dtype=torch.long, device=src.device)
         out[:, 0, 0] = self.sos_ids[tgt_modality]
         eos = self.eos_ids[tgt_modality]
