@@ -127,6 +127,9 @@ PRESETS: dict[str, DemoSettings] = {
             "model.ff_dim=128",
             "model.encoder_layers=1",
             "model.decoder_layers=1",
+            # Rows, not columns: the 24-step model reading columns writes no pitch at all, so its
+            # cascade makes no sound, and the web app's checks of the cascade need one.
+            "model.source_columns=false",
             "trainer.log_every_n_steps=2",
         ),
         eval_excerpts=2,
