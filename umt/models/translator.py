@@ -7,6 +7,8 @@ Shapes: ``B`` batch, ``S`` source rows, ``T`` target rows, ``K`` codebooks, ``V`
   vocabulary, PAD = 0), plus a positional embedding specific to the sequence's modality
   (:mod:`umt.models.positions`: 2-D for images, 1-D otherwise). Every encoder position also gets a
   learned embedding of the *target* modality, which tells the encoder the task.
+* With ``source_columns``, each code column of a source image becomes one encoder position
+  (:meth:`Translator.read_columns`): the memory is then ``[B, S', d]`` with ``S'`` well below ``S``.
 * Source modality: taken from ``src_modality`` when given, otherwise from the SOS id in
   ``src[:, 0, 0]`` (``vocab.sos(modality)``). Modality indices are ``vocab.modality_index(name)``.
 * Encoder and decoder: pre-LN blocks (:mod:`umt.models.transformer`).
