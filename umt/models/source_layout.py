@@ -84,25 +84,22 @@ def laid_out_rows(content: Tensor, vocab: Vocabulary) -> int:
     return len(content) if laid_out is None else len(laid_out) - 2
 
 
-def column_groups(
-    rows: Tensor, src_mask: Tensor, is_image: Tensor, special_row: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def column_groups(rows: Tensor, src_mask: Tensor, in_column: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Which encoder position each source row joins when an image's code columns are read whole.
 
-    ``rows [B, S]``: each row's row index in its column (:func:`umt.models.positions.image_positions`;
-    ``special_row`` for SOS, height, SEP, EOS and PAD), ``src_mask [B, S]``, ``is_image [B]``.
-    Every code column becomes one position, every other real row one of its own, in order.
-    Returns ``group [B, S]`` (the position of each real row; 0 on padding), ``slot [B, S]`` (the
-    row within its column; 0 for rows of their own), ``is_column [B, S']`` and ``group_mask
+    ``rows [B, S]``: each row's row index in its column (:func:`umt.models.positions.image_positions`),
+    ``src_mask [B, S]``, ``in_column [B, S]``: the real rows that are codes of an image. Every code
+    column (its rows from row 0 on) becomes one position, every other real row one of its own, in
+    order. Returns ``group [B, S]`` (the position of each real row; 0 on padding), ``slot [B, S]``
+    (the row within its column; 0 for rows of their own), ``is_column [B, S']`` and ``group_mask
     [B, S']`` (True on each item's leading positions).
     """
-    content = is_image[:, None] & (rows < special_row)
-    starts = src_mask & (~content | (rows == 0))
+    starts = src_mask & (~in_column | (rows == 0))
     group = (torch.cumsum(starts.long(), dim=1) - 1).clamp(min=0) * src_mask
     counts = starts.sum(dim=1)
     length = max(int(counts.max()), 1)
     group_mask = torch.arange(length, device=rows.device)[None, :] < counts[:, None]
     is_column = torch.zeros(group_mask.shape, dtype=torch.long, device=rows.device)
-    is_column = is_column.scatter_add(1, group, (content & src_mask).long()) > 0
-    slot = torch.where(content, rows, 0)
+    is_column = is_column.scatter_add(1, group, in_column.long()) > 0
+    slot = torch.where(in_column, rows, 0)
     return group, slot, is_column, group_mask

@@ -454,9 +454,9 @@ class Translator(nn.Module):
             first_ids, positions.height_start, positions.height_stop, positions.max_rows
         )
         is_image = src_modality == positions.image_index
-        group, slot, is_column, group_mask = column_groups(rows, src_mask, is_image, positions.max_rows)
+        in_column = src_mask & is_image[:, None] & (rows < positions.max_rows)  # max_rows: special rows
+        group, slot, is_column, group_mask = column_groups(rows, src_mask, in_column)
         batch = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(group)
-        in_column = src_mask & is_image[:, None] & (rows < positions.max_rows)
         alone = src_mask & ~in_column
         out = x.new_zeros(*group_mask.shape, x.shape[-1])
         out = out.index_put((batch[alone], group[alone]), x[alone])
