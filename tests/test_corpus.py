@@ -264,6 +264,28 @@ def test_cli_builds_procedural_corpus(tmp_path, capsys):
     assert Image.open(tmp_path / record["png_degraded"][0]).size == clean.size
 
 
+def test_cli_staff_height_sets_the_rendered_staves(tmp_path):
+    from PIL import Image
+
+    args = ["corpus", "build", "--out", str(tmp_path), "--sources", "none", "--procedural", "1"]
+    status = umt_main(
+        [*args, "--excerpts-per-piece", "1", "--no-audio", "--no-progress", "--staff-height", "27"]
+    )
+    assert status == 0
+    (record,) = cb.read_manifest(tmp_path)
+    heights = staff_heights(np.asarray(Image.open(tmp_path / record["png"]).convert("L")))
+    assert len(heights) == 2 and all(abs(h - 27) <= 1.0 for h in heights), heights
+
+
+@pytest.mark.parametrize("height", ["3", "500"])
+def test_cli_refuses_an_unusable_staff_height_in_one_line(tmp_path, capsys, height):
+    args = ["corpus", "build", "--out", str(tmp_path), "--sources", "none", "--procedural", "1", "--no-audio"]
+    assert umt_main([*args, "--staff-height", height]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("umt: error:") and "--staff-height" in err and height in err and "\n" not in err
+    assert not (tmp_path / cb.MANIFEST).exists()
+
+
 def test_hostile_user_xml_is_refused(tmp_path):
     path = tmp_path / "bomb.musicxml"
     path.write_text(

@@ -328,6 +328,20 @@ def test_quick_demo_writes_a_report_with_measured_numbers(quick_demo):
     assert set(model["tokenizers"]) == {"image", "audio"}
 
 
+def test_the_corpus_and_the_image_tokenizer_share_the_demo_staff_height(quick_demo):
+    from PIL import Image
+
+    from umt.data.corpus_builder import read_manifest
+    from umt.data.render import staff_heights
+
+    wanted = json.loads((quick_demo / "demo.json").read_text())["settings"]["staff_height"]
+    config = json.loads((quick_demo / "tokenizers/image/tokenizer/config.json").read_text())
+    assert config["preprocess"]["target_staff_height"] == wanted
+    record = read_manifest(quick_demo / "corpus")[0]
+    heights = staff_heights(np.asarray(Image.open(quick_demo / "corpus" / record["png"]).convert("L")))
+    assert heights and all(abs(h - wanted) <= 1.0 for h in heights), heights
+
+
 def test_source_reliance_weighs_every_token_alike_and_sees_no_difference_in_one_image(quick_demo):
     from umt.evaluation import corpus_excerpts, read_lmx, source_reliance, teacher_forced_loss
     from umt.inference import TranslationPipeline

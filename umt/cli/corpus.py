@@ -29,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--files", nargs="*", default=[], help="extra score files (MusicXML/MXL/kern)")
     build.add_argument("--degrade", type=int, default=0, help="degraded PNG copies per excerpt")
+    build.add_argument(
+        "--staff-height",
+        type=int,
+        default=None,
+        help="px from a staff's top line to its bottom line (default: umt.data.render.STAFF_HEIGHT_PX)",
+    )
     build.add_argument("--no-audio", action="store_true", help="skip the WAV files (no FluidSynth needed)")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=run_build)
@@ -55,6 +61,7 @@ def run_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         audio=not args.no_audio,
         degrade_copies=args.degrade,
+        **({} if args.staff_height is None else {"staff_height": args.staff_height}),
         extra_files=list(args.files),
         progress=not args.no_progress,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from umt.data import excerpts as ex
+from umt.data.render import STAFF_HEIGHT_PX
 from umt.errors import UserError
 from umt.musicscore.metadata import prompt, score_fields
 from umt.tokenizers import lmx
@@ -51,6 +52,7 @@ class BuildOptions:
     audio: bool = True
     lmx: bool = True
     degrade_copies: int = 0  # degraded PNG variants per excerpt (training augmentation)
+    staff_height: int = STAFF_HEIGHT_PX  # px from a staff's top line to its bottom line in the PNGs
     extra_files: list[str] = field(default_factory=list)  # user score files (source "files")
     progress: bool = True
 
@@ -195,7 +197,7 @@ def _process_piece(ref: ex.PieceRef, options: BuildOptions) -> tuple[list[dict],
             if not _file_done(png_path) or any(not _file_done(out / p) for p in degraded):
                 from umt.data.render import png_bytes, render_musicxml
 
-                image = render_musicxml(xml)
+                image = render_musicxml(xml, staff_height=options.staff_height)
                 if not _file_done(png_path):
                     atomic_write_bytes(png_path, png_bytes(image))
                 for index, path in enumerate(degraded):
@@ -248,6 +250,8 @@ def build_corpus(options: BuildOptions) -> BuildSummary:
         raise UserError(f"--workers must be at least 1, not {options.workers}")
     if options.max_measures < 1:
         raise UserError(f"--max-measures must be at least 1, not {options.max_measures}")
+    if not 8 <= options.staff_height <= 200:
+        raise UserError(f"--staff-height must be 8 to 200 px, not {options.staff_height}")
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_files(out)  # a killed run's half-written files
