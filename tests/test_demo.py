@@ -30,7 +30,7 @@ needs_fluidsynth = pytest.mark.skipif(
 # ----------------------------------------------------------------------------- configuration
 def test_presets_fit_their_tokenizers_to_the_vocabulary():
     from umt.cli.tokenizer import compose_tokenizer_config
-    from umt.demo import PRESETS, DemoContext, demo_vocabulary, translator_config
+    from umt.demo import PRESETS, DemoContext, demo_vocabulary, image_tokenizer_config, translator_config
 
     vocab = demo_vocabulary()
     image = compose_tokenizer_config("rqvae_demo", [])
@@ -39,7 +39,12 @@ def test_presets_fit_their_tokenizers_to_the_vocabulary():
     assert image.model.num_codebooks == vocab.modality_codebooks("image")
     assert audio.model.codebook_size == vocab.codebook_range("audio", 0).size
     for name, settings in PRESETS.items():
-        cfg = translator_config(DemoContext(out=Path("/tmp/x"), settings=settings))
+        context = DemoContext(out=Path("/tmp/x"), settings=settings)
+        # the image tokenizer normalises staves to the height the corpus draws them at
+        tokenizer = image_tokenizer_config(context)
+        assert tokenizer.preprocess.target_staff_height == settings.staff_height, name
+        assert tokenizer.trainer.max_steps == settings.image_tokenizer_steps, name
+        cfg = translator_config(context)
         assert cfg.trainer.max_steps == settings.translator_steps, name
         starts = [entry.start for entry in cfg.mixture.entries]
         # the curriculum keeps its order and shape at every budget: OMR, then M2A, then I2A
@@ -51,6 +56,8 @@ def test_presets_fit_their_tokenizers_to_the_vocabulary():
         assert weights[0] == settings.omr_weight and weights[1:] == [1.0, 1.0], name
         if name != "quick":
             assert settings.omr_weight >= 4, name
+    # the default's staves differ from the YAML's, so the check above sees the demo's own value
+    assert PRESETS["default"].staff_height != image.preprocess.target_staff_height
 
 
 def test_unknown_preset_and_setting_are_one_line_errors(capsys, tmp_path):

@@ -55,6 +55,7 @@ from umt.utils.io import atomic_write, atomic_write_text, path_for_list
 from umt.vocab import vocabulary_from_dict
 
 SETTINGS_FILE = "demo.json"
+IMAGE_FILES = "image-files.txt"  # in tokenizer_runs: the image tokenizer's training images
 TIMINGS_FILE = "timings.json"
 
 
@@ -325,16 +326,14 @@ def _train_files(context: DemoContext, kind: str) -> list[str]:
     ]
 
 
-def train_image_tokenizer(context: DemoContext) -> Path:
-    target = context.tokenizer_dir("image")
-    if (target / "config.json").is_file():
-        return target
-    manifest = _file_list(context.tokenizer_runs / "image-files.txt", _train_files(context, "png"))
-    cfg = compose_tokenizer_config(
+def image_tokenizer_config(context: DemoContext):
+    """The composed training config of the demo's image tokenizer (it reads the list of training
+    images that :func:`train_image_tokenizer` writes)."""
+    return compose_tokenizer_config(
         "rqvae_demo",
         [
-            f"data.images='{manifest}'",
-            f"output_dir='{target.parent}'",
+            f"data.images='{context.tokenizer_runs / IMAGE_FILES}'",
+            f"output_dir='{context.tokenizer_dir('image').parent}'",
             f"trainer.max_steps={context.settings.image_tokenizer_steps}",
             f"preprocess.target_staff_height={float(context.settings.staff_height)}",
             f"trainer.accelerator={context.accelerator()}",
@@ -343,7 +342,14 @@ def train_image_tokenizer(context: DemoContext) -> Path:
             f"seed={context.settings.seed}",
         ],
     )
-    return train_rqvae(cfg)
+
+
+def train_image_tokenizer(context: DemoContext) -> Path:
+    target = context.tokenizer_dir("image")
+    if (target / "config.json").is_file():
+        return target
+    _file_list(context.tokenizer_runs / IMAGE_FILES, _train_files(context, "png"))
+    return train_rqvae(image_tokenizer_config(context))
 
 
 def train_audio_tokenizer(context: DemoContext) -> Path:
